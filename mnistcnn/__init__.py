@@ -1,0 +1,31 @@
+"""mnistcnn: one architecture spec, compiled by PyTorch and Keras, compared honestly.
+
+``import mnistcnn`` loads no framework: a backend is imported when ``build`` asks for it.
+"""
+from __future__ import annotations
+
+from . import zoo
+from .errors import BackendUnavailableError, DataError, MnistCnnError, SpecError
+from .spec import (
+    Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ModelSpec,
+    SpatialDropout2D,
+)
+
+__version__ = "0.1.0"
+
+
+def build(spec, backend: str = "torch"):
+    """Compile a spec (a ModelSpec or a zoo name) into a native model of ``backend``:
+    a torch.nn.Module taking (N, C, H, W), or a keras.Model taking (N, H, W, C)."""
+    from .backends import get_backend
+
+    if isinstance(spec, str):
+        spec = zoo.get(spec)
+    return get_backend(backend).build(spec)
+
+
+__all__ = [
+    "Activation", "AvgPool2D", "BackendUnavailableError", "BatchNorm", "Conv2D", "DataError",
+    "Dense", "Dropout", "Flatten", "MaxPool2D", "MnistCnnError", "ModelSpec", "SpatialDropout2D",
+    "SpecError", "build", "zoo",
+]

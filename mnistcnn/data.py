@@ -1,0 +1,226 @@
+"""MNIST and Fashion-MNIST from IDX files, parsed with numpy (no torchvision).
+
+Where the files are looked for, in order:
+  1. the ``data_dir`` argument (``--data-dir`` on the command line);
+  2. the environment variable MNISTCNN_DATA_DIR;
+  3. the cache directory (``$XDG_CACHE_HOME/mnistcnn/<dataset>``, default ~/.cache/...),
+     or for Fashion-MNIST Debian's /usr/share/datasets/fashion-mnist when complete.
+A file missing from the chosen directory is downloaded there from the public mirrors
+(each tried in turn), its md5 verified, and written atomically (temp file + rename).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._io import atomic_write_bytes
+from .errors import DataError
+
+ENV_VAR = "MNISTCNN_DATA_DIR"
+
+#: role -> (file name, md5 of the .gz file)
+DATASETS = {
+    "mnist": {
+        "files": {
+            "train_images": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            "train_labels": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+            "test_images": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+            "test_labels": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+        },
+        "mirrors": [
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ],
+        "system_dirs": [],
+        # mean and std of the training pixels scaled to [0, 1]
+        "mean_std": (0.1307, 0.3081),
+    },
+    "fashion-mnist": {
+        "files": {
+            "train_images": ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+            "train_labels": ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+            "test_images": ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+            "test_labels": ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+        },
+        "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "system_dirs": ["/usr/share/datasets/fashion-mnist"],
+        "mean_std": (0.2860, 0.3530),
+    },
+}
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Raw arrays: images uint8 (N, 28, 28), labels uint8 (N,)."""
+
+    name: str
+    directory: Path
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse an IDX file's bytes (already decompressed) into a numpy array."""
+    hint = f"; delete {name} so it is downloaded again, or replace it with a genuine copy"
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise DataError(
+            f"{name} is not an IDX file: bad magic number {data[:4].hex() or '(empty)'} "
+            f"(expected 0000 08 0N){hint}"
+        )
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise DataError(f"{name} is truncated inside its header ({len(data)} bytes){hint}")
+    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise DataError(
+            f"{name} is truncated or padded: its header says {'x'.join(map(str, dims))} "
+            f"({expected} bytes of data) but it holds {len(data) - header}{hint}"
+        )
+    return np.frombuffer(data, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_idx(path, md5: str | None = None) -> np.ndarray:
+    """Read a .gz or plain IDX file, checking the md5 of a .gz file when given."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if md5 and path.suffix == ".gz":
+        got = hashlib.md5(raw).hexdigest()
+        if got != md5:
+            raise DataError(
+                f"{path} has md5 {got}, expected {md5}: the file is corrupt or a different "
+                f"version. Delete it so it is downloaded again, or replace it with a genuine copy."
+            )
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{path} is not a readable gzip file ({e}); delete it and download again.") from None
+    return parse_idx(raw, str(path))
+
+
+def default_dir(dataset: str = "mnist") -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "mnistcnn" / dataset
+
+
+def _complete(directory: Path, files) -> bool:
+    return all((directory / n).exists() or (directory / n[:-3]).exists() for n, _ in files.values())
+
+
+def locate(dataset: str = "mnist", data_dir=None) -> Path:
+    """The directory to read ``dataset`` from (which may still lack files)."""
+    if dataset not in DATASETS:
+        raise DataError(f"Unknown dataset {dataset!r}. Valid datasets: {', '.join(DATASETS)}.")
+    if data_dir:
+        return Path(data_dir)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    info = DATASETS[dataset]
+    for d in info["system_dirs"]:
+        if _complete(Path(d), info["files"]):
+            return Path(d)
+    return default_dir(dataset)
+
+
+def download(url: str, timeout: float = 30) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (http(s) mirrors)
+        return r.read()
+
+
+def fetch(dataset: str, directory: Path, mirrors=None) -> None:
+    """Download every missing file of ``dataset`` into ``directory``, md5-verified."""
+    info = DATASETS[dataset]
+    mirrors = info["mirrors"] if mirrors is None else mirrors
+    for name, md5 in info["files"].values():
+        if (directory / name).exists() or (directory / name[:-3]).exists():
+            continue
+        errors = []
+        for mirror in mirrors:
+            try:
+                data = download(mirror + name)
+            except OSError as e:
+                errors.append(f"{mirror}{name}: {e}")
+                continue
+            got = hashlib.md5(data).hexdigest()
+            if got == md5:
+                atomic_write_bytes(directory / name, data)
+                break
+            errors.append(f"{mirror}{name}: md5 {got}, expected {md5}")
+        else:
+            raise DataError(
+                f"{directory / name} is missing and downloading it failed from every mirror:\n  "
+                + "\n  ".join(errors or ["(no mirrors)"])
+                + f"\nFix: copy the genuine file (md5 {md5}) into {directory}, or point "
+                f"--data-dir / {ENV_VAR} at a directory that has it."
+            )
+
+
+def load(dataset: str = "mnist", data_dir=None, download: bool = True) -> Dataset:
+    """Load the raw train and test arrays, downloading missing files if allowed."""
+    directory = locate(dataset, data_dir)
+    files = DATASETS[dataset]["files"]
+    if download:
+        fetch(dataset, directory)
+    arrays = {}
+    for role, (name, md5) in files.items():
+        path = directory / name
+        if not path.exists() and (directory / name[:-3]).exists():
+            path = directory / name[:-3]
+        if not path.exists():
+            raise DataError(
+                f"{path} is missing (downloading is off). Fix: copy the genuine file "
+                f"(md5 {md5}) there, or point --data-dir / {ENV_VAR} at a directory that has it."
+            )
+        arrays[role] = read_idx(path, md5)
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if x.ndim != 3 or y.ndim != 1:
+            raise DataError(
+                f"{directory}: {split} images must be 3-D and labels 1-D, got {x.shape} and {y.shape}; "
+                "are the image and label files swapped?"
+            )
+        if len(x) != len(y):
+            raise DataError(
+                f"{directory}: {len(x)} {split} images but {len(y)} {split} labels; "
+                "the files do not belong together."
+            )
+    return Dataset(dataset, directory, arrays["train_images"], arrays["train_labels"],
+                   arrays["test_images"], arrays["test_labels"])
+
+
+NORMALIZATIONS = ("unit", "standard")
+
+
+def normalize(images: np.ndarray, how: str = "standard", dataset: str = "mnist") -> np.ndarray:
+    """uint8 (N, H, W) -> float32 (N, 1, H, W): 'unit' divides by 255; 'standard' also
+    subtracts the training mean and divides by the training std (0.1307/0.3081 for MNIST)."""
+    if how not in NORMALIZATIONS:
+        raise DataError(f"Unknown normalisation {how!r}. Valid: {', '.join(NORMALIZATIONS)}.")
+    x = images.astype(np.float32)[:, None] / np.float32(255)
+    if how == "standard":
+        mean, std = DATASETS[dataset]["mean_std"]
+        x = (x - np.float32(mean)) / np.float32(std)
+    return x
+
+
+def split(x: np.ndarray, y: np.ndarray, val_size: int):
+    """Deterministic train/validation split: the LAST ``val_size`` examples validate
+    (Keras' validation_split rule; 50k/10k is the classic MNIST split)."""
+    if not 0 <= val_size < len(x):
+        raise DataError(f"val_size must be in [0, {len(x)}), got {val_size}.")
+    cut = len(x) - val_size
+    return (x[:cut], y[:cut]), (x[cut:], y[cut:])

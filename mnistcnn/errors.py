@@ -1,0 +1,17 @@
+"""The errors mnistcnn raises. Each message names the cause and the fix."""
+
+
+class MnistCnnError(Exception):
+    """Base class of every error raised on purpose by mnistcnn."""
+
+
+class SpecError(MnistCnnError, ValueError):
+    """An architecture spec that cannot work (bad argument, impossible shape)."""
+
+
+class BackendUnavailableError(MnistCnnError, ImportError):
+    """A backend was asked for whose framework is not installed."""
+
+
+class DataError(MnistCnnError, OSError):
+    """A data file that is missing, corrupt or not what it claims to be."""

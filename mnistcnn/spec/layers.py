@@ -1,0 +1,328 @@
+"""Framework-neutral layer kinds: frozen dataclasses with their own shape, parameter and
+multiply-add arithmetic. Pure Python: nothing here imports a framework or numpy.
+
+Shapes are (C, H, W) for feature maps and (F,) for flat vectors, batch excluded.
+Every argument is validated at construction ("Expected ... Received ..."); a layer
+that cannot take the shape it is given raises SpecError from ``output_shape``, and
+ModelSpec adds which layer of which spec it was.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import ClassVar, Union
+
+from ..errors import SpecError
+from .shapes import window_1d
+
+Shape = tuple  # (C, H, W) or (F,)
+Padding = Union[str, int, tuple]
+
+#: Activation names a Conv2D/Dense may carry inline (no parameters of their own).
+INLINE_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "gelu")
+#: Every name the Activation layer accepts.
+ACTIVATIONS = INLINE_ACTIVATIONS + ("leaky_relu",)
+
+#: BatchNorm (momentum, epsilon) of each framework's own layer, in the spec's convention.
+BN_PRESETS = {
+    "torch": {"momentum": 0.9, "epsilon": 1e-5},  # torch momentum=0.1 means keep 0.9
+    "keras": {"momentum": 0.99, "epsilon": 1e-3},
+}
+
+
+def _invalid(cls: str, arg: str, expected: str, value) -> SpecError:
+    return SpecError(
+        f"Invalid value for argument `{arg}` of {cls}. Expected {expected}. "
+        f"Received {arg}={value!r}."
+    )
+
+
+def _pair(cls: str, arg: str, value, allow_zero: bool = False) -> tuple[int, int]:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        pair = tuple(value)
+    else:
+        pair = (value, value)
+    low = 0 if allow_zero else 1
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in pair):
+        what = "non-negative" if allow_zero else "strictly positive"
+        raise _invalid(cls, arg, f"a {what} integer or a pair of them", value)
+    return pair
+
+
+def _positive_int(cls: str, arg: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _invalid(cls, arg, "a strictly positive integer", value)
+
+
+def _activation(cls: str, value) -> None:
+    if value is None or value in INLINE_ACTIVATIONS:
+        return
+    if value == "leaky_relu":
+        raise SpecError(
+            f"{cls}(activation='leaky_relu') hides the slope, which differs between "
+            "frameworks (Keras 0.3, PyTorch 0.01). Use activation=None followed by "
+            "Activation('leaky_relu', negative_slope=...)."
+        )
+    raise _invalid(cls, "activation", f"None or one of {list(INLINE_ACTIVATIONS)}", value)
+
+
+def _fmt(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _need_map(layer: "Layer", in_shape: Shape) -> tuple[int, int, int]:
+    if len(in_shape) != 3:
+        raise SpecError(
+            f"{type(layer).__name__} needs a feature map (C, H, W) but receives a flat "
+            f"vector of {in_shape[0]}; put it before Flatten()"
+        )
+    return in_shape
+
+
+class Layer:
+    """Base of every layer kind. Subclasses are frozen dataclasses."""
+
+    #: Whether the layer changes behaviour between training and inference.
+    has_training_mode: ClassVar[bool] = False
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        return in_shape
+
+    def trainable_params(self, in_shape: Shape) -> int:
+        return 0
+
+    def state_params(self, in_shape: Shape) -> int:
+        """Non-trainable state that the model carries (BatchNorm running statistics)."""
+        return 0
+
+    def macs(self, in_shape: Shape) -> int:
+        """Forward multiply-adds for one example (convolutions and dense products)."""
+        return 0
+
+    def to_dict(self) -> dict:
+        d = {"kind": type(self).__name__}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = list(v) if isinstance(v, tuple) else v
+        return d
+
+
+@dataclass(frozen=True)
+class Conv2D(Layer):
+    """2-D convolution. padding: 'valid', 'same' (TensorFlow's placement) or explicit ints."""
+
+    filters: int
+    kernel_size: int | tuple = 3
+    stride: int | tuple = 1
+    padding: Padding = "valid"
+    activation: str | None = None
+    use_bias: bool = True
+
+    def __post_init__(self):
+        _positive_int("Conv2D", "filters", self.filters)
+        object.__setattr__(self, "kernel_size", _pair("Conv2D", "kernel_size", self.kernel_size))
+        object.__setattr__(self, "stride", _pair("Conv2D", "stride", self.stride))
+        if self.padding not in ("valid", "same"):
+            try:
+                pad = _pair("Conv2D", "padding", self.padding, allow_zero=True)
+            except SpecError:
+                raise _invalid(
+                    "Conv2D", "padding", "'valid', 'same' or non-negative int(s)", self.padding
+                ) from None
+            object.__setattr__(self, "padding", pad)
+        _activation("Conv2D", self.activation)
+        if not isinstance(self.use_bias, bool):
+            raise _invalid("Conv2D", "use_bias", "True or False", self.use_bias)
+
+    def pads(self, in_shape: Shape) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((top, bottom), (left, right)) zero padding for this input."""
+        return _window(self, in_shape)[1]
+
+    def output_shape(self, in_shape):
+        return (self.filters,) + _window(self, in_shape)[0]
+
+    def trainable_params(self, in_shape):
+        c = _need_map(self, in_shape)[0]
+        kh, kw = self.kernel_size
+        return kh * kw * c * self.filters + (self.filters if self.use_bias else 0)
+
+    def macs(self, in_shape):
+        c = in_shape[0]
+        kh, kw = self.kernel_size
+        _, h, w = self.output_shape(in_shape)
+        return h * w * self.filters * kh * kw * c
+
+
+def _window(layer, in_shape):
+    """Output (H, W) and pads of a sliding-window layer, or SpecError if it cannot fit."""
+    _, h, w = _need_map(layer, in_shape)
+    kh, kw = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
+    sh, sw = layer.stride
+    pad = layer.padding
+    ph, pw = (pad, pad) if isinstance(pad, str) else pad
+    oh, top, bottom = window_1d(h, kh, sh, ph)
+    ow, left, right = window_1d(w, kw, sw, pw)
+    if oh < 1 or ow < 1:
+        what = "kernel_size" if isinstance(layer, Conv2D) else "pool_size"
+        extra = "" if (top + bottom + left + right) else " (padding='valid')"
+        raise SpecError(
+            f"input is {h}x{w} but {what}={kh}x{kw}{extra} needs at least "
+            f"{kh - top - bottom}x{kw - left - right}; use padding='same', a smaller "
+            f"{what}, or fewer poolings before it"
+        )
+    return (oh, ow), ((top, bottom), (left, right))
+
+
+@dataclass(frozen=True)
+class _Pool(Layer):
+    pool_size: int | tuple = 2
+    stride: int | tuple | None = None  # None: the pool size, as in both frameworks
+    padding: str = "valid"
+
+    def __post_init__(self):
+        name = type(self).__name__
+        object.__setattr__(self, "pool_size", _pair(name, "pool_size", self.pool_size))
+        stride = self.pool_size if self.stride is None else self.stride
+        object.__setattr__(self, "stride", _pair(name, "stride", stride))
+        if self.padding not in ("valid", "same"):
+            raise _invalid(name, "padding", "'valid' or 'same'", self.padding)
+
+    def pads(self, in_shape):
+        return _window(self, in_shape)[1]
+
+    def output_shape(self, in_shape):
+        return (in_shape[0],) + _window(self, in_shape)[0]
+
+
+@dataclass(frozen=True)
+class MaxPool2D(_Pool):
+    """Max pooling; 'same' pads with -inf (padded cells never win)."""
+
+
+@dataclass(frozen=True)
+class AvgPool2D(_Pool):
+    """Average pooling; with 'same', padded cells are excluded from the average
+    (TensorFlow's rule; PyTorch's count_include_pad=True default is not used)."""
+
+
+@dataclass(frozen=True)
+class BatchNorm(Layer):
+    """Batch normalisation over the channel axis (C of a map, F of a vector).
+
+    momentum follows the Keras convention: running = momentum * running + (1 - momentum)
+    * batch (PyTorch's momentum argument is 1 - this). Both values are explicit; use
+    ``BatchNorm.preset('torch')`` or ``BatchNorm.preset('keras')`` for the native defaults.
+    """
+
+    momentum: float
+    epsilon: float
+    has_training_mode: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if not isinstance(self.momentum, (int, float)) or not 0.0 <= self.momentum < 1.0:
+            raise _invalid("BatchNorm", "momentum", "a number in [0, 1)", self.momentum)
+        if not isinstance(self.epsilon, (int, float)) or not self.epsilon > 0:
+            raise _invalid("BatchNorm", "epsilon", "a strictly positive number", self.epsilon)
+
+    @classmethod
+    def preset(cls, framework: str) -> "BatchNorm":
+        if framework not in BN_PRESETS:
+            raise _invalid("BatchNorm.preset", "framework", f"one of {list(BN_PRESETS)}", framework)
+        return cls(**BN_PRESETS[framework])
+
+    def trainable_params(self, in_shape):
+        return 2 * in_shape[0]  # gamma, beta
+
+    def state_params(self, in_shape):
+        return 2 * in_shape[0]  # running mean, running variance
+
+
+@dataclass(frozen=True)
+class Dropout(Layer):
+    rate: float
+    has_training_mode: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
+            raise _invalid(type(self).__name__, "rate", "a number in [0, 1)", self.rate)
+
+
+@dataclass(frozen=True)
+class SpatialDropout2D(Dropout):
+    """Drops whole channels (PyTorch Dropout2d, Keras SpatialDropout2D)."""
+
+    def output_shape(self, in_shape):
+        return _need_map(self, in_shape)
+
+
+@dataclass(frozen=True)
+class Flatten(Layer):
+    """Flattens a (C, H, W) map to (C*H*W,). Backends keep their native element order."""
+
+    def output_shape(self, in_shape):
+        return (math.prod(in_shape),)
+
+
+@dataclass(frozen=True)
+class Dense(Layer):
+    """Fully connected layer; its input width is inferred from the previous layer."""
+
+    units: int
+    activation: str | None = None
+    use_bias: bool = True
+
+    def __post_init__(self):
+        _positive_int("Dense", "units", self.units)
+        _activation("Dense", self.activation)
+        if not isinstance(self.use_bias, bool):
+            raise _invalid("Dense", "use_bias", "True or False", self.use_bias)
+
+    def output_shape(self, in_shape):
+        if len(in_shape) != 1:
+            raise SpecError(
+                f"Dense needs a flat input but receives a {_fmt(in_shape)} map (C x H x W); "
+                "add Flatten() before it"
+            )
+        return (self.units,)
+
+    def trainable_params(self, in_shape):
+        return in_shape[0] * self.units + (self.units if self.use_bias else 0)
+
+    def macs(self, in_shape):
+        return in_shape[0] * self.units
+
+
+@dataclass(frozen=True)
+class Activation(Layer):
+    """An activation as its own layer. leaky_relu needs negative_slope (Keras 0.3 and
+    PyTorch 0.01 differ, so the spec never leaves it implicit); elu takes alpha."""
+
+    name: str
+    negative_slope: float | None = None
+    alpha: float = 1.0
+
+    def __post_init__(self):
+        if self.name not in ACTIVATIONS:
+            raise _invalid("Activation", "name", f"one of {list(ACTIVATIONS)}", self.name)
+        if self.name == "leaky_relu":
+            if not isinstance(self.negative_slope, (int, float)) or self.negative_slope < 0:
+                raise _invalid(
+                    "Activation('leaky_relu')", "negative_slope",
+                    "an explicit non-negative number (Keras default 0.3, PyTorch 0.01)",
+                    self.negative_slope,
+                )
+        elif self.negative_slope is not None:
+            raise _invalid(
+                f"Activation({self.name!r})", "negative_slope", "None (only leaky_relu has one)",
+                self.negative_slope,
+            )
+        if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+            raise _invalid("Activation", "alpha", "a strictly positive number", self.alpha)
+
+
+#: The closed set of layer kinds, by the name used in JSON and in error messages.
+LAYER_KINDS: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (Conv2D, MaxPool2D, AvgPool2D, BatchNorm, Dropout, SpatialDropout2D,
+                Flatten, Dense, Activation)
+}

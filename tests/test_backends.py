@@ -1,0 +1,154 @@
+"""Both real backends against the spec's arithmetic, for every zoo entry."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mnistcnn
+from mnistcnn import spec as S
+from mnistcnn import zoo
+from mnistcnn.backends import BACKENDS, get_backend
+from mnistcnn.errors import BackendUnavailableError
+
+BACKEND_NAMES = list(BACKENDS)
+
+
+@pytest.fixture(scope="module", params=BACKEND_NAMES)
+def backend(request):
+    return get_backend(request.param)
+
+
+def test_both_backends_cover_every_layer_kind(backend):
+    assert set(backend.BUILDERS) == set(S.LAYER_KINDS.values())
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_zoo_shapes_and_counts_equal_the_spec(backend, name):
+    spec = zoo.get(name)
+    model = backend.build(spec)
+    assert backend.param_counts(model, spec) == [(r.trainable, r.state) for r in spec.rows]
+    assert backend.layer_output_shapes(model, spec) == [r.output_shape for r in spec.rows]
+    out = backend.predict(model, np.zeros((4,) + spec.input_shape, np.float32))
+    assert out.shape == (4,) + spec.output_shape
+
+
+def test_native_totals_as_each_framework_reports_them():
+    """torch parameters() holds no BN statistics; Keras count_params() holds them (4C)."""
+    spec = zoo.get("keras-bn-cnn")
+    tm = mnistcnn.build(spec, "torch")
+    km = mnistcnn.build(spec, "keras")
+    assert sum(p.numel() for p in tm.parameters()) == spec.trainable_params == 277_834
+    assert km.count_params() == spec.total_params == 278_858
+    assert [n for n in km.layers if n.count_params()][0].count_params() == 640
+
+
+def test_build_returns_native_models():
+    import keras
+    import torch
+
+    assert isinstance(mnistcnn.build("seed000-cnn", backend="torch"), torch.nn.Module)
+    km = mnistcnn.build("seed000-cnn", backend="keras")
+    assert isinstance(km, keras.Model)
+    assert tuple(km.input_shape) == (None, 28, 28, 1)  # channels_last
+
+
+# 'same' with stride > 1 on odd and even sizes: TensorFlow pads the extra pixel at the
+# end; the torch backend must give the same shapes (and values, checked below).
+SAME_CASES = [(28, 3, 2), (7, 3, 2), (9, 4, 2), (10, 5, 3), (5, 2, 1)]
+
+
+@pytest.mark.parametrize("n,k,s", SAME_CASES)
+def test_same_padding_with_stride(backend, n, k, s):
+    spec = S.ModelSpec("same", [S.Conv2D(3, k, stride=s, padding="same"),
+                                S.MaxPool2D(k, stride=s, padding="same"),
+                                S.AvgPool2D(k, stride=s, padding="same")], (2, n, n))
+    model = backend.build(spec)
+    assert backend.layer_output_shapes(model, spec) == [r.output_shape for r in spec.rows]
+
+
+def _copy_weights_keras_to_torch(spec, km, tm):
+    """Conv/Dense weights from a Keras model into the torch one (kernel layouts differ)."""
+    import torch
+
+    for row in spec.rows:
+        if row.kind not in ("Conv2D", "Dense"):
+            continue
+        w, b = km.get_layer(row.name).get_weights()
+        w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T
+        op = getattr(tm, row.name)
+        op = op.op if hasattr(op, "op") else op
+        with torch.no_grad():
+            op.weight.copy_(torch.from_numpy(w))
+            op.bias.copy_(torch.from_numpy(b))
+
+
+@pytest.mark.parametrize("n,k,s", SAME_CASES)
+def test_same_padding_values_agree(n, k, s):
+    """Same weights, same input: the asymmetric padding, -inf max padding and the
+    exclude-padding average all match TensorFlow's (tolerance 1e-5 absolute)."""
+    spec = S.ModelSpec("same", [S.Conv2D(3, k, stride=s, padding="same"),
+                                S.MaxPool2D(k, stride=s, padding="same"),
+                                S.Conv2D(2, 1), S.Activation("tanh"),
+                                S.AvgPool2D(k, stride=s, padding="same")], (2, n, n))
+    torch_b, keras_b = get_backend("torch"), get_backend("keras")
+    km, tm = keras_b.build(spec), torch_b.build(spec)
+    _copy_weights_keras_to_torch(spec, km, tm)
+    x = np.random.default_rng(0).normal(size=(3, 2, n, n)).astype(np.float32)
+    np.testing.assert_allclose(torch_b.predict(tm, x), keras_b.predict(km, x), atol=1e-5)
+
+
+def test_keras_axis1_batchnorm_reproduces_the_mistaken_counts():
+    """Rebuild a zoo model in real Keras with BatchNormalization(axis=1), as the notebook
+    did: Keras' own count equals the spec-level explanation (4*H per BN)."""
+    import keras
+
+    for name in ("keras3-cnn", "keras-bn-cnn"):
+        spec = zoo.get(name)
+        km = mnistcnn.build(spec, "keras")
+
+        def axis1(layer):
+            cfg = layer.get_config()
+            if isinstance(layer, keras.layers.BatchNormalization):
+                cfg["axis"] = 1
+            return layer.__class__.from_config(cfg)
+
+        wrong = keras.models.clone_model(km, clone_function=axis1)
+        assert wrong.count_params() == spec.keras_count_with_bn_axis(1)
+        bn = [l.count_params() for l in wrong.layers if isinstance(l, keras.layers.BatchNormalization)]
+        if name == "keras3-cnn":
+            assert bn == [104, 44, 12]
+
+
+def test_real_mnist_images_give_finite_outputs(backend, mnist):
+    from mnistcnn.data import normalize
+
+    x = normalize(mnist.x_test[:64])
+    for name in ("seed000-cnn", "complex-cnn", "pytorch-examples-net"):
+        spec = zoo.get(name)
+        out = backend.predict(backend.build(spec), x)
+        assert out.shape == (64, 10)
+        assert np.isfinite(out).all()
+        assert out.std() > 0  # the images reach the output: not a constant
+
+
+def test_unknown_backend_lists_valid_ones():
+    with pytest.raises(BackendUnavailableError, match="Unknown backend 'jax'. Valid backends: torch, keras"):
+        mnistcnn.build("mlp", backend="jax")
+
+
+@pytest.mark.parametrize("backend_name,blocked,extra", [
+    ("torch", "torch", "mnistcnn[torch]"), ("keras", "keras", "mnistcnn[keras]"),
+    ("keras", "tensorflow", "mnistcnn[keras]"),
+])
+def test_missing_framework_names_the_pip_extra(backend_name, blocked, extra):
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "import mnistcnn\n"
+        "try:\n"
+        f"    mnistcnn.build('mlp', backend={backend_name!r})\n"
+        "except mnistcnn.BackendUnavailableError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert f"pip install '{extra}'" in out.stdout, out.stderr[-2000:]

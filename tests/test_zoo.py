@@ -1,0 +1,80 @@
+"""Every zoo entry against the numbers its source published."""
+import pytest
+
+from mnistcnn import zoo
+from mnistcnn.errors import SpecError
+
+PUBLISHED_TOTALS = {
+    "seed000-cnn": 827_738,
+    "pytorch-examples-net": 21_840,
+    "pytorch-examples-net-25": 13_565,
+    "pytorch-examples-net-avgpool": 21_840,
+    "simple-fc": 7_850,
+    "simple-cnn": 8_490,
+}
+
+
+@pytest.mark.parametrize("name,total", PUBLISHED_TOTALS.items())
+def test_published_totals(name, total):
+    spec = zoo.get(name)
+    assert spec.total_params == total
+    assert zoo.ZOO[name].published["total"] == total
+
+
+def test_seed000_flattens_784():
+    assert [r.output_shape for r in zoo.get("seed000-cnn").rows if r.kind == "Flatten"] == [(784,)]
+
+
+def test_keras_bn_cnn_per_layer_counts_as_keras_publishes_them():
+    """Keras counts BatchNorm as 4C (gamma, beta, moving mean, moving variance)."""
+    spec = zoo.get("keras-bn-cnn")
+    counts = [r.trainable + r.state for r in spec.rows if r.trainable + r.state]
+    assert counts == [640, 256, 36_928, 256, 204_928, 512, 16_512, 512, 16_512, 512, 1_290]
+
+
+def test_keras_bn_cnn_one_conv_variant():
+    rows = zoo.get("keras-bn-cnn-1conv").rows
+    flatten = next(i for i, r in enumerate(rows) if r.kind == "Flatten")
+    assert rows[flatten].output_shape == (10_816,)
+    assert rows[flatten + 1].trainable == 1_384_576
+
+
+def test_mlp_and_complex_cnn_arithmetic():
+    assert zoo.get("mlp").total_params == 784 * 512 + 512 + 512 * 512 + 512 + 5130
+    cc = zoo.get("complex-cnn")
+    assert [r.output_shape for r in cc.rows if r.kind == "Flatten"] == [(3136,)]
+    assert cc.state_params == 2 * (32 + 64 + 64 + 512 + 256)
+
+
+def test_keras_notebook_axis1_mistake_explained():
+    """BatchNormalization(axis=1) on channels_last data normalises the height: 4*H weights.
+    The 3-layer CNN's BN heights 26, 11, 3 give the notebook's rows 104, 44 and 12."""
+    spec = zoo.get("keras3-cnn")
+    heights = [r.input_shape[1] for r in spec.rows if r.kind == "BatchNorm"]
+    assert [4 * h for h in heights] == [104, 44, 12]
+    bn_correct = sum(r.trainable + r.state for r in spec.rows if r.kind == "BatchNorm")
+    assert spec.keras_count_with_bn_axis(1) == spec.total_params - bn_correct + 104 + 44 + 12
+    assert spec.keras_count_with_bn_axis(-1) == spec.total_params
+
+
+@pytest.mark.parametrize("name", ["keras3-cnn", "keras5-cnn", "keras7-cnn"])
+def test_keras_notebook_entries_record_their_published_totals(name):
+    entry = zoo.ZOO[name]
+    assert entry.published["keras_total_bn_axis1"] in (30_706, 759_390, 156_190)
+    assert "Reconstruction" in entry.notes  # never presented as the notebook's own layers
+    assert sum(r.kind == "Conv2D" for r in zoo.get(name).rows) == int(name[5])
+
+
+@pytest.mark.parametrize("k", [2, 4, 8, 32])
+def test_bottleneck_any_width(k):
+    spec = zoo.get(f"bottleneck-cnn:features={k}")
+    assert spec == zoo.get("bottleneck-cnn", features=k)
+    assert spec.name == f"bottleneck-cnn-features{k}"
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(SpecError) as e:
+        zoo.get("resnet50")
+    assert "Unknown model 'resnet50'. Valid names: bottleneck-cnn, complex-cnn" in str(e.value)
+    with pytest.raises(SpecError, match="takes no argument"):
+        zoo.get("mlp:features=3")
