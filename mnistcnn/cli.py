@@ -34,6 +34,59 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from . import train
+
+    cfg = train.TrainConfig(**{k: v for k, v in vars(args).items()
+                               if k in _config_fields() and v is not None})
+    out = args.out or f"runs/{_spec(args).name}-{args.backend}-seed{cfg.seed}"
+    result = train.run(_spec(args), args.backend, cfg, out=out, data_dir=args.data_dir,
+                       progress=not args.quiet, resume=args.resume)
+    print(f"wrote {out}/result.json, {out}/epochs.csv and {out}/checkpoint/ "
+          f"(test accuracy {result.test_acc:.4f})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from . import train
+
+    r = train.evaluate_checkpoint(args.checkpoint, args.data_dir, args.dataset,
+                                  args.normalization, args.backend)
+    print(json.dumps({k: v for k, v in r.items() if k != "confusion"}))
+    return 0
+
+
+def _config_fields():
+    from dataclasses import fields
+
+    from .train import TrainConfig
+
+    return {f.name: f for f in fields(TrainConfig)}
+
+
+def _add_config_args(p):
+    """One flag per TrainConfig field (--batch-size for batch_size), typed from its default."""
+    from . import train
+
+    choices = {"optimizer": train.OPTIMIZERS, "schedule": train.SCHEDULES,
+               "defaults": train.DEFAULTS_MODES, "normalization": ("standard", "unit"),
+               "init": ("glorot_uniform", "torch_default"), "dataset": ("mnist", "fashion-mnist")}
+    floats = {"lr", "momentum", "beta1", "beta2", "eps", "rho", "weight_decay", "gamma"}
+    for name, f in _config_fields().items():
+        flag = "--" + name.replace("_", "-")
+        helptext = f"default: {f.default!r}"
+        if name == "nesterov":
+            p.add_argument(flag, action="store_true", default=None, help="Nesterov momentum (SGD)")
+        elif name == "milestones":
+            p.add_argument(flag, type=int, nargs="+", help="multistep: 0-based epochs where lr *= gamma")
+        elif name in choices:
+            p.add_argument(flag, choices=choices[name], help=helptext)
+        else:
+            p.add_argument(flag, type=float if name in floats else int, help=helptext)
+
+
 def _add_model_args(p):
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("arch", nargs="?", help="zoo model name (see `mnistcnn zoo`), e.g. seed000-cnn")
@@ -52,6 +105,26 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("zoo", help="list the zoo's architectures and their sources")
     p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("train", help="train one spec in one backend on MNIST",
+                       description="Train under mnistcnn's shared protocol; writes result.json, "
+                                   "epochs.csv and a checkpoint after every epoch.")
+    _add_model_args(p)
+    p.add_argument("--backend", choices=("torch", "keras"), required=True)
+    _add_config_args(p)
+    p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
+    p.add_argument("--out", help="run directory (default runs/<spec>-<backend>-seed<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (weights.npz) in a backend")
+    p.add_argument("checkpoint", help="a neutral checkpoint, e.g. runs/x/checkpoint/weights.npz")
+    p.add_argument("--backend", choices=("torch", "keras"), default="torch")
+    p.add_argument("--data-dir")
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
+    p.add_argument("--normalization", choices=("standard", "unit"), default="standard")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

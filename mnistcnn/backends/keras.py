@@ -16,6 +16,8 @@ import numpy as np  # noqa: E402
 from ..errors import BackendUnavailableError  # noqa: E402
 from ..spec import layers as L  # noqa: E402
 
+ops = keras.ops
+
 if keras.backend.backend() != "tensorflow":
     raise BackendUnavailableError(
         f"mnistcnn's keras backend runs Keras on TensorFlow, but Keras was loaded with the "
@@ -51,12 +53,36 @@ def _pool(cls):
                                    name=row.name)]
 
 
+@keras.saving.register_keras_serializable(package="mnistcnn")
+class TorchStatsBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization whose moving variance takes the UNBIASED batch variance, as
+    PyTorch's running_var does (Keras stores the biased one). Normalisation uses the
+    biased batch variance in both frameworks. Used by harmonized training."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, "float32")
+        mean, variance = self._moments(x, None)
+        n = ops.cast(ops.size(x), "float32") / ops.cast(ops.size(mean), "float32")
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + variance * (n / (n - 1.0)) * (1.0 - m))
+        out = ops.batch_normalization(x, mean, variance, axis=self.axis, offset=self.beta,
+                                      scale=self.gamma, epsilon=self.epsilon)
+        return ops.cast(out, self.compute_dtype)
+
+
+def _batchnorm(layer, row, torch_stats=False):
+    cls = TorchStatsBatchNormalization if torch_stats else keras.layers.BatchNormalization
+    return [cls(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, name=row.name)]
+
+
 BUILDERS = {
     L.Conv2D: _conv,
     L.MaxPool2D: _pool(keras.layers.MaxPooling2D),
     L.AvgPool2D: _pool(keras.layers.AveragePooling2D),
-    L.BatchNorm: lambda layer, row: [keras.layers.BatchNormalization(
-        axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, name=row.name)],
+    L.BatchNorm: _batchnorm,
     L.Dropout: lambda layer, row: [keras.layers.Dropout(layer.rate, name=row.name)],
     L.SpatialDropout2D: lambda layer, row: [keras.layers.SpatialDropout2D(layer.rate, name=row.name)],
     L.Flatten: lambda layer, row: [keras.layers.Flatten(name=row.name)],
@@ -66,14 +92,18 @@ BUILDERS = {
 }
 
 
-def build(spec) -> keras.Model:
-    """A keras.Model taking (N, H, W, C) float32 input; Keras' own initialisation."""
+def build(spec, torch_bn_stats: bool = False) -> keras.Model:
+    """A keras.Model taking (N, H, W, C) float32 input; Keras' own initialisation.
+    torch_bn_stats: BatchNorm moving variances follow PyTorch's (unbiased) rule."""
     c, h, w = spec.input_shape
     inputs = x = keras.Input(shape=(h, w, c), name="input")
     for row in spec.rows:
-        for layer in BUILDERS[type(row.layer)](row.layer, row):
+        extra = {"torch_stats": True} if torch_bn_stats and isinstance(row.layer, L.BatchNorm) else {}
+        for layer in BUILDERS[type(row.layer)](row.layer, row, **extra):
             x = layer(x)
-    return keras.Model(inputs, x, name=spec.name)
+    model = keras.Model(inputs, x, name=spec.name)
+    model._mnistcnn_spec = spec
+    return model
 
 
 def _group(model, row):
@@ -109,4 +139,253 @@ def predict(model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
         for i in range(0, len(x), batch_size)
     ])
-    return out.transpose(0, 3, 1, 2) if out.ndim == 4 else out
+    return _to_neutral_output(out, _flat_orders(model_spec(model))[None])
+
+
+def model_spec(model):
+    """The spec a model was built from (kept on the model by build())."""
+    return model._mnistcnn_spec
+
+
+def _to_neutral_output(out: np.ndarray, order) -> np.ndarray:
+    if out.ndim == 4:
+        return out.transpose(0, 3, 1, 2)
+    if order is not None:  # a flattened map leaves the model: back to (C, H, W) order
+        neutral = np.empty_like(out)
+        neutral[:, order] = out
+        return neutral
+    return out
+
+
+# -- weights in the neutral form (mnistcnn.weights) -----------------------------------
+def _flat_orders(spec) -> dict:
+    """For each row, the order of its flat input features in Keras relative to the
+    neutral (C, H, W) flatten order: keras position k holds neutral feature order[k].
+    None where nothing is permuted. Key None: the model's output."""
+    orders, order = {}, None
+    for r in spec.rows:
+        orders[r.name] = order
+        if isinstance(r.layer, L.Flatten) and len(r.input_shape) == 3:
+            c, h, w = r.input_shape
+            order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
+        elif not isinstance(r.layer, (L.BatchNorm, L.Dropout, L.Activation)):
+            order = None
+    orders[None] = order
+    return orders
+
+
+def get_weights(model, spec) -> dict:
+    orders = _flat_orders(spec)
+    out = {}
+    for r in spec.rows:
+        if not isinstance(r.layer, (L.Conv2D, L.Dense, L.BatchNorm)):
+            continue
+        values = model.get_layer(r.name).get_weights()
+        if isinstance(r.layer, L.BatchNorm):
+            kinds = ("gamma", "beta", "moving_mean", "moving_variance")
+        else:
+            kinds = ("kernel", "bias")[:len(values)]
+        order = orders[r.name]
+        for kind, v in zip(kinds, values):
+            if kind == "kernel":
+                v = v.transpose(3, 2, 0, 1) if v.ndim == 4 else _unorder_rows(v, order).T
+            elif isinstance(r.layer, L.BatchNorm):  # per-feature vectors, maybe permuted
+                v = _unorder_rows(v, order)
+            out[f"{r.name}.{kind}"] = np.ascontiguousarray(v)
+    return out
+
+
+def _unorder_rows(v, order):
+    if order is None:
+        return v
+    neutral = np.empty_like(v)
+    neutral[order] = v
+    return neutral
+
+
+def set_weights(model, spec, weights: dict) -> None:
+    from .. import weights as W
+
+    W.check(spec, weights)
+    orders = _flat_orders(spec)
+    for r in spec.rows:
+        if not isinstance(r.layer, (L.Conv2D, L.Dense, L.BatchNorm)):
+            continue
+        order = orders[r.name]
+        if isinstance(r.layer, L.BatchNorm):
+            values = [weights[f"{r.name}.{k}"] for k in ("gamma", "beta", "moving_mean", "moving_variance")]
+            values = [v if order is None else v[order] for v in values]
+        else:
+            k = weights[f"{r.name}.kernel"]
+            k = k.transpose(2, 3, 1, 0) if k.ndim == 4 else (k.T if order is None else k.T[order])
+            values = [k] + ([weights[f"{r.name}.bias"]] if r.layer.use_bias else [])
+        model.get_layer(r.name).set_weights(values)
+
+
+# -- optimizers -----------------------------------------------------------------------
+# Harmonized mode trains with PyTorch's update formulas; these subclasses of the stock
+# Keras optimizers change only update_step (and decay weights in the gradient, coupled,
+# as torch.optim does). Native mode uses the stock classes and Keras' own formulas:
+# Adam's epsilon added to sqrt(v) without bias correction, SGD's v = mu*v - lr*g,
+# RMSprop's sqrt(v + eps), decoupled weight decay.
+class _Coupled:
+    def _decayed(self, gradient, variable):
+        gradient = ops.cast(gradient, variable.dtype)
+        if self._coupled_decay:
+            gradient = gradient + self._coupled_decay * variable
+        return gradient
+
+
+class TorchFormSGD(_Coupled, keras.optimizers.SGD):
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = self._decayed(gradient, variable)
+        if self.momentum == 0:
+            self.assign_sub(variable, lr * g)
+            return
+        b = self.momentums[self._get_variable_index(variable)]
+        self.assign(b, self.momentum * b + g)
+        self.assign_sub(variable, lr * (g + self.momentum * b if self.nesterov else b))
+
+
+class TorchFormAdam(_Coupled, keras.optimizers.Adam):
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = self._decayed(gradient, variable)
+        t = ops.cast(self.iterations + 1, variable.dtype)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, (g - m) * (1 - self.beta_1))
+        self.assign_add(v, (ops.square(g) - v) * (1 - self.beta_2))
+        denom = ops.sqrt(v) / ops.sqrt(1 - ops.power(self.beta_2, t)) + self.epsilon
+        self.assign_sub(variable, lr / (1 - ops.power(self.beta_1, t)) * m / denom)
+
+
+class TorchFormRMSprop(_Coupled, keras.optimizers.RMSprop):
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = self._decayed(gradient, variable)
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign(v, self.rho * v + (1 - self.rho) * ops.square(g))
+        step = g / (ops.sqrt(v) + self.epsilon)
+        if self.momentum > 0:
+            buf = self._momentums[self._get_variable_index(variable)]
+            self.assign(buf, self.momentum * buf + step)
+            step = buf
+        self.assign_sub(variable, lr * step)
+
+
+class TorchFormAdadelta(_Coupled, keras.optimizers.Adadelta):
+    """Keras' Adadelta already computes PyTorch's formula; only decay is coupled here."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        super().update_step(self._decayed(gradient, variable), variable, learning_rate)
+
+
+def _optimizer(opt: dict):
+    name, lr, wd = opt["name"], opt["lr"], opt["weight_decay"]
+    kwargs = {
+        "sgd": dict(momentum=opt["momentum"], nesterov=opt["nesterov"]),
+        "adam": dict(beta_1=opt["beta1"], beta_2=opt["beta2"], epsilon=opt["eps"]),
+        "rmsprop": dict(rho=opt["rho"], momentum=opt["momentum"], epsilon=opt["eps"]),
+        "adadelta": dict(rho=opt["rho"], epsilon=opt["eps"]),
+    }[name]
+    if opt["form"] == "torch":
+        cls = {"sgd": TorchFormSGD, "adam": TorchFormAdam, "rmsprop": TorchFormRMSprop,
+               "adadelta": TorchFormAdadelta}[name]
+        optimizer = cls(learning_rate=lr, **kwargs)
+        optimizer._coupled_decay = wd
+        return optimizer
+    stock = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
+             "rmsprop": keras.optimizers.RMSprop, "adadelta": keras.optimizers.Adadelta}[name]
+    return stock(learning_rate=lr, weight_decay=wd or None, **kwargs)
+
+
+# -- training -------------------------------------------------------------------------
+class Trainer:
+    """The Keras side of mnistcnn.train's protocol: a compiled tf.function step over
+    batches gathered on the TensorFlow side from index arrays."""
+
+    def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None):
+        import tensorflow as tf
+
+        self.tf = tf
+        keras.utils.set_random_seed(seed)
+        tf.config.experimental.enable_op_determinism()
+        self.spec = spec
+        self.model = build(spec, torch_bn_stats=opt["form"] == "torch")
+        if weights is not None:
+            set_weights(self.model, spec, weights)
+        self.optimizer = _optimizer(opt)
+        self.optimizer.build(self.model.trainable_variables)
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self._seeded = [l for l in self.model.layers if getattr(l, "seed_generator", None)]
+        self._step = tf.function(self._train_step)
+        self._infer = tf.function(lambda x: self.model(x, training=False))
+
+    def _train_step(self, idx):
+        tf = self.tf
+        x, y = tf.gather(self.x, idx), tf.gather(self.y, idx)
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)
+            loss = self.loss_fn(y, logits)
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=y.dtype), y), tf.int32))
+        return loss, correct
+
+    def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x = self.tf.constant(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        self.y = self.tf.constant(y.astype(np.int32))
+
+    def train_epoch(self, order, batch_size, lr, rng_seed, on_batch=None):
+        for i, layer in enumerate(self._seeded):  # dropout masks depend on (seed, epoch) only
+            layer.seed_generator.state.assign(np.array([rng_seed + i, 0]))
+        self.optimizer.learning_rate = lr
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            loss, c = self._step(self.tf.constant(idx, self.tf.int32))
+            loss_sum += float(loss) * len(idx)
+            correct += int(c)
+            if on_batch:
+                on_batch(len(idx))
+        return loss_sum / len(order), correct / len(order)
+
+    def evaluate(self, x, y, batch_size=1000):
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        logits = np.concatenate([self._infer(x[i:i + batch_size]).numpy()
+                                 for i in range(0, len(x), batch_size)])
+        loss = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")(
+            y.astype(np.int32), logits)) / len(x)
+        preds = logits.argmax(1)
+        return loss, float((preds == y).mean()), preds
+
+    def get_weights(self) -> dict:
+        return get_weights(self.model, self.spec)
+
+    def save(self, directory) -> dict:
+        """Native checkpoint: the .keras model file and the optimizer's variables."""
+        import io
+        import tempfile
+        from pathlib import Path
+
+        from .._io import atomic_write_bytes
+
+        directory = Path(directory)
+        with tempfile.TemporaryDirectory() as tmp:  # keras writes by name: save, then move
+            self.model.save(Path(tmp) / "model.keras")
+            atomic_write_bytes(directory / "model.keras", (Path(tmp) / "model.keras").read_bytes())
+        buf = io.BytesIO()
+        np.savez(buf, *[keras.ops.convert_to_numpy(v) for v in self.optimizer.variables])
+        atomic_write_bytes(directory / "optimizer.npz", buf.getvalue())
+        return {"native": "model.keras", "optimizer": "optimizer.npz"}
+
+    def restore(self, directory) -> None:
+        from pathlib import Path
+
+        saved = keras.models.load_model(Path(directory) / "model.keras", compile=False)
+        self.model.set_weights(saved.get_weights())
+        with np.load(Path(directory) / "optimizer.npz") as z:
+            for i, v in enumerate(self.optimizer.variables):
+                v.assign(z[f"arr_{i}"])

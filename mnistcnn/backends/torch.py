@@ -144,3 +144,128 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarr
             model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], np.float32))).numpy()
             for i in range(0, len(x), batch_size)
         ])
+
+
+# -- weights in the neutral form (mnistcnn.weights) -----------------------------------
+_NEUTRAL = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias",
+            "moving_mean": "running_mean", "moving_variance": "running_var"}
+
+
+def _core(model, row_name: str) -> nn.Module:
+    child = getattr(model, row_name)
+    return child.op if isinstance(child, nn.Sequential) else child
+
+
+def get_weights(model, spec) -> dict:
+    """Neutral arrays: the torch layout already is the neutral one (C, H, W order)."""
+    from .. import weights as W
+
+    return {name: getattr(_core(model, name.split(".")[0]), _NEUTRAL[name.split(".")[1]])
+            .detach().cpu().numpy().copy() for name in W.shapes(spec)}
+
+
+def set_weights(model, spec, weights: dict) -> None:
+    from .. import weights as W
+
+    W.check(spec, weights)
+    with torch.no_grad():
+        for name, value in weights.items():
+            row, kind = name.split(".")
+            getattr(_core(model, row), _NEUTRAL[kind]).copy_(torch.from_numpy(np.asarray(value)))
+
+
+# -- training -------------------------------------------------------------------------
+def _optimizer(params, opt: dict):
+    """A stock torch.optim optimizer: PyTorch's formulas are the harmonized reference."""
+    name, lr, wd = opt["name"], opt["lr"], opt["weight_decay"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr, momentum=opt["momentum"], nesterov=opt["nesterov"],
+                               weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr, betas=(opt["beta1"], opt["beta2"]), eps=opt["eps"],
+                                weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr, alpha=opt["rho"], eps=opt["eps"],
+                                   momentum=opt["momentum"], weight_decay=wd)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr, rho=opt["rho"], eps=opt["eps"], weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+class Trainer:
+    """The torch side of mnistcnn.train's protocol: batches arrive as index arrays."""
+
+    def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None):
+        if opt["form"] != "torch":
+            raise ValueError("the torch backend trains with PyTorch's optimizer formulas only")
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        self.spec = spec
+        self.model = build(spec)
+        if weights is not None:
+            set_weights(self.model, spec, weights)
+        self.optimizer = _optimizer(self.model.parameters(), opt)
+
+    def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+
+    def train_epoch(self, order: np.ndarray, batch_size: int, lr: float, rng_seed: int,
+                    on_batch=None) -> tuple[float, float]:
+        """One pass over the batches of ``order``; returns the mean training-mode batch
+        loss (weighted by batch size) and the training accuracy."""
+        torch.manual_seed(rng_seed)  # dropout masks depend on (seed, epoch) only
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        order = torch.from_numpy(order)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = torch.zeros((), dtype=torch.int64)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = self.x[idx], self.y[idx]
+            logits = self.model(xb)
+            loss = F.cross_entropy(logits, yb)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.argmax(1) == yb).sum()
+            if on_batch:
+                on_batch(len(idx))
+        return float(loss_sum) / len(order), int(correct) / len(order)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000):
+        """(mean loss, accuracy, predicted labels) in inference mode, without gradients."""
+        self.model.eval()
+        loss_sum, preds = 0.0, []
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                logits = self.model(torch.from_numpy(x[start:start + batch_size]))
+                yb = torch.from_numpy(y[start:start + batch_size].astype(np.int64))
+                loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+                preds.append(logits.argmax(1).numpy())
+        preds = np.concatenate(preds)
+        return loss_sum / len(x), float((preds == y).mean()), preds
+
+    def get_weights(self) -> dict:
+        return get_weights(self.model, self.spec)
+
+    def save(self, directory) -> dict:
+        """Native checkpoint (model and optimizer state_dicts), written atomically."""
+        import io
+        from pathlib import Path
+
+        from .._io import atomic_write_bytes
+
+        buf = io.BytesIO()
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}, buf)
+        atomic_write_bytes(Path(directory) / "model.pt", buf.getvalue())
+        return {"native": "model.pt"}
+
+    def restore(self, directory) -> None:
+        from pathlib import Path
+
+        state = torch.load(Path(directory) / "model.pt", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,102 @@
+"""The neutral weight form: named numpy arrays in a fixed layout, and numpy initialisers.
+
+Names are '<row name>.<kind>': conv2d_0.kernel, conv2d_0.bias, dense_5.kernel,
+batchnorm_1.gamma / .beta / .moving_mean / .moving_variance. The layout is the spec's
+(channels first): a conv kernel is (out, in, kh, kw); a dense kernel is (out, in) with
+its inputs in (C, H, W) flatten order. Each backend translates to and from this form.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import spec as S
+from ._io import atomic_write_bytes
+from .errors import SpecError
+
+INITS = ("glorot_uniform", "torch_default")
+
+
+def shapes(spec) -> dict[str, tuple]:
+    """Every neutral array's name and shape, in spec order."""
+    out = {}
+    for r in spec.rows:
+        if isinstance(r.layer, S.Conv2D):
+            out[f"{r.name}.kernel"] = (r.layer.filters, r.input_shape[0]) + r.layer.kernel_size
+            if r.layer.use_bias:
+                out[f"{r.name}.bias"] = (r.layer.filters,)
+        elif isinstance(r.layer, S.Dense):
+            out[f"{r.name}.kernel"] = (r.layer.units, r.input_shape[0])
+            if r.layer.use_bias:
+                out[f"{r.name}.bias"] = (r.layer.units,)
+        elif isinstance(r.layer, S.BatchNorm):
+            for kind in ("gamma", "beta", "moving_mean", "moving_variance"):
+                out[f"{r.name}.{kind}"] = (r.input_shape[0],)
+    return out
+
+
+def initial(spec, seed: int, init: str = "glorot_uniform") -> dict[str, np.ndarray]:
+    """Initial weights drawn with numpy from ``seed``, to be loaded into either backend.
+
+    glorot_uniform: kernels U(+-sqrt(6 / (fan_in + fan_out))), biases 0 (Keras' default).
+    torch_default: kernels and biases U(+-1/sqrt(fan_in)) (PyTorch's default,
+    kaiming_uniform with a=sqrt(5)). BatchNorm: gamma 1, beta 0, mean 0, variance 1.
+    """
+    if init not in INITS:
+        raise SpecError(f"Unknown init {init!r}. Valid: {', '.join(INITS)}.")
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in shapes(spec).items():
+        kind = name.rsplit(".", 1)[1]
+        if kind == "kernel":
+            receptive = math.prod(shape[2:])
+            fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
+            limit = (math.sqrt(6 / (fan_in + fan_out)) if init == "glorot_uniform"
+                     else 1 / math.sqrt(fan_in))
+            w = rng.uniform(-limit, limit, shape)
+        elif kind == "bias" and init == "torch_default":
+            fan_in = math.prod(weights[name[:-4] + "kernel"].shape[1:])
+            w = rng.uniform(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), shape)
+        elif kind in ("gamma", "moving_variance"):
+            w = np.ones(shape)
+        else:
+            w = np.zeros(shape)
+        weights[name] = w.astype(np.float32)
+    return weights
+
+
+def check(spec, weights: dict) -> None:
+    """SpecError unless ``weights`` has exactly the spec's arrays and shapes."""
+    expected = shapes(spec)
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    wrong = [f"{n}: {tuple(weights[n].shape)} != {expected[n]}" for n in expected
+             if n in weights and tuple(weights[n].shape) != expected[n]]
+    if missing or extra or wrong:
+        raise SpecError(
+            f"Weights do not fit spec '{spec.name}': missing {missing}, unexpected {extra}, "
+            f"wrong shapes {wrong}"
+        )
+
+
+def save(path, spec, weights: dict, meta: dict | None = None) -> Path:
+    """The neutral checkpoint: one .npz holding the spec JSON, metadata and the arrays."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, __spec__=np.array(S.to_json(spec)), __meta__=np.array(json.dumps(meta or {})),
+             **{k: np.asarray(v) for k, v in weights.items()})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load(path) -> tuple:
+    """(spec, weights, meta) from a neutral checkpoint."""
+    with np.load(path) as z:
+        spec = S.from_json(str(z["__spec__"]))
+        meta = json.loads(str(z["__meta__"]))
+        weights = {k: z[k] for k in z.files if not k.startswith("__")}
+    check(spec, weights)
+    return spec, weights, meta

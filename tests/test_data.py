@@ -1,0 +1,210 @@
+"""The MNIST loader: genuine files, every corruption, and downloading over loopback."""
+import gzip
+import hashlib
+import http.server
+import threading
+
+import numpy as np
+import pytest
+
+from mnistcnn import data
+from mnistcnn.errors import DataError
+
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_genuine_files(mnist):
+    assert mnist.x_train.shape == (60_000, 28, 28) and mnist.x_train.dtype == np.uint8
+    assert mnist.x_test.shape == (10_000, 28, 28)
+    assert np.bincount(mnist.y_train).tolist() == TRAIN_COUNTS
+    assert np.bincount(mnist.y_test).tolist() == TEST_COUNTS
+    x = mnist.x_train / 255.0
+    assert x.mean() == pytest.approx(0.1307, abs=5e-5)
+    assert x.std() == pytest.approx(0.3081, abs=5e-5)
+
+
+def test_normalisations(mnist):
+    unit = data.normalize(mnist.x_train[:1000], "unit")
+    assert unit.shape == (1000, 1, 28, 28) and unit.dtype == np.float32
+    assert unit.min() == 0.0 and unit.max() == 1.0
+    std = data.normalize(mnist.x_train, "standard")
+    assert float(std.mean()) == pytest.approx(0.0, abs=1e-3)
+    assert float(std.std()) == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(DataError, match="Unknown normalisation 'zscore'"):
+        data.normalize(mnist.x_train[:2], "zscore")
+
+
+def test_split_is_deterministic_last_examples_validate(mnist):
+    (xt, yt), (xv, yv) = data.split(mnist.x_train, mnist.y_train, 10_000)
+    assert len(xt) == 50_000 and len(xv) == 10_000
+    assert (xv == mnist.x_train[50_000:]).all() and (yt == mnist.y_train[:50_000]).all()
+
+
+def _idx(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write_set(directory, n_train=6, n_test=4, labels_train=None):
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte.gz": _idx(rng.integers(0, 255, (n_train, 28, 28))),
+        "train-labels-idx1-ubyte.gz": _idx(labels_train if labels_train is not None
+                                           else rng.integers(0, 10, n_train)),
+        "t10k-images-idx3-ubyte.gz": _idx(rng.integers(0, 255, (n_test, 28, 28))),
+        "t10k-labels-idx1-ubyte.gz": _idx(rng.integers(0, 10, n_test)),
+    }
+    blobs = {}
+    for name, raw in files.items():
+        blobs[name] = gzip.compress(raw, mtime=0)
+        (directory / name).write_bytes(blobs[name])
+    return blobs
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A small dataset 'tiny' registered like MNIST, with md5s of the files it writes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    blobs = _write_set(src)
+    files = {role: (name, hashlib.md5(blobs[name]).hexdigest())
+             for role, (name, _) in data.DATASETS["mnist"]["files"].items()}
+    monkeypatch.setitem(data.DATASETS, "tiny", {"files": files, "mirrors": [], "system_dirs": [],
+                                                "mean_std": (0.5, 0.25)})
+    return src, blobs
+
+
+def test_load_small_set(tiny):
+    src, _ = tiny
+    ds = data.load("tiny", src, download=False)
+    assert ds.x_train.shape == (6, 28, 28) and ds.y_test.shape == (4,)
+
+
+def test_plain_uncompressed_files_are_read(tiny, tmp_path):
+    src, blobs = tiny
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name, blob in blobs.items():
+        (plain / name[:-3]).write_bytes(gzip.decompress(blob))
+    assert data.load("tiny", plain, download=False).x_train.shape == (6, 28, 28)
+
+
+@pytest.mark.parametrize("corrupt,message", [
+    (lambda raw: b"\x08\x03" + raw[2:], "is not an IDX file: bad magic number 08030803"),
+    (lambda raw: raw[:-100], "is truncated or padded: its header says 6x28x28 (4704 bytes of data) but it holds 4604"),
+    (lambda raw: raw[:10], "truncated inside its header"),
+    (lambda raw: raw + b"\0", "holds 4705"),
+])
+def test_corrupt_image_file(tiny, monkeypatch, corrupt, message):
+    src, blobs = tiny
+    name = "train-images-idx3-ubyte.gz"
+    bad = gzip.compress(corrupt(gzip.decompress(blobs[name])), mtime=0)
+    (src / name).write_bytes(bad)
+    files = dict(data.DATASETS["tiny"]["files"])
+    files["train_images"] = (name, hashlib.md5(bad).hexdigest())  # only the content is wrong
+    monkeypatch.setitem(data.DATASETS["tiny"], "files", files)
+    with pytest.raises(DataError) as e:
+        data.load("tiny", src, download=False)
+    assert str(src / name) in str(e.value) and message in str(e.value)
+    assert "delete" in str(e.value)
+
+
+def test_wrong_md5_names_file_and_expected_md5(tiny):
+    src, _ = tiny
+    (src / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(np.zeros(4)), mtime=1))
+    expected = data.DATASETS["tiny"]["files"]["test_labels"][1]
+    with pytest.raises(DataError, match=f"t10k-labels-idx1-ubyte.gz has md5 [0-9a-f]{{32}}, expected {expected}"):
+        data.load("tiny", src, download=False)
+
+
+def test_not_gzip(tiny, monkeypatch):
+    src, _ = tiny
+    (src / "train-labels-idx1-ubyte.gz").write_bytes(b"plain text")
+    files = dict(data.DATASETS["tiny"]["files"])
+    files["train_labels"] = ("train-labels-idx1-ubyte.gz", hashlib.md5(b"plain text").hexdigest())
+    monkeypatch.setitem(data.DATASETS["tiny"], "files", files)
+    with pytest.raises(DataError, match="is not a readable gzip file"):
+        data.load("tiny", src, download=False)
+
+
+def test_label_count_mismatch(tmp_path, monkeypatch):
+    blobs = _write_set(tmp_path, labels_train=np.zeros(5))
+    files = {role: (name, hashlib.md5(blobs[name]).hexdigest())
+             for role, (name, _) in data.DATASETS["mnist"]["files"].items()}
+    monkeypatch.setitem(data.DATASETS, "tiny", {"files": files, "mirrors": [], "system_dirs": []})
+    with pytest.raises(DataError, match="6 train images but 5 train labels"):
+        data.load("tiny", tmp_path, download=False)
+
+
+def test_missing_file_without_download(tiny):
+    src, _ = tiny
+    (src / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz is missing \(downloading is off\). Fix: copy the genuine file \(md5 "):
+        data.load("tiny", src, download=False)
+
+
+def test_location_order(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data.locate("mnist", tmp_path / "arg") == tmp_path / "arg"
+    assert data.locate("mnist") == tmp_path / "env"
+    monkeypatch.delenv(data.ENV_VAR)
+    assert data.locate("mnist") == tmp_path / "cache" / "mnistcnn" / "mnist"
+    with pytest.raises(DataError, match="Unknown dataset 'cifar'. Valid datasets: mnist, fashion-mnist"):
+        data.locate("cifar")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on loopback serving tmp_path/www: good/ and bad/ mirrors."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(www), **k)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_tries_mirrors_verifies_md5_and_writes_atomically(tiny, server, tmp_path, monkeypatch):
+    _, blobs = tiny
+    www, base = server
+    (www / "bad").mkdir()
+    (www / "good").mkdir()
+    for name, blob in blobs.items():
+        (www / "good" / name).write_bytes(blob)
+        (www / "bad" / name).write_bytes(blob[:-1] + b"x")  # wrong md5
+    mirrors = [base + "missing/", base + "bad/", base + "good/"]
+    monkeypatch.setitem(data.DATASETS["tiny"], "mirrors", mirrors)
+    dest = tmp_path / "dest"
+    ds = data.load("tiny", dest)
+    assert ds.x_train.shape == (6, 28, 28)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(blobs)  # no temp files left
+    for name, blob in blobs.items():
+        assert (dest / name).read_bytes() == blob
+
+
+def test_download_failure_lists_every_mirror(tiny, server, tmp_path, monkeypatch):
+    _, blobs = tiny
+    www, base = server
+    (www / "bad").mkdir()
+    for name, blob in blobs.items():
+        (www / "bad" / name).write_bytes(blob + b"!")
+    monkeypatch.setitem(data.DATASETS["tiny"], "mirrors", [base + "none/", base + "bad/"])
+    with pytest.raises(DataError) as e:
+        data.load("tiny", tmp_path / "dest")
+    msg = str(e.value)
+    assert "train-images-idx3-ubyte.gz is missing and downloading it failed from every mirror" in msg
+    assert f"{base}none/train-images-idx3-ubyte.gz: HTTP Error 404" in msg
+    assert f"{base}bad/train-images-idx3-ubyte.gz: md5 " in msg
+    assert not (tmp_path / "dest" / "train-images-idx3-ubyte.gz").exists()

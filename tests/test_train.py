@@ -1,0 +1,243 @@
+"""The shared training protocol on real MNIST, in both real backends."""
+import inspect
+import json
+
+import numpy as np
+import pytest
+
+from mnistcnn import data, train, zoo
+from mnistcnn import weights as W
+from mnistcnn.backends import get_backend
+from mnistcnn.cli import main
+from mnistcnn.spec import Activation, BatchNorm, Dense, Flatten, ModelSpec
+
+TORCH, KERAS = "torch", "keras"
+
+
+def test_native_optimizer_defaults_match_the_installed_frameworks():
+    import keras
+    import torch
+
+    sig = lambda f: inspect.signature(f).parameters  # noqa: E731
+    t, k = train.NATIVE_OPTIMIZER_DEFAULTS[TORCH], train.NATIVE_OPTIMIZER_DEFAULTS[KERAS]
+    assert sig(torch.optim.Adam)["eps"].default == t["adam"]["eps"]
+    assert sig(torch.optim.RMSprop)["alpha"].default == t["rmsprop"]["rho"]
+    assert sig(torch.optim.RMSprop)["eps"].default == t["rmsprop"]["eps"]
+    assert sig(torch.optim.Adadelta)["rho"].default == t["adadelta"]["rho"]
+    assert sig(torch.optim.Adadelta)["eps"].default == t["adadelta"]["eps"]
+    assert sig(keras.optimizers.Adam)["epsilon"].default == k["adam"]["eps"]
+    assert sig(keras.optimizers.RMSprop)["rho"].default == k["rmsprop"]["rho"]
+    assert sig(keras.optimizers.RMSprop)["epsilon"].default == k["rmsprop"]["eps"]
+    assert sig(keras.optimizers.Adadelta)["rho"].default == k["adadelta"]["rho"]
+    assert sig(keras.optimizers.Adadelta)["epsilon"].default == k["adadelta"]["eps"]
+    bn = sig(keras.layers.BatchNormalization)
+    assert (bn["momentum"].default, bn["epsilon"].default) == (0.99, 1e-3)
+    tbn = sig(torch.nn.BatchNorm2d)
+    assert (1 - tbn["momentum"].default, tbn["eps"].default) == (0.9, 1e-5)
+
+
+def test_optimizer_resolution():
+    cfg = train.TrainConfig(optimizer="adam")
+    assert cfg.optimizer_for(TORCH)["eps"] == cfg.optimizer_for(KERAS)["eps"] == 1e-8
+    assert cfg.optimizer_for(KERAS)["form"] == "torch"
+    native = train.TrainConfig(optimizer="adam", defaults="native")
+    assert native.optimizer_for(KERAS) | {"eps": 0} != native.optimizer_for(TORCH) | {"eps": 0}
+    assert (native.optimizer_for(TORCH)["eps"], native.optimizer_for(KERAS)["eps"]) == (1e-8, 1e-7)
+    assert train.TrainConfig(eps=1e-4, defaults="native").optimizer_for(KERAS)["eps"] == 1e-4
+
+
+def test_learning_rate_schedules():
+    two_then_two = train.TrainConfig(lr=0.01, schedule="multistep", milestones=(2,), epochs=4)
+    assert [two_then_two.lr_at(e) for e in range(4)] == pytest.approx([0.01, 0.01, 0.001, 0.001])
+    step = train.TrainConfig(lr=1.0, schedule="step", step_size=2, gamma=0.5)
+    assert [step.lr_at(e) for e in range(5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("optimizer", "lbfgs", "Expected one of ['sgd', 'adam', 'rmsprop', 'adadelta']. Received optimizer='lbfgs'"),
+    ("lr", 0, "Received lr=0"), ("epochs", 0, "Received epochs=0"),
+    ("defaults", "mixed", "Received defaults='mixed'"), ("init", "he", "Received init='he'"),
+])
+def test_bad_config(field, value, message):
+    with pytest.raises(train.ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        train.TrainConfig(**{field: value})
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    a = train.epoch_order(0, 0, 1000)
+    assert sorted(a) == list(range(1000))
+    assert (a == train.epoch_order(0, 0, 1000)).all()
+    assert not (a == train.epoch_order(0, 1, 1000)).all()
+    assert not (a == train.epoch_order(1, 0, 1000)).all()
+
+
+def test_training_spec_trains_on_logits_and_native_bn():
+    spec = zoo.get("pytorch-examples-net")
+    assert isinstance(spec.layers[-1], Activation)
+    trained = train.training_spec(spec, TORCH, "harmonized")
+    assert trained.layers == spec.layers[:-1]
+    mlp = train.training_spec(zoo.get("mlp"), KERAS, "harmonized")
+    assert mlp.layers[-1] == Dense(10)
+    native = train.training_spec(zoo.get("complex-cnn"), KERAS, "native")
+    assert {l for l in native.layers if isinstance(l, BatchNorm)} == {BatchNorm.preset("keras")}
+
+
+@pytest.fixture(scope="module")
+def real(mnist):
+    x = data.normalize(mnist.x_train[:2048])
+    return x, mnist.y_train[:2048]
+
+
+def _trainers(spec, opt_cfg, weights, real):
+    out = []
+    for name in (TORCH, KERAS):
+        t = get_backend(name).Trainer(spec, opt_cfg.optimizer_for(name), 0, weights)
+        t.set_data(*real)
+        out.append(t)
+    return out
+
+
+@pytest.mark.parametrize("cfg", [
+    train.TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9),
+    train.TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    train.TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-3),
+    train.TrainConfig(optimizer="rmsprop", lr=1e-3, momentum=0.5),
+    train.TrainConfig(optimizer="adadelta", lr=1.0),
+], ids=["sgd", "sgd-nesterov-wd", "adam-wd", "rmsprop-momentum", "adadelta"])
+def test_harmonized_optimizers_give_the_same_weights(cfg, real):
+    """Same init, same batches, PyTorch's formulas in both: after 2 epochs of 8 steps
+    (with a learning-rate change between them) the weights agree to 1e-4 absolute."""
+    spec = ModelSpec("fc", [Flatten(), Dense(32, activation="tanh"), BatchNorm(0.9, 1e-5), Dense(10)])
+    t, k = _trainers(spec, cfg, W.initial(spec, 1), real)
+    order = train.epoch_order(0, 0, 256)
+    for lr in (cfg.lr, cfg.lr / 3):
+        lt = t.train_epoch(order, 32, lr, 0)
+        lk = k.train_epoch(order, 32, lr, 0)
+        assert lt[0] == pytest.approx(lk[0], rel=1e-4)
+    wt, wk = t.get_weights(), k.get_weights()
+    worst = max(float(np.abs(wt[n] - wk[n]).max()) for n in wt)
+    assert worst < 1e-4, f"max weight difference {worst:.2e}"
+
+
+def test_native_adam_epsilon_placement_differs(real):
+    """Keras' epsilon-hat vs PyTorch's epsilon: with a large epsilon the two native
+    optimizers measurably diverge; harmonized they do not (previous test)."""
+    spec = ModelSpec("fc", [Flatten(), Dense(10)])
+    cfg = train.TrainConfig(optimizer="adam", defaults="native", eps=1e-1, lr=0.01)
+    t, k = _trainers(spec, cfg, W.initial(spec, 1), real)
+    order = train.epoch_order(0, 0, 256)
+    t.train_epoch(order, 32, 0.01, 0)
+    k.train_epoch(order, 32, 0.01, 0)
+    wt, wk = t.get_weights(), k.get_weights()
+    assert float(np.abs(wt["dense_1.kernel"] - wk["dense_1.kernel"]).max()) > 1e-3
+
+
+def test_identical_initial_outputs_harmonized(mnist):
+    """seed000-cnn from the same numpy weights: logits on 256 real test images agree
+    within 1e-4 absolute (magnitudes ~1); the measured maximum is reported."""
+    spec = zoo.get("seed000-cnn")
+    w = W.initial(spec, 0)
+    x = data.normalize(mnist.x_test[:256])
+    outs = []
+    for name in (TORCH, KERAS):
+        b = get_backend(name)
+        model = b.build(spec)
+        b.set_weights(model, spec, w)
+        outs.append(b.predict(model, x))
+        assert all(np.array_equal(v, w[k]) for k, v in b.get_weights(model, spec).items())
+    diff = float(np.abs(outs[0] - outs[1]).max())
+    print(f"max |torch - keras| initial logits: {diff:.2e} (max |logit| {np.abs(outs[0]).max():.2f})")
+    assert diff < 1e-4
+
+
+def _fields(result):
+    return [(e.lr, e.train_loss, e.train_acc, e.val_loss, e.val_acc) for e in result.epochs]
+
+
+SHORT = dict(epochs=2, train_limit=1024, val_size=512, batch_size=64, seed=3)
+
+
+@pytest.mark.parametrize("backend", [TORCH, KERAS])
+def test_resume_equals_uninterrupted_and_runs_are_deterministic(backend, mnist_path, tmp_path):
+    """pytorch-examples-net has Dropout and Dropout2d: their masks must also continue."""
+    cfg = train.TrainConfig(**SHORT, optimizer="sgd", lr=0.05, momentum=0.5)
+    full = train.run("pytorch-examples-net", backend, cfg, tmp_path / "a", mnist_path, progress=False)
+    again = train.run("pytorch-examples-net", backend, cfg, tmp_path / "b", mnist_path, progress=False)
+    assert _fields(full) == _fields(again) and full.test_loss == again.test_loss
+
+    part = train.run("pytorch-examples-net", backend, cfg, tmp_path / "c", mnist_path,
+                     progress=False, stop_after=1)
+    assert len(part.epochs) == 1 and not part.completed
+    saved = json.loads((tmp_path / "c" / "result.json").read_text())
+    assert len(saved["epochs"]) == 1 and saved["completed"] is False
+    resumed = train.run("pytorch-examples-net", backend, cfg, tmp_path / "c", mnist_path,
+                        progress=False, resume=True)
+    assert _fields(resumed) == _fields(full)
+    assert resumed.test_loss == full.test_loss and resumed.confusion == full.confusion
+
+
+def test_resume_refuses_other_settings(mnist_path, tmp_path):
+    cfg = train.TrainConfig(**SHORT)
+    train.run("simple-fc", TORCH, cfg, tmp_path, mnist_path, progress=False, stop_after=1)
+    with pytest.raises(train.ConfigError, match=r"Cannot resume .* started with other settings \{'lr'"):
+        train.run("simple-fc", TORCH, train.TrainConfig(**SHORT, lr=0.1), tmp_path, mnist_path,
+                  progress=False, resume=True)
+
+
+@pytest.fixture(scope="module")
+def short_runs(mnist_path, tmp_path_factory):
+    """seed000-cnn, one epoch over 12,800 real training images (200 steps of 64)."""
+    cfg = train.TrainConfig(epochs=1, train_limit=12_800, val_size=5_000, batch_size=64, seed=0)
+    out = tmp_path_factory.mktemp("short")
+    return {b: train.run("seed000-cnn", b, cfg, out / b, mnist_path, progress=False)
+            for b in (TORCH, KERAS)}
+
+
+@pytest.mark.parametrize("backend", [TORCH, KERAS])
+def test_short_real_run_learns(short_runs, backend):
+    r = short_runs[backend]
+    assert r.test_acc > 0.95, r.test_acc
+    assert r.epochs[0].val_acc > 0.95
+    assert np.array(r.confusion).sum() == 10_000
+    assert np.trace(np.array(r.confusion)) == round(r.test_acc * 10_000)
+
+
+def test_short_runs_agree_across_backends(short_runs):
+    """Harmonized: same init, batches and formulas; only float rounding (and no dropout
+    in seed000-cnn) separates the two, so the curves nearly coincide."""
+    t, k = short_runs[TORCH], short_runs[KERAS]
+    assert t.epochs[0].train_loss == pytest.approx(k.epochs[0].train_loss, rel=1e-2)
+    assert abs(t.test_acc - k.test_acc) < 0.005
+
+
+def test_run_files_are_plain_data(short_runs, tmp_path):
+    r = short_runs[TORCH]
+    again = train.RunResult.from_json(r.to_json())
+    assert again == r
+    rows = r.epochs_csv().strip().split("\n")
+    assert len(rows) == 1 + len(r.epochs) and rows[0].startswith("backend,seed,epoch,lr")
+    assert r.environment["torch"].startswith("2.") and "torch_threads" in r.environment
+    assert short_runs[KERAS].environment["keras_backend"] == "tensorflow"
+
+
+def test_cli_train_evaluate_and_resume(mnist_path, tmp_path, capsys):
+    args = ["train", "simple-fc", "--backend", "torch", "--epochs", "2", "--train-limit", "2000",
+            "--val-size", "500", "--optimizer", "sgd", "--lr", "0.1", "--out", str(tmp_path / "r"),
+            "--data-dir", str(mnist_path), "--quiet"]
+    assert main(args) == 0
+    assert "wrote" in capsys.readouterr().out
+    result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert result["completed"] and result["config"]["optimizer"] == "sgd"
+    assert main(args + ["--resume"]) == 0  # a finished run resumes to itself
+    assert main(["evaluate", str(tmp_path / "r" / "checkpoint" / "weights.npz"), "--backend",
+                 "keras", "--data-dir", str(mnist_path)]) == 0
+    ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ev["test_acc"] == pytest.approx(result["test_acc"], abs=2e-4)
+
+
+def test_cli_bad_values(capsys):
+    assert main(["train", "mlp", "--backend", "torch", "--lr", "-1"]) == 2
+    assert "Invalid value for `lr`" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "mlp", "--backend", "torch", "--optimizer", "lbfgs"])
+    assert "invalid choice: 'lbfgs'" in capsys.readouterr().err
