@@ -26,6 +26,13 @@ from ._io import atomic_write_text
 from .errors import MnistCnnError, SpecError
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
+#: The defaults a mode controls. harmonized: PyTorch's convention (or the spec's value)
+#: in both backends; native: each framework's own.
+#:   init        numpy initial weights from the seed vs each framework's initializers
+#:   batchnorm   the spec's momentum/epsilon vs each framework's preset
+#:   optimizer   PyTorch's update formulas and epsilon/rho vs each framework's
+#:   bn_variance unbiased (PyTorch) vs biased (Keras) BatchNorm running variance
+DEFAULT_ITEMS = ("init", "batchnorm", "optimizer", "bn_variance")
 SCHEDULES = ("constant", "step", "multistep")
 DEFAULTS_MODES = ("harmonized", "native")
 
@@ -68,12 +75,15 @@ class TrainConfig:
     train_limit: int | None = None  # use only the first N training images (short runs)
     normalization: str = "standard"  # standard (0.1307/0.3081) | unit (/255)
     defaults: str = "harmonized"
+    harmonize: tuple = ()  # under defaults='native': items of DEFAULT_ITEMS kept harmonized
+    log_every: int = 10  # record the running training loss every this many steps
     init: str = "glorot_uniform"  # harmonized init; native uses each framework's own
     dataset: str = "mnist"
     threads: int | None = None  # None: leave the frameworks' own choice (recorded)
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(self.milestones))
+        object.__setattr__(self, "harmonize", tuple(self.harmonize))
         checks = [
             ("epochs", self.epochs >= 1, "an integer >= 1"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
@@ -87,6 +97,8 @@ class TrainConfig:
             ("normalization", self.normalization in ("standard", "unit"), "'standard' or 'unit'"),
             ("val_size", self.val_size >= 0, "an integer >= 0"),
             ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
+            ("harmonize", set(self.harmonize) <= set(DEFAULT_ITEMS), f"items of {list(DEFAULT_ITEMS)}"),
+            ("log_every", self.log_every >= 1, "an integer >= 1"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -104,9 +116,13 @@ class TrainConfig:
             return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
         return self.lr
 
+    def harmonized(self, item: str) -> bool:
+        """Whether one of DEFAULT_ITEMS is harmonized in this configuration."""
+        return self.defaults == "harmonized" or item in self.harmonize
+
     def optimizer_for(self, backend: str) -> dict:
         """The fully resolved optimizer of one backend under this defaults mode."""
-        source = "torch" if self.defaults == "harmonized" else backend
+        source = "torch" if self.harmonized("optimizer") else backend
         implicit = NATIVE_OPTIMIZER_DEFAULTS[source][self.optimizer]
         return {
             "name": self.optimizer, "lr": self.lr, "momentum": self.momentum,
@@ -114,8 +130,7 @@ class TrainConfig:
             "eps": self.eps if self.eps is not None else implicit.get("eps"),
             "rho": self.rho if self.rho is not None else implicit.get("rho"),
             "weight_decay": self.weight_decay,
-            # whose conventions: optimizer formulas (epsilon placement, momentum form,
-            # weight-decay coupling) and the BatchNorm running-variance estimator
+            # whose formulas: epsilon placement, momentum form, weight-decay coupling
             "form": source,
         }
 
@@ -126,16 +141,16 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
 
 
-def training_spec(spec, backend: str, defaults: str):
+def training_spec(spec, backend: str, native_bn: bool = False):
     """The spec actually trained: a trailing softmax / log_softmax is left out because the
     loss is cross-entropy on logits in both backends (the same function, computed stably);
-    under native defaults every BatchNorm takes the backend's own momentum and epsilon."""
+    with ``native_bn`` every BatchNorm takes the backend's own momentum and epsilon."""
     layers = list(spec.layers)
     while layers and isinstance(layers[-1], S.Activation) and layers[-1].name in ("softmax", "log_softmax"):
         layers.pop()
     if layers and isinstance(layers[-1], (S.Conv2D, S.Dense)) and layers[-1].activation in ("softmax", "log_softmax"):
         layers[-1] = replace(layers[-1], activation=None)
-    if defaults == "native":
+    if native_bn:
         layers = [S.BatchNorm.preset(backend) if isinstance(l, S.BatchNorm) else l for l in layers]
     trained = S.ModelSpec(spec.name, layers, spec.input_shape)
     if len(trained.output_shape) != 1:
@@ -166,6 +181,7 @@ class RunResult:
     test_loss: float | None = None
     test_acc: float | None = None
     confusion: list | None = None  # [true][predicted] counts on the test set
+    steps: list = field(default_factory=list)  # [step, mean training loss since the last]
     trainable_params: int = 0
     state_params: int = 0
     environment: dict = field(default_factory=dict)
@@ -273,10 +289,11 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
         spec = zoo.get(spec)
     b = get_backend(backend)
     _set_threads(backend, cfg.threads)
-    trained = training_spec(spec, backend, cfg.defaults)
+    trained = training_spec(spec, backend, native_bn=not cfg.harmonized("batchnorm"))
     opt = cfg.optimizer_for(backend)
-    init_weights = (W.initial(trained, cfg.seed, cfg.init) if cfg.defaults == "harmonized" else None)
-    trainer = b.Trainer(trained, opt, cfg.seed, init_weights)
+    init_weights = W.initial(trained, cfg.seed, cfg.init) if cfg.harmonized("init") else None
+    trainer = b.Trainer(trained, opt, cfg.seed, init_weights,
+                        torch_bn_stats=cfg.harmonized("bn_variance") or backend == "torch")
     (xt, yt), (xv, yv), (xs, ys) = prepare_data(cfg, data_dir)
     trainer.set_data(xt, yt)
 
@@ -290,7 +307,8 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
     for epoch in range(len(result.epochs), cfg.epochs):
         if stop_after is not None and epoch >= stop_after:
             return result
-        result.epochs.append(_one_epoch(trainer, cfg, epoch, len(xt), xv, yv, progress, backend))
+        result.epochs.append(_one_epoch(trainer, cfg, epoch, len(xt), xv, yv, progress, backend,
+                                        result.steps))
         if out:
             _checkpoint(out, trainer, trained, result)
     test_loss, test_acc, preds = trainer.evaluate(xs, ys)
@@ -304,8 +322,20 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
     return result
 
 
-def _one_epoch(trainer, cfg, epoch, n_train, xv, yv, progress, backend) -> EpochRecord:
+def _one_epoch(trainer, cfg, epoch, n_train, xv, yv, progress, backend, steps) -> EpochRecord:
     from tqdm.auto import tqdm
+
+    step = epoch * -(-n_train // cfg.batch_size)  # global step count before this epoch
+    window = []
+
+    def on_batch(n, loss):
+        nonlocal step
+        step += 1
+        bar.update(n)
+        window.append(loss)
+        if len(window) == cfg.log_every:
+            steps.append([step, sum(float(v) for v in window) / len(window)])
+            window.clear()
 
     order = epoch_order(cfg.seed, epoch, n_train)
     lr = cfg.lr_at(epoch)
@@ -314,7 +344,7 @@ def _one_epoch(trainer, cfg, epoch, n_train, xv, yv, progress, backend) -> Epoch
     start = time.perf_counter()
     train_loss, train_acc = trainer.train_epoch(order, cfg.batch_size, lr,
                                                 rng_seed=cfg.seed * 100_003 + epoch,
-                                                on_batch=bar.update)
+                                                on_batch=on_batch)
     seconds = time.perf_counter() - start
     bar.close()
     val_loss = val_acc = None
@@ -369,7 +399,7 @@ def evaluate_checkpoint(path, data_dir=None, dataset: str = "mnist", normalizati
 
     spec, weights, meta = W.load(path)
     b = get_backend(backend)
-    trainer = b.Trainer(spec, TrainConfig().optimizer_for(backend) | {"form": "torch"}, 0, weights)
+    trainer = b.Trainer(spec, TrainConfig().optimizer_for(backend), 0, weights)
     ds = data.load(dataset, data_dir)
     loss, acc, preds = trainer.evaluate(data.normalize(ds.x_test, normalization, dataset), ds.y_test)
     return {"backend": backend, "checkpoint": str(path), "epoch": meta.get("epoch"),

@@ -46,6 +46,17 @@ def test_optimizer_resolution():
     assert train.TrainConfig(eps=1e-4, defaults="native").optimizer_for(KERAS)["eps"] == 1e-4
 
 
+def test_harmonize_items_one_at_a_time():
+    native = train.TrainConfig(defaults="native")
+    assert not any(native.harmonized(i) for i in train.DEFAULT_ITEMS)
+    assert all(train.TrainConfig().harmonized(i) for i in train.DEFAULT_ITEMS)
+    only_opt = train.TrainConfig(defaults="native", harmonize=("optimizer",))
+    assert only_opt.harmonized("optimizer") and not only_opt.harmonized("init")
+    assert only_opt.optimizer_for(KERAS)["form"] == "torch"
+    with pytest.raises(train.ConfigError, match="Received harmonize=\\('dropout',\\)"):
+        train.TrainConfig(harmonize=("dropout",))
+
+
 def test_learning_rate_schedules():
     two_then_two = train.TrainConfig(lr=0.01, schedule="multistep", milestones=(2,), epochs=4)
     assert [two_then_two.lr_at(e) for e in range(4)] == pytest.approx([0.01, 0.01, 0.001, 0.001])
@@ -74,11 +85,12 @@ def test_epoch_order_is_a_seeded_permutation():
 def test_training_spec_trains_on_logits_and_native_bn():
     spec = zoo.get("pytorch-examples-net")
     assert isinstance(spec.layers[-1], Activation)
-    trained = train.training_spec(spec, TORCH, "harmonized")
+    trained = train.training_spec(spec, TORCH)
     assert trained.layers == spec.layers[:-1]
-    mlp = train.training_spec(zoo.get("mlp"), KERAS, "harmonized")
+    mlp = train.training_spec(zoo.get("mlp"), KERAS)
     assert mlp.layers[-1] == Dense(10)
-    native = train.training_spec(zoo.get("complex-cnn"), KERAS, "native")
+    assert train.training_spec(zoo.get("complex-cnn"), KERAS).layers == zoo.get("complex-cnn").layers
+    native = train.training_spec(zoo.get("complex-cnn"), KERAS, native_bn=True)
     assert {l for l in native.layers if isinstance(l, BatchNorm)} == {BatchNorm.preset("keras")}
 
 
@@ -200,6 +212,9 @@ def test_short_real_run_learns(short_runs, backend):
     assert r.epochs[0].val_acc > 0.95
     assert np.array(r.confusion).sum() == 10_000
     assert np.trace(np.array(r.confusion)) == round(r.test_acc * 10_000)
+    # the loss curve: every 10 steps, 200 steps in all, and it falls
+    assert [s for s, _ in r.steps] == list(range(10, 201, 10))
+    assert r.steps[-1][1] < r.steps[0][1] / 3
 
 
 def test_short_runs_agree_across_backends(short_runs):

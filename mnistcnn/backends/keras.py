@@ -306,14 +306,15 @@ class Trainer:
     """The Keras side of mnistcnn.train's protocol: a compiled tf.function step over
     batches gathered on the TensorFlow side from index arrays."""
 
-    def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None):
+    def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None,
+                 torch_bn_stats: bool = True):
         import tensorflow as tf
 
         self.tf = tf
         keras.utils.set_random_seed(seed)
         tf.config.experimental.enable_op_determinism()
         self.spec = spec
-        self.model = build(spec, torch_bn_stats=opt["form"] == "torch")
+        self.model = build(spec, torch_bn_stats=torch_bn_stats)
         if weights is not None:
             set_weights(self.model, spec, weights)
         self.optimizer = _optimizer(opt)
@@ -349,7 +350,7 @@ class Trainer:
             loss_sum += float(loss) * len(idx)
             correct += int(c)
             if on_batch:
-                on_batch(len(idx))
+                on_batch(len(idx), loss)
         return loss_sum / len(order), correct / len(order)
 
     def evaluate(self, x, y, batch_size=1000):

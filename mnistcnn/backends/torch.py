@@ -195,7 +195,8 @@ def _optimizer(params, opt: dict):
 class Trainer:
     """The torch side of mnistcnn.train's protocol: batches arrive as index arrays."""
 
-    def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None):
+    def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None,
+                 torch_bn_stats: bool = True):
         if opt["form"] != "torch":
             raise ValueError("the torch backend trains with PyTorch's optimizer formulas only")
         torch.manual_seed(seed)
@@ -232,7 +233,7 @@ class Trainer:
                 loss_sum += loss.detach() * len(idx)
                 correct += (logits.argmax(1) == yb).sum()
             if on_batch:
-                on_batch(len(idx))
+                on_batch(len(idx), loss.detach())
         return float(loss_sum) / len(order), int(correct) / len(order)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000):
