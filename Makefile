@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[all,dev]'
 	touch $@
 
-main: summary
+main: setup
+	$(VENV)/bin/mnistcnn compare seed000-cnn --seeds 3 --epochs 2 --out reports/seed000-cnn
 
 summary: setup
 	$(VENV)/bin/mnistcnn summary seed000-cnn --backend both

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .errors import MnistCnnError
@@ -37,14 +38,44 @@ def cmd_zoo(args) -> int:
 def cmd_train(args) -> int:
     from . import train
 
-    cfg = train.TrainConfig(**{k: v for k, v in vars(args).items()
-                               if k in _config_fields() and v is not None})
+    cfg = _config(args)
     out = args.out or f"runs/{_spec(args).name}-{args.backend}-seed{cfg.seed}"
     result = train.run(_spec(args), args.backend, cfg, out=out, data_dir=args.data_dir,
                        progress=not args.quiet, resume=args.resume)
     print(f"wrote {out}/result.json, {out}/epochs.csv and {out}/checkpoint/ "
           f"(test accuracy {result.test_acc:.4f})")
     return 0
+
+
+def _config(args):
+    from . import train
+
+    return train.TrainConfig(**{k: v for k, v in vars(args).items()
+                                if k in _config_fields() and v is not None})
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+
+    modes = ["harmonized"] + (["native"] if args.native else [])
+    s = compare(_spec(args), args.out, seeds=args.seeds, cfg=_config(args), bn=not args.no_bn,
+                modes=modes, ablate=args.ablate, workers=args.workers, isolate=not args.in_process,
+                data_dir=args.data_dir, progress=not args.quiet, command=args.command_line)
+    for p in s["paired"]:
+        print(f"{p['variant']}, {p['mode']}: {p['verdict']}")
+    print(f"report: {args.out}/report.md  plots: {', '.join(s['plots'])}  "
+          f"data: {args.out}/results.json, results.csv")
+    return 1 if any("error" in r for r in s["runs"]) else 0
+
+
+def cmd_sweep(args) -> int:
+    from .compare import parse_grid, sweep
+
+    s = sweep(_spec(args), parse_grid(args.grid), args.out, seeds=args.seeds, cfg=_config(args),
+              workers=args.workers, isolate=not args.in_process, data_dir=args.data_dir,
+              progress=not args.quiet, command=args.command_line)
+    print(f"table: {args.out}/sweep.md  data: {args.out}/sweep.json, sweep.csv")
+    return 1 if any(r["errors"] for r in s["rows"]) else 0
 
 
 def cmd_evaluate(args) -> int:
@@ -118,6 +149,37 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=cmd_train)
 
+    def add_run_args(p, workers):
+        _add_config_args(p)
+        p.add_argument("--seeds", type=int, default=3, help="seeds per backend and variant (default 3)")
+        p.add_argument("--workers", type=int, default=workers,
+                       help=f"runs at a time, each in its own process (default {workers})")
+        p.add_argument("--in-process", action="store_true",
+                       help="run everything in this process (quick smoke runs; timings less fair)")
+        p.add_argument("--data-dir", help="directory of the MNIST IDX files")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("compare", help="the comparison: both backends, with/without BN, over seeds",
+                       description="Train one spec in both backends with and without batch norm over "
+                                   "several seeds; write results.json/.csv, report.md and plots.")
+    _add_model_args(p)
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--native", action="store_true", help="also run with each framework's native defaults")
+    p.add_argument("--ablate", action="store_true",
+                   help="native runs with one default at a time harmonized, to find the contributors")
+    p.add_argument("--no-bn", action="store_true", help="only the spec as given, no BatchNorm pair")
+    add_run_args(p, workers=1)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sweep", help="a grid over variants of a spec, in both backends",
+                       description="Each --grid key=v1,v2 is an axis: arch, activation, pooling, hidden, "
+                                   "kernel, conv_blocks, or a training setting (lr, epochs, ...).")
+    _add_model_args(p)
+    p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2")
+    p.add_argument("--out", required=True, help="sweep directory (finished runs there are skipped)")
+    add_run_args(p, workers=2)
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (weights.npz) in a backend")
     p.add_argument("checkpoint", help="a neutral checkpoint, e.g. runs/x/checkpoint/weights.npz")
     p.add_argument("--backend", choices=("torch", "keras"), default="torch")
@@ -130,7 +192,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = make_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["mnistcnn"] + argv)
     try:
         return args.func(args)
     except MnistCnnError as e:

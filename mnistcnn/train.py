@@ -73,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     val_size: int = 10_000  # the last val_size training images validate (50k/10k)
     train_limit: int | None = None  # use only the first N training images (short runs)
+    test_limit: int | None = None  # test on the first N test images only (smoke runs)
     normalization: str = "standard"  # standard (0.1307/0.3081) | unit (/255)
     defaults: str = "harmonized"
     harmonize: tuple = ()  # under defaults='native': items of DEFAULT_ITEMS kept harmonized
@@ -266,7 +267,8 @@ def prepare_data(cfg: TrainConfig, data_dir=None):
     (xt, yt), (xv, yv) = data.split(x, ds.y_train, cfg.val_size)
     if cfg.train_limit:
         xt, yt = xt[:cfg.train_limit], yt[:cfg.train_limit]
-    return (xt, yt), (xv, yv), (data.normalize(ds.x_test, cfg.normalization, cfg.dataset), ds.y_test)
+    xs, ys = ds.x_test[:cfg.test_limit], ds.y_test[:cfg.test_limit]
+    return (xt, yt), (xv, yv), (data.normalize(xs, cfg.normalization, cfg.dataset), ys)
 
 
 def _confusion(y, preds, classes=10) -> list:

@@ -6,6 +6,7 @@ the spec row ('conv2d_0'), plus helpers named '<row>_pad' / '<row>_act' where ne
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -101,7 +102,8 @@ def build(spec, torch_bn_stats: bool = False) -> keras.Model:
         extra = {"torch_stats": True} if torch_bn_stats and isinstance(row.layer, L.BatchNorm) else {}
         for layer in BUILDERS[type(row.layer)](row.layer, row, **extra):
             x = layer(x)
-    model = keras.Model(inputs, x, name=spec.name)
+    # Keras names allow only [A-Za-z0-9_.\\/>-]: 'net[bn]' becomes 'net_bn_'
+    model = keras.Model(inputs, x, name=re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", spec.name))
     model._mnistcnn_spec = spec
     return model
 
@@ -310,6 +312,9 @@ class Trainer:
                  torch_bn_stats: bool = True):
         import tensorflow as tf
 
+        # each Trainer traces its own two functions once; TF's retracing notice counts
+        # them across trainers (many runs in one process) and would be a false alarm
+        tf.get_logger().setLevel("ERROR")
         self.tf = tf
         keras.utils.set_random_seed(seed)
         tf.config.experimental.enable_op_determinism()
@@ -321,8 +326,10 @@ class Trainer:
         self.optimizer.build(self.model.trainable_variables)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self._seeded = [l for l in self.model.layers if getattr(l, "seed_generator", None)]
-        self._step = tf.function(self._train_step)
-        self._infer = tf.function(lambda x: self.model(x, training=False))
+        c, h, w = spec.input_shape
+        self._step = tf.function(self._train_step, input_signature=[tf.TensorSpec([None], tf.int32)])
+        self._infer = tf.function(lambda x: self.model(x, training=False),
+                                  input_signature=[tf.TensorSpec([None, h, w, c], tf.float32)])
 
     def _train_step(self, idx):
         tf = self.tf

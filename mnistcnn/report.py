@@ -1,0 +1,222 @@
+"""Tables and plots made from results (they never train). matplotlib loads only here."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from .train import EpochRecord
+
+COLORS = {"torch": "#d62728", "keras": "#1f77b4"}
+STYLES = {"no-bn": "-", "bn": "--", "as-is": "-"}
+
+
+def runs_csv(jobs, results, key_names=("mode", "variant", "backend", "seed")) -> str:
+    """One row per run and epoch; test metrics repeated on each row of their run."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    epoch_fields = [f.name for f in fields(EpochRecord)]
+    w.writerow([*key_names, *epoch_fields, "test_loss", "test_acc", "error"])
+    for job in jobs:
+        r = results[job.key]
+        if isinstance(r, str):
+            w.writerow([*job.key, *[""] * len(epoch_fields), "", "", r.splitlines()[-1]])
+            continue
+        for e in r.epochs:
+            w.writerow([*job.key, *(getattr(e, n) for n in epoch_fields), r.test_loss, r.test_acc, ""])
+    return buf.getvalue()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _mean_curve(runs, get):
+    curves = [np.asarray(get(r), dtype=float) for r in runs]
+    n = min(len(c) for c in curves)
+    return np.mean([c[:n] for c in curves], axis=0)
+
+
+def compare_plots(out: Path, jobs, results, summary) -> list[str]:
+    """The comparison's figures, one PNG each; returns their file names."""
+    plt = _plt()
+    mode = "harmonized" if "harmonized" in summary["modes"] else summary["modes"][0]
+    backends, variants = summary["backends"], summary["variants"]
+    by = {}
+    for job in jobs:
+        r = results[job.key]
+        if job.key[0] == mode and not isinstance(r, str):
+            by.setdefault((job.key[1], job.key[2]), []).append(r)
+    names = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        names.append(name)
+
+    # 1. training loss vs step, with and without batch norm: one panel per backend + overlay
+    fig, axes = plt.subplots(1, len(backends) + 1, figsize=(5 * (len(backends) + 1), 4), sharey=True)
+    for ax, panel in zip(axes, list(backends) + ["both"]):
+        for (variant, backend), runs in sorted(by.items()):
+            if panel not in ("both", backend) or not runs[0].steps:
+                continue
+            steps = np.asarray(runs[0].steps)[:, 0]
+            loss = _mean_curve(runs, lambda r: [v for _, v in r.steps])
+            ax.plot(steps[:len(loss)], loss, STYLES.get(variant, "-"), color=COLORS.get(backend),
+                    label=f"{backend}, {variant}")
+        ax.set_yscale("log")
+        ax.set_title(f"{panel}: training loss ({mode})" if panel != "both" else f"both backends ({mode})")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    axes[0].set_ylabel(f"cross-entropy (mean of {summary['seeds']} seeds, log scale)")
+    save(fig, "loss_bn.png")
+
+    # 2. train vs validation loss per epoch, 3. validation accuracy per epoch
+    for name, metrics, ylabel in (("train_val_loss.png", ("train_loss", "val_loss"), "loss"),
+                                  ("accuracy.png", ("train_acc", "val_acc"), "accuracy")):
+        fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False)
+        for ax, variant in zip(axes[0], variants):
+            for backend in backends:
+                runs = by.get((variant, backend))
+                if not runs:
+                    continue
+                for metric, style in zip(metrics, ("-", ":")):
+                    y = _mean_curve(runs, lambda r: [getattr(e, metric) or np.nan for e in r.epochs])
+                    ax.plot(np.arange(1, len(y) + 1), y, style, marker="o", color=COLORS.get(backend),
+                            label=f"{backend} {metric.split('_')[0]}")
+            ax.set_title(f"{summary['spec']} {variant} ({mode})")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
+        save(fig, name)
+
+    # 4. final test accuracy per backend and variant, mean +- sd over seeds (every mode)
+    groups = summary["groups"]
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(groups)), 4))
+    labels = [f"{g['variant']}\n{g['mode']}" for g in groups]
+    means = [g["test_acc"]["mean"] * 100 for g in groups]
+    sds = [(g["test_acc"]["sd"] or 0) * 100 for g in groups]
+    ax.bar(range(len(groups)), means, yerr=sds, capsize=4,
+           color=[COLORS.get(g["backend"]) for g in groups])
+    for i, g in enumerate(groups):
+        ax.text(i, means[i], f"{g['backend']}\n{means[i]:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(groups)), labels, fontsize=7)
+    lo = min(m - s for m, s in zip(means, sds)) if means else 0
+    ax.set_ylim(max(0, lo - 1), 100)
+    ax.set_ylabel(f"test accuracy % (mean ± sd, {summary['seeds']} seeds)")
+    ax.set_title(f"{summary['spec']}: final test accuracy")
+    save(fig, "test_accuracy.png")
+
+    # 5. confusion matrices, summed over seeds
+    fig, axes = plt.subplots(len(variants), len(backends), figsize=(4 * len(backends), 3.6 * len(variants)),
+                             squeeze=False)
+    for i, variant in enumerate(variants):
+        for j, backend in enumerate(backends):
+            ax = axes[i][j]
+            runs = by.get((variant, backend))
+            if runs:
+                m = np.sum([np.asarray(r.confusion) for r in runs], axis=0)
+                ax.imshow(np.log1p(m), cmap="Blues")
+                for (t, p), v in np.ndenumerate(m):
+                    if t != p and v:
+                        ax.text(p, t, str(v), ha="center", va="center", fontsize=6)
+            ax.set_title(f"{backend}, {variant}: errors off the diagonal", fontsize=9)
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("true")
+            ax.set_xticks(range(10))
+            ax.set_yticks(range(10))
+    save(fig, "confusion.png")
+    return names
+
+
+def _pct(d, key="mean"):
+    return "–" if d is None or d.get(key) is None else f"{d[key] * 100:.2f}"
+
+
+def compare_markdown(s: dict) -> str:
+    cfg = s["config"]
+    lines = [
+        f"# {s['spec']}: PyTorch vs Keras",
+        "",
+        f"Command: `{s['command']}`  ",
+        f"Date: {s['date']}. Seeds: {s['seeds']}. Epochs: {cfg['epochs']}, batch {cfg['batch_size']}, "
+        f"{cfg['optimizer']} lr {cfg['lr']}, normalisation {cfg['normalization']}, "
+        f"validation {cfg['val_size']} images"
+        + (f", training limited to {cfg['train_limit']} images" if cfg.get("train_limit") else "") + ".",
+        "",
+        "## Verdicts (paired by seed: same initial weights and batches under harmonized)",
+        "",
+    ]
+    for p in s["paired"]:
+        lines.append(f"- **{p['variant']}, {p['mode']}**: {p['verdict']}.")
+    lines += ["", "## Results per backend (mean ± sd over seeds)", "",
+              "| mode | variant | backend | test acc % | sd | test loss | epoch time s | images/s |",
+              "|---|---|---|---:|---:|---:|---:|---:|"]
+    for g in s["groups"]:
+        sd = g["test_acc"]["sd"]
+        lines.append(
+            f"| {g['mode']} | {g['variant']} | {g['backend']} | {_pct(g['test_acc'])} | "
+            f"{'–' if sd is None else f'{sd * 100:.2f}'} | {g['test_loss']['mean']:.4f} | "
+            f"{g['epoch_time_s']['mean']:.1f} | {g['images_per_s']['mean']:,.0f} |")
+    lines += ["", "## Paired differences (torch − keras)", "",
+              "| mode | variant | n | Δ test acc pp | 95% CI pp | p | Δ test loss | 95% CI |",
+              "|---|---|---:|---:|---|---:|---:|---|"]
+    for p in s["paired"]:
+        a, l = p["test_acc"], p["test_loss"]
+        ci = "–" if a["ci_low"] is None else f"{a['ci_low'] * 100:+.2f} to {a['ci_high'] * 100:+.2f}"
+        lci = "–" if l["ci_low"] is None else f"{l['ci_low']:+.4f} to {l['ci_high']:+.4f}"
+        pv = "–" if a["p_value"] is None else f"{a['p_value']:.3g}"
+        lines.append(f"| {p['mode']} | {p['variant']} | {a['n']} | {a['mean_diff'] * 100:+.2f} | {ci} | "
+                     f"{pv} | {l['mean_diff']:+.4f} | {lci} |")
+    if s.get("ablation"):
+        lines += ["", "## Which native defaults make the difference", "",
+                  "Native runs with one default at a time harmonized: a gap that shrinks points at a contributor.",
+                  "", "| variant | default harmonized | native gap pp | gap then pp | shrinks by pp |",
+                  "|---|---|---:|---:|---:|"]
+        for a in s["ablation"]:
+            lines.append(f"| {a['variant']} | {a['item']} | {a['native_gap'] * 100:+.2f} | "
+                         f"{a['gap_with_item_harmonized'] * 100:+.2f} | {a['shrinks_by_pp']:+.2f} |")
+    failures = [r for r in s["runs"] if "error" in r]
+    if failures:
+        lines += ["", "## Failed runs", ""] + [
+            f"- {r['mode']}/{r['variant']}/{r['backend']}/seed{r['seed']}: {r['error']}" for r in failures]
+    lines += ["", "## Parameters", ""] + [
+        f"- {v}: {p['trainable']:,} trainable, {p['state']:,} BatchNorm statistics" for v, p in s["params"].items()]
+    lines += ["", "## Plots", ""] + [f"![{n}]({n})" for n in s.get("plots", [])]
+    lines += ["", "## Environment", ""]
+    for backend, env in s["environment"].items():
+        lines.append(f"- {backend}: " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    lines += ["", "Each run ran in its own process; threads were set explicitly (see the environment). "
+              "Raw data: results.json and results.csv (one row per run and epoch).", ""]
+    return "\n".join(lines)
+
+
+def sweep_markdown(s: dict) -> str:
+    lines = [f"# Sweep of {s['spec']}", "", f"Command: `{s['command']}`  ",
+             f"Date: {s['date']}. Seeds: {s['seeds']}. Base config: epochs {s['config']['epochs']}, "
+             f"batch {s['config']['batch_size']}, {s['config']['optimizer']} lr {s['config']['lr']}.", "",
+             "| cell | backend | val acc % per epoch | test acc % | test loss | epoch time s | total time s | gain pp/epoch |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in s["rows"]:
+        if not r["runs"]:
+            lines.append(f"| {r['cell']} | {r['backend']} | failed: {r['errors'][0].splitlines()[-1]} | | | | | |")
+            continue
+        sd = r["test_acc"]["sd"]
+        acc = f"{r['test_acc']['mean'] * 100:.2f}" + (f" ± {sd * 100:.2f}" if sd is not None else "")
+        gain = "–" if r["improvement_pp_per_epoch"] is None else f"{r['improvement_pp_per_epoch']:+.2f}"
+        lines.append(f"| {r['cell']} | {r['backend']} | {' / '.join(f'{v * 100:.2f}' for v in r['val_acc_per_epoch'])} | "
+                     f"{acc} | {r['test_loss']['mean']:.4f} | {r['epoch_time_s']:.1f} | {r['total_time_s']:.1f} | {gain} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""Variants of a spec, as the reference studies vary them: with or without batch norm,
+another activation, pooling, hidden width, kernel size or number of conv blocks.
+Each returns a new ModelSpec (validated as usual); names record the change."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from . import spec as S
+from .errors import SpecError
+
+
+def _new(spec, layers, change: str) -> S.ModelSpec:
+    return S.ModelSpec(f"{spec.name}[{change}]", layers, spec.input_shape)
+
+
+def _hidden_indices(spec) -> set:
+    """Conv2D and Dense layers other than the last weighted layer (the classifier)."""
+    weighted = [i for i, l in enumerate(spec.layers) if isinstance(l, (S.Conv2D, S.Dense))]
+    return set(weighted[:-1])
+
+
+def without_batchnorm(spec) -> S.ModelSpec:
+    """The spec without its BatchNorm layers (the spec itself if it has none)."""
+    if not any(isinstance(l, S.BatchNorm) for l in spec.layers):
+        return spec
+    return _new(spec, [l for l in spec.layers if not isinstance(l, S.BatchNorm)], "no-bn")
+
+
+def with_batchnorm(spec, bn: S.BatchNorm | None = None) -> S.ModelSpec:
+    """BatchNorm after every hidden conv and dense layer, before its activation (the
+    reference report's variant). A spec that already has BatchNorm is returned as is."""
+    if any(isinstance(l, S.BatchNorm) for l in spec.layers):
+        return spec
+    bn = bn or S.BatchNorm.preset("keras")
+    hidden, layers = _hidden_indices(spec), []
+    for i, layer in enumerate(spec.layers):
+        if i in hidden:
+            layers += [replace(layer, activation=None), bn]
+            if layer.activation:
+                layers.append(S.Activation(layer.activation))
+        else:
+            layers.append(layer)
+    return _new(spec, layers, "bn")
+
+
+def batchnorm_pair(spec) -> dict:
+    """{'no-bn': spec without BatchNorm, 'bn': spec with it} for the BN comparison."""
+    plain = without_batchnorm(spec)
+    return {"no-bn": plain, "bn": with_batchnorm(plain)}
+
+
+def set_activation(spec, name: str) -> S.ModelSpec:
+    """Every ReLU (inline or an Activation layer) becomes ``name``."""
+    if name not in S.ACTIVATIONS or name == "leaky_relu":
+        raise SpecError(f"Unknown activation {name!r} for a sweep. Valid: relu, sigmoid, tanh, elu, gelu.")
+    layers = []
+    for layer in spec.layers:
+        if isinstance(layer, (S.Conv2D, S.Dense)) and layer.activation == "relu":
+            layer = replace(layer, activation=name)
+        elif isinstance(layer, S.Activation) and layer.name == "relu":
+            layer = S.Activation(name)
+        layers.append(layer)
+    return _new(spec, layers, f"activation={name}")
+
+
+def set_pooling(spec, kind: str) -> S.ModelSpec:
+    cls = {"max": S.MaxPool2D, "avg": S.AvgPool2D}.get(kind)
+    if cls is None:
+        raise SpecError(f"Unknown pooling {kind!r}. Valid: max, avg.")
+    layers = [cls(l.pool_size, l.stride, l.padding) if isinstance(l, (S.MaxPool2D, S.AvgPool2D)) else l
+              for l in spec.layers]
+    return _new(spec, layers, f"pooling={kind}")
+
+
+def set_hidden(spec, units: int) -> S.ModelSpec:
+    """Every hidden Dense layer gets ``units``; the classifier keeps its width."""
+    hidden = _hidden_indices(spec)
+    layers = [replace(l, units=units) if i in hidden and isinstance(l, S.Dense) else l
+              for i, l in enumerate(spec.layers)]
+    return _new(spec, layers, f"hidden={units}")
+
+
+def set_kernel(spec, size: int) -> S.ModelSpec:
+    layers = [replace(l, kernel_size=size) if isinstance(l, S.Conv2D) else l for l in spec.layers]
+    return _new(spec, layers, f"kernel={size}")
+
+
+def conv_blocks(spec, n: int) -> S.ModelSpec:
+    """Keep the first ``n`` conv blocks (a Conv2D and what follows it up to the next
+    Conv2D or Flatten); the classifier after Flatten is unchanged."""
+    flatten = next((i for i, l in enumerate(spec.layers) if isinstance(l, S.Flatten)), None)
+    if flatten is None:
+        raise SpecError(f"Spec '{spec.name}' has no Flatten, so no conv blocks to count.")
+    starts = [i for i, l in enumerate(spec.layers[:flatten]) if isinstance(l, S.Conv2D)]
+    if not 1 <= n <= len(starts):
+        raise SpecError(f"Spec '{spec.name}' has {len(starts)} conv blocks; cannot keep {n}.")
+    end = starts[n] if n < len(starts) else flatten
+    return _new(spec, list(spec.layers[:end]) + list(spec.layers[flatten:]), f"conv_blocks={n}")
+
+
+#: sweep axis -> function(spec, value). Other axes are TrainConfig fields.
+SPEC_AXES = {
+    "activation": set_activation,
+    "pooling": set_pooling,
+    "hidden": set_hidden,
+    "kernel": set_kernel,
+    "conv_blocks": conv_blocks,
+}
