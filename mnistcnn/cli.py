@@ -78,6 +78,41 @@ def cmd_sweep(args) -> int:
     return 1 if any(r["errors"] for r in s["rows"]) else 0
 
 
+def cmd_parity(args) -> int:
+    import json
+
+    from . import data, parity
+
+    ds = data.load("mnist", args.data_dir)
+    x, y = data.normalize(ds.x_test[:args.images]), ds.y_test[:args.images]
+    tiers = tuple(int(t) for t in args.tiers.split(","))
+    result = parity.run(_spec(args), x, y, tiers=tiers, steps=args.steps, seed=args.seed)
+    print(parity.format_report(result))
+    if args.json:
+        from ._io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+    failed = [t for t in ("forward", "gradients") if t in result and not result[t]["ok"]]
+    return 1 if failed else 0
+
+
+def cmd_defaults(args) -> int:
+    from . import defaults
+
+    rows = defaults.ledger()
+    if args.markdown:
+        print(defaults.ledger_markdown(rows))
+    else:
+        for r in rows:
+            mark = "DIFFERS" if r["differs"] else "same"
+            print(f"{r['label']} [{mark}]\n  torch:      {r['torch']}\n  keras:      {r['keras']}\n"
+                  f"  harmonized: {r['harmonized']}")
+    if args.arch or args.spec:
+        for w in defaults.lint(_spec(args)):
+            print(f"warning: {w}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     import json
 
@@ -179,6 +214,28 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="sweep directory (finished runs there are skipped)")
     add_run_args(p, workers=2)
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("parity", help="do torch, keras and a numpy reference compute the same thing?",
+                       description="Tier 1: per-layer forward outputs; tier 2: loss and gradients; "
+                                   "tier 3: weight drift over optimizer steps. Exit status 1 if tier 1 or 2 "
+                                   "exceeds its tolerance.")
+    _add_model_args(p)
+    p.add_argument("--tiers", default="1,2,3", help="comma-separated tiers (default 1,2,3)")
+    p.add_argument("--images", type=int, default=64, help="real MNIST test images used (default 64)")
+    p.add_argument("--steps", type=int, default=20, help="optimizer steps for tier 3 (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir")
+    p.add_argument("--json", help="also write the full result as JSON here")
+    p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser("defaults", help="the defaults ledger: native torch vs native keras vs harmonized",
+                       description="Every implicit setting, read from the installed frameworks; with a "
+                                   "model, also lint warnings for known mistakes.")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("arch", nargs="?", help="a zoo model to lint")
+    g.add_argument("--spec", help="a spec JSON file to lint")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table")
+    p.set_defaults(func=cmd_defaults)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (weights.npz) in a backend")
     p.add_argument("checkpoint", help="a neutral checkpoint, e.g. runs/x/checkpoint/weights.npz")

@@ -31,7 +31,8 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
 #:   init        numpy initial weights from the seed vs each framework's initializers
 #:   batchnorm   the spec's momentum/epsilon vs each framework's preset
 #:   optimizer   PyTorch's update formulas and epsilon/rho vs each framework's
-#:   bn_variance unbiased (PyTorch) vs biased (Keras) BatchNorm running variance
+#:   bn_variance BatchNorm by PyTorch's rules (unbiased running variance, mean subtracted
+#:               before scaling) vs Keras' (biased; x*inv + (beta - mean*inv))
 DEFAULT_ITEMS = ("init", "batchnorm", "optimizer", "bn_variance")
 SCHEDULES = ("constant", "step", "multistep")
 DEFAULTS_MODES = ("harmonized", "native")
@@ -295,7 +296,7 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
     opt = cfg.optimizer_for(backend)
     init_weights = W.initial(trained, cfg.seed, cfg.init) if cfg.harmonized("init") else None
     trainer = b.Trainer(trained, opt, cfg.seed, init_weights,
-                        torch_bn_stats=cfg.harmonized("bn_variance") or backend == "torch")
+                        torch_bn=cfg.harmonized("bn_variance") or backend == "torch")
     (xt, yt), (xv, yv), (xs, ys) = prepare_data(cfg, data_dir)
     trainer.set_data(xt, yt)
 

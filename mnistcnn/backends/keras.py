@@ -5,6 +5,7 @@ the spec row ('conv2d_0'), plus helpers named '<row>_pad' / '<row>_act' where ne
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -55,27 +56,36 @@ def _pool(cls):
 
 
 @keras.saving.register_keras_serializable(package="mnistcnn")
-class TorchStatsBatchNormalization(keras.layers.BatchNormalization):
-    """BatchNormalization whose moving variance takes the UNBIASED batch variance, as
-    PyTorch's running_var does (Keras stores the biased one). Normalisation uses the
-    biased batch variance in both frameworks. Used by harmonized training."""
+class TorchBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization computed by PyTorch's rules, for harmonized training:
+
+    - the moving variance takes the UNBIASED batch variance (Keras stores the biased one);
+    - the output is (x - mean) * gamma / sqrt(var + eps) + beta. TensorFlow computes
+      x * inv + (beta - mean * inv), which cancels catastrophically when a channel's mean
+      is large next to its spread (MNIST's constant background does that); stacked
+      conv-BN layers then give float32 gradients several percent off (see docs/parity.md).
+    """
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.renorm:
+        if mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, "float32")
-        mean, variance = self._moments(x, None)
-        n = ops.cast(ops.size(x), "float32") / ops.cast(ops.size(mean), "float32")
-        m = self.momentum
-        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
-        self.moving_variance.assign(self.moving_variance * m + variance * (n / (n - 1.0)) * (1.0 - m))
-        out = ops.batch_normalization(x, mean, variance, axis=self.axis, offset=self.beta,
-                                      scale=self.gamma, epsilon=self.epsilon)
+        dtype = keras.backend.result_type(inputs.dtype, "float32")
+        x = ops.cast(inputs, dtype)
+        if training and self.trainable:
+            mean, variance = self._moments(x, None)
+            n = ops.cast(ops.size(x), dtype) / ops.cast(ops.size(mean), dtype)
+            m = self.momentum
+            self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+            self.moving_variance.assign(self.moving_variance * m + variance * (n / (n - 1.0)) * (1.0 - m))
+        else:
+            mean, variance = ops.cast(self.moving_mean, dtype), ops.cast(self.moving_variance, dtype)
+        gamma, beta = ops.cast(self.gamma, dtype), ops.cast(self.beta, dtype)
+        out = (x - mean) * (gamma * ops.rsqrt(variance + self.epsilon)) + beta
         return ops.cast(out, self.compute_dtype)
 
 
-def _batchnorm(layer, row, torch_stats=False):
-    cls = TorchStatsBatchNormalization if torch_stats else keras.layers.BatchNormalization
+def _batchnorm(layer, row, torch_bn=False):
+    cls = TorchBatchNormalization if torch_bn else keras.layers.BatchNormalization
     return [cls(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, name=row.name)]
 
 
@@ -93,13 +103,33 @@ BUILDERS = {
 }
 
 
-def build(spec, torch_bn_stats: bool = False) -> keras.Model:
-    """A keras.Model taking (N, H, W, C) float32 input; Keras' own initialisation.
-    torch_bn_stats: BatchNorm moving variances follow PyTorch's (unbiased) rule."""
+@contextlib.contextmanager
+def floatx(dtype: str):
+    """Keras' global float type for a while: layers take their dtype when constructed,
+    and some computations (losses, casts) read it when they run. Both floatx and the
+    global dtype policy are set: Keras caches the policy once it has been used, after
+    which floatx alone no longer reaches new layers."""
+    previous, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(previous)
+        keras.config.set_dtype_policy(policy)
+
+
+def build(spec, torch_bn: bool = False, dtype: str = "float32") -> keras.Model:
+    """A keras.Model taking (N, H, W, C) input; Keras' own initialisation.
+    torch_bn: BatchNorm follows PyTorch's rules (TorchBatchNormalization).
+    dtype: 'float64' builds a double-precision model (parity's reference)."""
+    if dtype != keras.config.dtype_policy().name:
+        with floatx(dtype):
+            return build(spec, torch_bn, dtype)
     c, h, w = spec.input_shape
     inputs = x = keras.Input(shape=(h, w, c), name="input")
     for row in spec.rows:
-        extra = {"torch_stats": True} if torch_bn_stats and isinstance(row.layer, L.BatchNorm) else {}
+        extra = {"torch_bn": True} if torch_bn and isinstance(row.layer, L.BatchNorm) else {}
         for layer in BUILDERS[type(row.layer)](row.layer, row, **extra):
             x = layer(x)
     # Keras names allow only [A-Za-z0-9_.\\/>-]: 'net[bn]' becomes 'net_bn_'
@@ -132,6 +162,32 @@ def to_spec_layout(shape: tuple) -> tuple:
 
 def layer_output_shapes(model, spec) -> list[tuple]:
     return [to_spec_layout(tuple(_group(model, row)[-1].output.shape[1:])) for row in spec.rows]
+
+
+def layer_outputs(model, spec, x: np.ndarray) -> list[np.ndarray]:
+    """Inference-mode output of every spec layer, in the spec's layout."""
+    ends = [_group(model, row)[-1].output for row in spec.rows]
+    probe = keras.Model(model.input, ends)
+    outs = probe(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1)), training=False)
+    orders = _flat_orders(spec)
+    nxt = [r.name for r in spec.rows[1:]] + [None]
+    return [_to_neutral_output(keras.ops.convert_to_numpy(o), orders[n]) for o, n in zip(outs, nxt)]
+
+
+def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
+    """Training-mode cross-entropy (on logits) of one batch and its parameter gradients,
+    in the neutral layout."""
+    import tensorflow as tf
+
+    xt = tf.constant(np.ascontiguousarray(np.asarray(x, model.input.dtype).transpose(0, 2, 3, 1)))
+    with floatx(model.output.dtype), tf.GradientTape() as tape:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+            y.astype(np.int32), model(xt, training=True))
+    rows = [r for r in spec.rows if isinstance(r.layer, (L.Conv2D, L.Dense, L.BatchNorm))]
+    variables = [model.get_layer(r.name).trainable_weights for r in rows]
+    grads = tape.gradient(loss, variables)
+    per_layer = {r.name: [g.numpy() for g in gs] for r, gs in zip(rows, grads)}
+    return float(loss), _neutral(spec, per_layer)
 
 
 def predict(model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -176,25 +232,33 @@ def _flat_orders(spec) -> dict:
     return orders
 
 
-def get_weights(model, spec) -> dict:
+def _neutral(spec, per_layer: dict) -> dict:
+    """Keras-layout arrays {row name: [kernel, bias] or [gamma, beta, mean, var]} to the
+    neutral form: kernels transposed, flat features back in (C, H, W) order."""
     orders = _flat_orders(spec)
     out = {}
     for r in spec.rows:
-        if not isinstance(r.layer, (L.Conv2D, L.Dense, L.BatchNorm)):
+        if r.name not in per_layer:
             continue
-        values = model.get_layer(r.name).get_weights()
+        values = per_layer[r.name]
         if isinstance(r.layer, L.BatchNorm):
             kinds = ("gamma", "beta", "moving_mean", "moving_variance")
         else:
-            kinds = ("kernel", "bias")[:len(values)]
+            kinds = ("kernel", "bias")
         order = orders[r.name]
         for kind, v in zip(kinds, values):
+            v = np.asarray(v)
             if kind == "kernel":
                 v = v.transpose(3, 2, 0, 1) if v.ndim == 4 else _unorder_rows(v, order).T
             elif isinstance(r.layer, L.BatchNorm):  # per-feature vectors, maybe permuted
                 v = _unorder_rows(v, order)
             out[f"{r.name}.{kind}"] = np.ascontiguousarray(v)
     return out
+
+
+def get_weights(model, spec) -> dict:
+    return _neutral(spec, {r.name: model.get_layer(r.name).get_weights() for r in spec.rows
+                           if isinstance(r.layer, (L.Conv2D, L.Dense, L.BatchNorm))})
 
 
 def _unorder_rows(v, order):
@@ -309,7 +373,7 @@ class Trainer:
     batches gathered on the TensorFlow side from index arrays."""
 
     def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None,
-                 torch_bn_stats: bool = True):
+                 torch_bn: bool = True):
         import tensorflow as tf
 
         # each Trainer traces its own two functions once; TF's retracing notice counts
@@ -319,7 +383,7 @@ class Trainer:
         keras.utils.set_random_seed(seed)
         tf.config.experimental.enable_op_determinism()
         self.spec = spec
-        self.model = build(spec, torch_bn_stats=torch_bn_stats)
+        self.model = build(spec, torch_bn=torch_bn)
         if weights is not None:
             set_weights(self.model, spec, weights)
         self.optimizer = _optimizer(opt)

@@ -125,15 +125,39 @@ def param_counts(model: nn.Sequential, spec) -> list[tuple[int, int]]:
     return counts
 
 
-def layer_output_shapes(model: nn.Sequential, spec) -> list[tuple]:
-    shapes = []
-    x = torch.zeros((1,) + spec.input_shape)
+def layer_outputs(model: nn.Sequential, spec, x: np.ndarray) -> list[np.ndarray]:
+    """Inference-mode output of every spec layer (already in the spec's layout)."""
+    outs, h = [], torch.from_numpy(np.ascontiguousarray(x, np.float32))
     model.eval()
     with torch.no_grad():
         for row in spec.rows:
-            x = getattr(model, row.name)(x)
-            shapes.append(tuple(x.shape[1:]))
-    return shapes
+            h = getattr(model, row.name)(h)
+            outs.append(h.numpy().copy())
+    return outs
+
+
+def layer_output_shapes(model: nn.Sequential, spec) -> list[tuple]:
+    return [o.shape[1:] for o in layer_outputs(model, spec, np.zeros((1,) + spec.input_shape))]
+
+
+def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
+    """Training-mode cross-entropy (on logits) of one batch and its parameter gradients,
+    in the neutral layout."""
+    from .. import weights as W
+
+    model.train()
+    model.zero_grad(set_to_none=True)
+    dtype = next(model.parameters()).dtype
+    loss = F.cross_entropy(model(torch.from_numpy(np.ascontiguousarray(x)).to(dtype)),
+                           torch.from_numpy(y.astype(np.int64)))
+    loss.backward()
+    grads = {}
+    for name in W.shapes(spec):
+        row, kind = name.split(".")
+        if kind in ("moving_mean", "moving_variance"):
+            continue
+        grads[name] = getattr(_core(model, row), _NEUTRAL[kind]).grad.double().numpy()
+    return float(loss.detach()), grads
 
 
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -196,7 +220,7 @@ class Trainer:
     """The torch side of mnistcnn.train's protocol: batches arrive as index arrays."""
 
     def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None,
-                 torch_bn_stats: bool = True):
+                 torch_bn: bool = True):
         if opt["form"] != "torch":
             raise ValueError("the torch backend trains with PyTorch's optimizer formulas only")
         torch.manual_seed(seed)
