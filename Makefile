@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 MNISTCNN_DATA_DIR ?= $(abspath ../shared/data/mnist)
 export MNISTCNN_DATA_DIR
 
-.PHONY: setup main summary test clean
+.PHONY: setup main summary test results bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,19 @@ main: setup
 
 summary: setup
 	$(VENV)/bin/mnistcnn summary seed000-cnn --backend both
+
+# every study of examples/ at its full size (about 40 minutes on 2 cores), then the doc
+results: setup
+	cd examples && for s in seed000_pt_vs_tf keras_activation_depth pytorch_width_pooling bottleneck sgd_models keras_deep_cnns; do \
+		../$(PY) $$s.py --out ../reports || exit 1; done
+	$(VENV)/bin/mnistcnn results-doc reports/seed000-cnn reports/seed000-pt-vs-tf reports/keras-activation-depth \
+		reports/pytorch-width-pooling reports/bottleneck reports/sgd-models reports/sgd-lr-schedule reports/keras-deep-cnns
+
+# throughput against hand-written loops and the matmul rate (about 15 minutes; run on a quiet machine)
+bench: setup
+	$(PY) benchmarks/bench.py --framework torch --out benchmarks/torch.json --time-to-accuracy
+	$(PY) benchmarks/bench.py --framework keras --out benchmarks/keras.json --time-to-accuracy
+	$(PY) benchmarks/bench.py --report benchmarks/torch.json benchmarks/keras.json --md docs/performance.md
 
 test: setup
 	$(PY) -m pytest

@@ -7,4 +7,4 @@ if __name__ == "__main__":
     sys.exit(study("keras-activation-depth",
                    ["sweep", "keras-bn-cnn", "--grid", "activation=relu,sigmoid,tanh",
                     "--grid", "conv_blocks=2,1"],
-                   full=["--seeds", "2", "--epochs", "3"]))
+                   full=["--seeds", "1", "--epochs", "2", "--train-limit", "10000"]))

@@ -6,4 +6,4 @@ from _study import study
 if __name__ == "__main__":
     sys.exit(study("keras-deep-cnns",
                    ["sweep", "keras3-cnn", "--grid", "arch=keras3-cnn,keras5-cnn,keras7-cnn"],
-                   full=["--seeds", "2", "--epochs", "3"]))
+                   full=["--seeds", "1", "--epochs", "2", "--train-limit", "20000"]))

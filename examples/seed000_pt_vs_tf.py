@@ -6,4 +6,4 @@ from _study import study
 
 if __name__ == "__main__":
     sys.exit(study("seed000-pt-vs-tf", ["compare", "seed000-cnn", "--native", "--ablate"],
-                   full=["--seeds", "3", "--epochs", "2"]))
+                   full=["--seeds", "2", "--epochs", "1", "--train-limit", "20000"]))

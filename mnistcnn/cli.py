@@ -11,7 +11,9 @@ from .errors import MnistCnnError
 def _spec(args):
     from . import spec, zoo
 
-    return spec.load(args.spec) if args.spec else zoo.get(args.arch)
+    if args.spec:
+        return spec.load(args.spec)
+    return zoo.get(args.arch or args.arch_flag)
 
 
 def cmd_summary(args) -> int:
@@ -107,9 +109,18 @@ def cmd_defaults(args) -> int:
             mark = "DIFFERS" if r["differs"] else "same"
             print(f"{r['label']} [{mark}]\n  torch:      {r['torch']}\n  keras:      {r['keras']}\n"
                   f"  harmonized: {r['harmonized']}")
-    if args.arch or args.spec:
+    if args.arch or args.arch_flag or args.spec:
         for w in defaults.lint(_spec(args)):
             print(f"warning: {w}")
+    return 0
+
+
+def cmd_results_doc(args) -> int:
+    from ._io import atomic_write_text
+    from .report import results_doc
+
+    atomic_write_text(args.out, results_doc(args.reports))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -156,6 +167,7 @@ def _add_config_args(p):
 def _add_model_args(p):
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("arch", nargs="?", help="zoo model name (see `mnistcnn zoo`), e.g. seed000-cnn")
+    g.add_argument("--arch", dest="arch_flag", metavar="ARCH", help="the same, as an option")
     g.add_argument("--spec", help="a spec JSON file instead of a zoo name")
 
 
@@ -233,9 +245,15 @@ def make_parser() -> argparse.ArgumentParser:
                                    "model, also lint warnings for known mistakes.")
     g = p.add_mutually_exclusive_group()
     g.add_argument("arch", nargs="?", help="a zoo model to lint")
+    g.add_argument("--arch", dest="arch_flag", metavar="ARCH", help="the same, as an option")
     g.add_argument("--spec", help="a spec JSON file to lint")
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
     p.set_defaults(func=cmd_defaults)
+
+    p = sub.add_parser("results-doc", help="write docs/results.md from report directories")
+    p.add_argument("reports", nargs="*", help="compare or sweep output directories")
+    p.add_argument("--out", default="docs/results.md")
+    p.set_defaults(func=cmd_results_doc)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (weights.npz) in a backend")
     p.add_argument("checkpoint", help="a neutral checkpoint, e.g. runs/x/checkpoint/weights.npz")

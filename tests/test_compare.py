@@ -104,6 +104,13 @@ def test_compare_smoke_writes_every_file_consistently(mnist_path, tmp_path):
     assert groups[("bn", "keras")]["test_acc"]["n"] == 2
     assert summary["params"]["bn"]["state"] == 2 * (32 + 16 + 1024)
 
+    from mnistcnn.report import results_doc
+
+    doc = results_doc([tmp_path])
+    assert "| seed000-cnn | total parameters | 827,738 | 827,738 | 827,738 | yes |" in doc
+    assert "| pytorch-examples-net-25 | total parameters | 13,565 | 13,565 | 13,565 | yes |" in doc
+    assert s["paired"][0]["verdict"] in doc and s["command"] in doc
+
 
 def test_compare_native_ablation_and_isolated_processes(mnist_path, tmp_path):
     """One seed, each run in its own process, with the ablation's modes."""

@@ -236,7 +236,7 @@ def test_run_files_are_plain_data(short_runs, tmp_path):
 
 
 def test_cli_train_evaluate_and_resume(mnist_path, tmp_path, capsys):
-    args = ["train", "simple-fc", "--backend", "torch", "--epochs", "2", "--train-limit", "2000",
+    args = ["train", "--arch", "simple-fc", "--backend", "torch", "--epochs", "2", "--train-limit", "2000",
             "--val-size", "500", "--optimizer", "sgd", "--lr", "0.1", "--out", str(tmp_path / "r"),
             "--data-dir", str(mnist_path), "--quiet"]
     assert main(args) == 0
