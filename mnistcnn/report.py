@@ -97,6 +97,7 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
                             label=f"{backend} {metric.split('_')[0]}")
             ax.set_title(f"{summary['spec']} {variant} ({mode})")
             ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:

@@ -208,3 +208,15 @@ def test_download_failure_lists_every_mirror(tiny, server, tmp_path, monkeypatch
     assert f"{base}none/train-images-idx3-ubyte.gz: HTTP Error 404" in msg
     assert f"{base}bad/train-images-idx3-ubyte.gz: md5 " in msg
     assert not (tmp_path / "dest" / "train-images-idx3-ubyte.gz").exists()
+
+
+def test_fashion_mnist_uses_a_complete_system_directory(tmp_path, monkeypatch):
+    """Debian's /usr/share/datasets/fashion-mnist counts when it holds all four files."""
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    system = tmp_path / "debian"
+    system.mkdir()
+    monkeypatch.setitem(data.DATASETS["fashion-mnist"], "system_dirs", [str(system)])
+    assert data.locate("fashion-mnist") == tmp_path / "cache" / "mnistcnn" / "fashion-mnist"
+    _write_set(system)
+    assert data.locate("fashion-mnist") == system
