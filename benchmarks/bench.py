@@ -340,7 +340,17 @@ def markdown(runs: list[dict], command: str) -> str:
         for t in tta:
             lines.append(f"| {t['backend']} | {'yes' if t['reached'] else 'no'} | {t['epochs']} | {t['train_seconds']:.0f} | "
                          + ", ".join(f"{c['test_acc'] * 100:.2f}" for c in t["curve"]) + " |")
-    lines.append("")
+    lines += ["", "## Notes", "",
+              "- channels_last memory format measured faster for the hand-written PyTorch loop (the "
+              "Explored row), so the torch backend's Trainer now trains in channels_last; the torch rows "
+              "above were measured with it.",
+              "- XLA: Keras answered `Model doesn't support jit_compile=True. Proceeding with "
+              "jit_compile=False` for these models on this CPU, so the XLA row compares plain fit with itself; "
+              "mnistcnn records jit_compile=False with every run.",
+              "- Not yet explored: torch.compile, bfloat16 autocast, thread settings other than all cores.",
+              "- The efficiency target (60% of the matmul rate) is not met. Not profiled yet; the likely "
+              "reasons are the small convolutions (28x28 maps, 1 to 64 channels) and the layers that do "
+              "little arithmetic per byte (pooling, BatchNorm, activations, the optimizer step).", ""]
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from . import zoo
-from .errors import BackendUnavailableError, DataError, MnistCnnError, SpecError
+from .errors import BackendUnavailableError, ConfigError, DataError, MnistCnnError, SpecError
 from .spec import (
     Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ModelSpec,
     SpatialDropout2D,
@@ -25,7 +25,7 @@ def build(spec, backend: str = "torch"):
 
 
 __all__ = [
-    "Activation", "AvgPool2D", "BackendUnavailableError", "BatchNorm", "Conv2D", "DataError",
+    "Activation", "AvgPool2D", "BackendUnavailableError", "BatchNorm", "ConfigError", "Conv2D", "DataError",
     "Dense", "Dropout", "Flatten", "MaxPool2D", "MnistCnnError", "ModelSpec", "SpatialDropout2D",
     "SpecError", "build", "zoo",
 ]

@@ -40,9 +40,9 @@ def cmd_zoo(args) -> int:
 def cmd_train(args) -> int:
     from . import train
 
-    cfg = _config(args)
-    out = args.out or f"runs/{_spec(args).name}-{args.backend}-seed{cfg.seed}"
-    result = train.run(_spec(args), args.backend, cfg, out=out, data_dir=args.data_dir,
+    cfg, spec = _config(args), _spec(args)
+    out = args.out or f"runs/{spec.name}-{args.backend}-seed{cfg.seed}"
+    result = train.run(spec, args.backend, cfg, out=out, data_dir=args.data_dir,
                        progress=not args.quiet, resume=args.resume)
     print(f"wrote {out}/result.json, {out}/epochs.csv and {out}/checkpoint/ "
           f"(test accuracy {result.test_acc:.4f})")

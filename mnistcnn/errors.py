@@ -15,3 +15,7 @@ class BackendUnavailableError(MnistCnnError, ImportError):
 
 class DataError(MnistCnnError, OSError):
     """A data file that is missing, corrupt or not what it claims to be."""
+
+
+class ConfigError(MnistCnnError, ValueError):
+    """A training or comparison setting that cannot be used."""

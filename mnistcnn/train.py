@@ -23,7 +23,7 @@ import numpy as np
 from . import spec as S
 from . import weights as W
 from ._io import atomic_write_text
-from .errors import MnistCnnError, SpecError
+from .errors import ConfigError, SpecError
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
 #: The defaults a mode controls. harmonized: PyTorch's convention (or the spec's value)
@@ -45,10 +45,6 @@ NATIVE_OPTIMIZER_DEFAULTS = {
     "keras": {"adam": {"eps": 1e-7}, "rmsprop": {"rho": 0.9, "eps": 1e-7},
               "adadelta": {"rho": 0.95, "eps": 1e-7}, "sgd": {}},
 }
-
-
-class ConfigError(MnistCnnError, ValueError):
-    """A training configuration value that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +303,8 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
     out = Path(out) if out else None
     if resume:
         result = _restore(out, trainer, result)
+        if result.completed:
+            return result
     for epoch in range(len(result.epochs), cfg.epochs):
         if stop_after is not None and epoch >= stop_after:
             return result
