@@ -172,21 +172,19 @@ def torch_suite(steps: int, reps: int) -> dict:
             opt_cl = torch.optim.Adam(cl.parameters(), 1e-3)
             xcl = xt.contiguous(memory_format=torch.channels_last)
 
+            def plain_loop(model, optimizer, inputs):
+                def run():
+                    for i in range(0, n, bs):
+                        optimizer.zero_grad()
+                        F.cross_entropy(model(inputs[i:i + bs]), yt[i:i + bs]).backward()
+                        optimizer.step()
+                return images_per_s(n, run)
+
             def channels_last():
-                t = time.perf_counter()
-                for i in range(0, n, bs):
-                    opt_cl.zero_grad()
-                    F.cross_entropy(cl(xcl[i:i + bs]), yt[i:i + bs]).backward()
-                    opt_cl.step()
-                return n / (time.perf_counter() - t)
+                return plain_loop(cl, opt_cl, xcl)
 
             def default_format():
-                t = time.perf_counter()
-                for i in range(0, n, bs):
-                    opt.zero_grad()
-                    F.cross_entropy(hand(xt[i:i + bs]), yt[i:i + bs]).backward()
-                    opt.step()
-                return n / (time.perf_counter() - t)
+                return plain_loop(hand, opt, xt)
 
             channels_last(), default_format()
             results["pairs"]["explore/seed000-cnn/b128/channels_last_vs_default"] = interleaved(
