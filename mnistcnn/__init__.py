@@ -19,9 +19,7 @@ def build(spec, backend: str = "torch"):
     a torch.nn.Module taking (N, C, H, W), or a keras.Model taking (N, H, W, C)."""
     from .backends import get_backend
 
-    if isinstance(spec, str):
-        spec = zoo.get(spec)
-    return get_backend(backend).build(spec)
+    return get_backend(backend).build(zoo.resolve(spec))
 
 
 __all__ = [

@@ -52,8 +52,8 @@ def cmd_train(args) -> int:
 def _config(args):
     from . import train
 
-    return train.TrainConfig(**{k: v for k, v in vars(args).items()
-                                if k in _config_fields() and v is not None})
+    names = _config_fields()
+    return train.TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
 def cmd_compare(args) -> int:

@@ -37,10 +37,6 @@ def mode_config(cfg: TrainConfig, mode: str) -> TrainConfig:
     return replace(cfg, defaults="native", harmonize=(item,))
 
 
-def _resolve(spec):
-    return zoo.get(spec) if isinstance(spec, str) else spec
-
-
 def _run_row(key_names, key, r) -> dict:
     row = dict(zip(key_names, key))
     if isinstance(r, str):
@@ -63,7 +59,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     """Run the comparison and write its report directory; returns the summary dict."""
     from . import report
 
-    spec, out, cfg = _resolve(spec), Path(out), cfg or TrainConfig()
+    spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()
     modes = list(modes)
     if ablate:
         modes = list(dict.fromkeys(modes + ["harmonized", "native"] + [f"native+{i}" for i in DEFAULT_ITEMS]))
@@ -114,6 +110,8 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
         summary["ablation"] = _ablation(summary)
     summary["environment"] = {b: next((r.environment for k, r in ok.items() if k[2] == b), {})
                               for b in backends}
+    # results first, so that they are on disk even if plotting fails; results.json is
+    # written again below with the plots' names
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / "results.csv", report.runs_csv(jobs, results))
     summary["plots"] = report.compare_plots(out, jobs, results, summary)
@@ -186,7 +184,7 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
     cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     jobs = []
     for cell in cells:
-        s = _resolve(cell.get("arch", spec))
+        s = zoo.resolve(cell.get("arch", spec))
         for axis, fn in variants.SPEC_AXES.items():
             if axis in cell:
                 s = fn(s, cell[axis])
@@ -217,7 +215,7 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
                     improvement_pp_per_epoch=((val[-1] - val[0]) / (len(val) - 1) * 100) if len(val) > 1 else None,
                 )
             rows.append(row)
-    summary = {"spec": _resolve(spec).name, "grid": grid, "seeds": seeds, "backends": list(backends),
+    summary = {"spec": zoo.resolve(spec).name, "grid": grid, "seeds": seeds, "backends": list(backends),
                "config": json.loads(json.dumps(asdict(cfg))), "date": datetime.date.today().isoformat(),
                "command": command or " ".join(["mnistcnn"] + sys.argv[1:]), "rows": rows}
     atomic_write_text(out / "sweep.json", json.dumps(summary, indent=2) + "\n")

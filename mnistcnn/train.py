@@ -282,10 +282,9 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
     in total without testing (to simulate an interruption)."""
     from .backends import get_backend
 
-    if isinstance(spec, str):
-        from . import zoo
+    from . import zoo
 
-        spec = zoo.get(spec)
+    spec = zoo.resolve(spec)
     b = get_backend(backend)
     _set_threads(backend, cfg.threads)
     trained = training_spec(spec, backend, native_bn=not cfg.harmonized("batchnorm"))

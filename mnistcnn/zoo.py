@@ -157,6 +157,11 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
 ]}
 
 
+def resolve(spec) -> ModelSpec:
+    """A ModelSpec as given, or the zoo's spec of that name."""
+    return get(spec) if isinstance(spec, str) else spec
+
+
 def names() -> list[str]:
     return sorted(ZOO)
 

@@ -208,11 +208,8 @@ def model_spec(model):
 def _to_neutral_output(out: np.ndarray, order) -> np.ndarray:
     if out.ndim == 4:
         return out.transpose(0, 3, 1, 2)
-    if order is not None:  # a flattened map leaves the model: back to (C, H, W) order
-        neutral = np.empty_like(out)
-        neutral[:, order] = out
-        return neutral
-    return out
+    # a flattened map leaving the model goes back to (C, H, W) order
+    return _unorder_rows(out.T, order).T
 
 
 # -- weights in the neutral form (mnistcnn.weights) -----------------------------------

@@ -220,7 +220,7 @@ class Trainer:
     """The torch side of mnistcnn.train's protocol: batches arrive as index arrays."""
 
     def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None,
-                 torch_bn: bool = True):
+                 torch_bn: bool = True):  # PyTorch's BatchNorm rules are its own: always true
         if opt["form"] != "torch":
             raise ValueError("the torch backend trains with PyTorch's optimizer formulas only")
         torch.manual_seed(seed)
