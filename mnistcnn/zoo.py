@@ -113,7 +113,7 @@ _SEED = "seed report: PyTorch vs TensorFlow on MNIST, accuracy and loss with/wit
 _KERAS_NB = ("Keras notebook of 3/5/7-layer CNNs. Its published totals were counted with "
              "BatchNormalization(axis=1) on channels_last data (4*H weights per BN)")
 _RECON = ("Reconstruction: the notebook's exact layer lists are not in our sources and its "
-          "totals do not determine them (hundreds of plausible stacks reach each total). "
+          "totals do not determine them (one search found 508, 19 and 177 conv/BN/pool/dense stacks reaching the three totals). "
           "These entries keep its pattern (3x3 valid conv -> BN per conv, 2x2 max pools, "
           "softmax head), with BN on the channel axis; the 3-layer one has BN heights 26, "
           "11, 3, which reproduces the notebook's BN rows 44 = 4*11 and 12 = 4*3 under the "
