@@ -97,9 +97,10 @@ def mnistcnn_trainer(backend: str, name: str, x, y, precision: str = "float32"):
     """The library's own training loop for a zoo model, harmonized, data in place."""
     from mnistcnn.backends import get_backend
 
-    spec = train.training_spec(zoo.get(name), backend)
-    trainer = get_backend(backend).Trainer(spec, train.TrainConfig().optimizer_for(backend), 0,
-                                           W.initial(spec, 0), precision=precision)
+    cfg, b = train.TrainConfig(), get_backend(backend)
+    b.start_run(None)  # as train.run: deterministic algorithms, threads left as they are
+    spec = cfg.trained_spec(zoo.get(name), backend)
+    trainer = b.Trainer(spec, cfg.optimizer_for(backend), 0, W.initial(spec, 0), precision=precision)
     trainer.set_data(x, y)
     return spec, trainer
 
@@ -291,7 +292,7 @@ def torch_suite(steps: int, reps: int) -> dict:
                 "hand-written loop; fused Adam and SGD adopted in the torch Trainer"),
         explore(key + "no_nan_fill_vs_nan_fill", fill(False, epoch_speed(trainer, n, bs)),
                 fill(True, epoch_speed(trainer, n, bs)), reps,
-                "mnistcnn Trainer under use_deterministic_algorithms; fill turned off in the Trainer"),
+                "mnistcnn Trainer under use_deterministic_algorithms; fill turned off by start_run"),
         explore(key + "inplace_relu_vs_not", hand_loop(hand_model(name, inplace=True), n, bs),
                 hand_loop(hand_model(name), n, bs), reps,
                 "hand-written loop; adopted for the activation of a Conv2D or Dense in the torch backend"),
@@ -403,7 +404,7 @@ def keras_suite(steps: int, reps: int) -> dict:
             return n / (time.perf_counter() - t)
         return run
 
-    # XLA first: mnistcnn's Trainer turns on TensorFlow's op determinism for the whole
+    # XLA first: mnistcnn's start_run turns on TensorFlow's op determinism for the whole
     # process, and XLA has no deterministic MaxPool gradient
     name, bs, n = "seed000-cnn", 128, steps * 128
     xla = explore(f"{name}/b{bs}/xla_fit_vs_fit", fit(hand_model(name, True), n, bs),
@@ -429,11 +430,12 @@ def keras_suite(steps: int, reps: int) -> dict:
     _, fused_bn = mnistcnn_trainer("keras", "complex-cnn", x, y)
     fused_run = epoch_speed(fused_bn, n, bs)
     fused_run()  # traced with the fused kernel
-    TorchBatchNormalization.fused_training = False
     _, formula_bn = mnistcnn_trainer("keras", "complex-cnn", x, y)
+    for layer in formula_bn.model.layers:
+        if isinstance(layer, TorchBatchNormalization):
+            layer.fused_training = False  # the layer's own switch, before the step is traced
     formula_run = epoch_speed(formula_bn, n, bs)
     formula_run()  # traced with separate ops
-    TorchBatchNormalization.fused_training = True
     out["explore"] = [
         xla,
         explore(f"complex-cnn/b{bs}/fused_bn_vs_separate_ops_bn", fused_run, formula_run, reps,
@@ -490,7 +492,7 @@ def time_to_accuracy(backend: str, precision: str = "float32", target: float = 0
     from mnistcnn.backends import get_backend
 
     cfg = train.TrainConfig(val_size=0, precision=precision)
-    spec = train.training_spec(zoo.get("seed000-cnn"), backend)
+    spec = cfg.trained_spec(zoo.get("seed000-cnn"), backend)
     trainer = get_backend(backend).Trainer(spec, cfg.optimizer_for(backend), 0, W.initial(spec, 0),
                                            precision=precision)
     (xt, yt), _, (xs, ys) = train.prepare_data(cfg)

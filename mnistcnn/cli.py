@@ -50,10 +50,10 @@ def cmd_train(args) -> int:
 
 
 def _config(args):
-    from . import train
+    from .config import TrainConfig
 
     names = _config_fields()
-    return train.TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
 def cmd_compare(args) -> int:
@@ -63,11 +63,11 @@ def cmd_compare(args) -> int:
     s = compare(_spec(args), args.out, seeds=args.seeds, cfg=_config(args), bn=not args.no_bn,
                 modes=modes, ablate=args.ablate, workers=args.workers, isolate=not args.in_process,
                 data_dir=args.data_dir, progress=not args.quiet, command=args.command_line)
-    for p in s["paired"]:
+    for p in s.paired:
         print(f"{p['variant']}, {p['mode']}: {p['verdict']}")
-    print(f"report: {args.out}/report.md  plots: {', '.join(s['plots'])}  "
+    print(f"report: {args.out}/report.md  plots: {', '.join(s.plots)}  "
           f"data: {args.out}/results.json, results.csv")
-    return 1 if any("error" in r for r in s["runs"]) else 0
+    return 1 if any("error" in r for r in s.runs) else 0
 
 
 def cmd_sweep(args) -> int:
@@ -110,7 +110,9 @@ def cmd_defaults(args) -> int:
             print(f"{r['label']} [{mark}]\n  torch:      {r['torch']}\n  keras:      {r['keras']}\n"
                   f"  harmonized: {r['harmonized']}")
     if args.arch or args.arch_flag or args.spec:
-        for w in defaults.lint(_spec(args)):
+        from .spec.lint import lint
+
+        for w in lint(_spec(args)):
             print(f"warning: {w}")
     return 0
 
@@ -138,19 +140,19 @@ def cmd_evaluate(args) -> int:
 def _config_fields():
     from dataclasses import fields
 
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     return {f.name: f for f in fields(TrainConfig)}
 
 
 def _add_config_args(p):
     """One flag per TrainConfig field (--batch-size for batch_size), typed from its default."""
-    from . import train
+    from . import config
 
-    choices = {"optimizer": train.OPTIMIZERS, "schedule": train.SCHEDULES,
-               "defaults": train.DEFAULTS_MODES, "normalization": ("standard", "unit"),
+    choices = {"optimizer": config.OPTIMIZERS, "schedule": config.SCHEDULES,
+               "defaults": config.DEFAULTS_MODES, "normalization": ("standard", "unit"),
                "init": ("glorot_uniform", "torch_default"), "dataset": ("mnist", "fashion-mnist"),
-               "precision": train.PRECISIONS}
+               "precision": config.PRECISIONS}
     floats = {"lr", "momentum", "beta1", "beta2", "eps", "rho", "weight_decay", "gamma"}
     for name, f in _config_fields().items():
         flag = "--" + name.replace("_", "-")
@@ -159,6 +161,9 @@ def _add_config_args(p):
             p.add_argument(flag, action="store_true", default=None, help="Nesterov momentum (SGD)")
         elif name == "milestones":
             p.add_argument(flag, type=int, nargs="+", help="multistep: 0-based epochs where lr *= gamma")
+        elif name == "harmonize":
+            p.add_argument(flag, nargs="+", choices=config.DEFAULT_ITEMS,
+                           help="with --defaults native: the default items kept harmonized")
         elif name in choices:
             p.add_argument(flag, choices=choices[name], help=helptext)
         else:

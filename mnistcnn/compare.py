@@ -11,36 +11,60 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
-import sys
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from . import stats, variants, zoo
+from . import stats, zoo
 from ._io import atomic_write_text
+from .config import BN_VARIANT, DEFAULT_ITEMS, TrainConfig, mode_config
 from .errors import SpecError
-from .runner import Job, run_jobs
-from .train import DEFAULT_ITEMS, TrainConfig
+from .results import RunError
+from .runner import Job, JobKey, run_jobs
+from .spec import variants
 
 BACKENDS = ("torch", "keras")
 
 
-def mode_config(cfg: TrainConfig, mode: str) -> TrainConfig:
-    """'harmonized', 'native', or 'native+<item>' (native with one item harmonized)."""
-    if mode == "harmonized":
-        return replace(cfg, defaults="harmonized", harmonize=())
-    if mode == "native":
-        return replace(cfg, defaults="native", harmonize=())
-    item = mode.removeprefix("native+")
-    if item not in DEFAULT_ITEMS:
-        raise SpecError(f"Unknown mode {mode!r}. Valid: harmonized, native, "
-                        + ", ".join(f"native+{i}" for i in DEFAULT_ITEMS))
-    return replace(cfg, defaults="native", harmonize=(item,))
+@dataclass
+class CompareSummary:
+    """What a comparison found, as written to results.json (report.md and the plots are
+    made from it)."""
+
+    spec: str
+    command: str
+    date: str
+    config: dict
+    seeds: int
+    modes: list
+    variants: list
+    backends: list
+    batchnorm: str  # the BN variant's BatchNorm, in words (config.BN_VARIANT)
+    params: dict  # variant -> {"trainable": n, "state": n}
+    runs: list = field(default_factory=list)  # one row per run (error rows hold "error")
+    groups: list = field(default_factory=list)  # per (mode, variant, backend): test metrics
+    paired: list = field(default_factory=list)  # per (mode, variant): paired a - b
+    ablation: list = field(default_factory=list)
+    environment: dict = field(default_factory=dict)
+    plots: list = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CompareSummary":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known} | {"batchnorm": d.get("batchnorm", "")})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
 
 
-def _run_row(key_names, key, r) -> dict:
-    row = dict(zip(key_names, key))
-    if isinstance(r, str):
-        return row | {"error": r}
+def batchnorm_words(bn) -> str:
+    return (f"BatchNorm momentum {bn.momentum:g} (Keras convention: running = {bn.momentum:g}·running "
+            f"+ {1 - bn.momentum:g}·batch), epsilon {bn.epsilon:g}")
+
+
+def _run_row(key: JobKey, r) -> dict:
+    row = asdict(key)
+    if isinstance(r, RunError):
+        return row | {"error": r.message}
     last = r.epochs[-1]
     return row | {
         "test_acc": r.test_acc, "test_loss": r.test_loss, "final_val_acc": last.val_acc,
@@ -48,45 +72,46 @@ def _run_row(key_names, key, r) -> dict:
         "total_time_s": sum(e.time_s for e in r.epochs),
         "images_per_s": sum(e.images_per_s for e in r.epochs) / len(r.epochs),
         "val_acc_per_epoch": [e.val_acc for e in r.epochs],
-        "threads": r.environment.get("torch_threads", r.environment.get("tf_intra_op_threads")),
+        "threads": r.environment.get("threads"),
     }
 
 
 def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=BACKENDS,
             bn: bool = True, modes=("harmonized",), ablate: bool = False, workers: int = 1,
             isolate: bool = True, data_dir=None, progress: bool = True,
-            command: str | None = None) -> dict:
-    """Run the comparison and write its report directory; returns the summary dict."""
+            command: str = "mnistcnn.compare.compare() from Python") -> CompareSummary:
+    """Run the comparison and write its report directory. ``command`` is recorded as
+    what produced it."""
     from . import report
 
     spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()
     modes = list(modes)
     if ablate:
         modes = list(dict.fromkeys(modes + ["harmonized", "native"] + [f"native+{i}" for i in DEFAULT_ITEMS]))
-    specs = variants.batchnorm_pair(spec) if bn else {"as-is": spec}
+    specs = variants.batchnorm_pair(spec, BN_VARIANT) if bn else {"as-is": spec}
     jobs = [
-        Job((mode, variant, backend, seed), s, backend, replace(mode_config(cfg, mode), seed=seed),
+        Job(JobKey(mode, variant, backend, seed), s, backend, replace(mode_config(cfg, mode), seed=seed),
             out / "runs" / mode / variant / backend / f"seed{seed}")
         for mode in modes for variant, s in specs.items() for seed in range(seeds)
         for backend in backends
     ]
     results = run_jobs(jobs, data_dir, workers, isolate, progress)
 
-    key_names = ("mode", "variant", "backend", "seed")
-    summary = {
-        "spec": spec.name, "command": command or " ".join(["mnistcnn"] + sys.argv[1:]),
-        "date": datetime.date.today().isoformat(), "config": json.loads(json.dumps(asdict(cfg))),
-        "seeds": seeds, "modes": modes, "variants": list(specs), "backends": list(backends),
-        "params": {v: {"trainable": s.trainable_params, "state": s.state_params} for v, s in specs.items()},
-        "runs": [_run_row(key_names, j.key, results[j.key]) for j in jobs],
-        "groups": [], "paired": [],
-    }
-    ok = {k: r for k, r in results.items() if not isinstance(r, str)}
+    summary = CompareSummary(
+        spec=spec.name, command=command, date=datetime.date.today().isoformat(),
+        config=json.loads(json.dumps(asdict(cfg))), seeds=seeds, modes=modes, variants=list(specs),
+        backends=list(backends),
+        batchnorm=(f"the BN variant has {batchnorm_words(BN_VARIANT)}, in every backend under "
+                   f"harmonized; under native each framework's own" if bn else "as in the spec"),
+        params={v: {"trainable": s.trainable_params, "state": s.state_params} for v, s in specs.items()},
+        runs=[_run_row(j.key, results[j.key]) for j in jobs])
+    ok = {k: r for k, r in results.items() if not isinstance(r, RunError)}
     for mode, variant in itertools.product(modes, specs):
+        runs = {b: {s: ok.get(JobKey(mode, variant, b, s)) for s in range(seeds)} for b in backends}
         for backend in backends:
-            rs = [ok[(mode, variant, backend, s)] for s in range(seeds) if (mode, variant, backend, s) in ok]
+            rs = [r for r in runs[backend].values() if r is not None]
             if rs:
-                summary["groups"].append({
+                summary.groups.append({
                     "mode": mode, "variant": variant, "backend": backend,
                     "test_acc": stats.describe([r.test_acc for r in rs]),
                     "test_loss": stats.describe([r.test_loss for r in rs]),
@@ -95,37 +120,35 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
                 })
         if len(backends) == 2:
             a, b = backends
-            both = [s for s in range(seeds) if (mode, variant, a, s) in ok and (mode, variant, b, s) in ok]
+            both = [s for s in range(seeds) if runs[a][s] and runs[b][s]]
             if both:
-                acc = stats.paired([ok[(mode, variant, a, s)].test_acc for s in both],
-                                   [ok[(mode, variant, b, s)].test_acc for s in both])
-                loss = stats.paired([ok[(mode, variant, a, s)].test_loss for s in both],
-                                    [ok[(mode, variant, b, s)].test_loss for s in both])
-                summary["paired"].append({
+                acc = stats.paired([runs[a][s].test_acc for s in both], [runs[b][s].test_acc for s in both])
+                loss = stats.paired([runs[a][s].test_loss for s in both], [runs[b][s].test_loss for s in both])
+                summary.paired.append({
                     "mode": mode, "variant": variant, "a": a, "b": b, "test_acc": acc, "test_loss": loss,
                     "verdict": stats.verdict(acc, a, b),
                     "loss_verdict": stats.verdict(loss, a, b, "test loss", scale=1.0, unit=""),
                 })
     if ablate:
-        summary["ablation"] = _ablation(summary)
-    summary["environment"] = {b: next((r.environment for k, r in ok.items() if k[2] == b), {})
-                              for b in backends}
+        summary.ablation = _ablation(summary)
+    summary.environment = {b: next((r.environment for k, r in ok.items() if k.backend == b), {})
+                           for b in backends}
     # results first, so that they are on disk even if plotting fails; results.json is
     # written again below with the plots' names
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "results.json", summary.to_json())
     atomic_write_text(out / "results.csv", report.runs_csv(jobs, results))
-    summary["plots"] = report.compare_plots(out, jobs, results, summary)
+    summary.plots = report.compare_plots(out, jobs, results, summary)
     atomic_write_text(out / "report.md", report.compare_markdown(summary))
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "results.json", summary.to_json())
     return summary
 
 
 def _ablation(summary) -> list:
     """For each default item: the native torch-keras gap, and the gap left when that one
     item is harmonized. A gap that shrinks points at a contributor."""
-    gap = {(p["mode"], p["variant"]): p["test_acc"]["mean_diff"] for p in summary["paired"]}
+    gap = {(p["mode"], p["variant"]): p["test_acc"]["mean_diff"] for p in summary.paired}
     rows = []
-    for variant in summary["variants"]:
+    for variant in summary.variants:
         native = gap.get(("native", variant))
         for item in DEFAULT_ITEMS:
             with_item = gap.get((f"native+{item}", variant))
@@ -175,9 +198,10 @@ def _cell_name(cell: dict) -> str:
 
 def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
           backends=BACKENDS, workers: int = 2, isolate: bool = True, data_dir=None,
-          progress: bool = True, command: str | None = None) -> dict:
+          progress: bool = True, command: str = "mnistcnn.compare.sweep() from Python") -> dict:
     """Every combination of the grid's values, in every backend and seed. Runs go through
-    a process pool; finished runs on disk are skipped; a failed run is reported."""
+    a process pool; finished runs on disk are skipped; a failed run is reported.
+    Returns the summary written to sweep.json (one row per cell and backend)."""
     from . import report
 
     cfg, out = cfg or TrainConfig(), Path(out)
@@ -192,16 +216,19 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
         name = _cell_name(cell).replace("/", "_").replace(":", "_")
         for seed in range(seeds):
             for backend in backends:
-                jobs.append(Job((_cell_name(cell), backend, seed), s, backend, replace(c, seed=seed),
-                                out / "runs" / name / backend / f"seed{seed}"))
+                jobs.append(Job(JobKey(c.defaults, _cell_name(cell), backend, seed), s, backend,
+                                replace(c, seed=seed), out / "runs" / name / backend / f"seed{seed}"))
     results = run_jobs(jobs, data_dir, workers, isolate, progress)
+    by_cell = {}
+    for job in jobs:
+        by_cell.setdefault((job.key.variant, job.key.backend), []).append(results[job.key])
     rows = []
     for cell in cells:
         for backend in backends:
-            rs = [results[(_cell_name(cell), backend, s)] for s in range(seeds)]
-            good = [r for r in rs if not isinstance(r, str)]
+            rs = by_cell[(_cell_name(cell), backend)]
+            good = [r for r in rs if not isinstance(r, RunError)]
             row = {"cell": _cell_name(cell), **cell, "backend": backend, "runs": len(good),
-                   "errors": [r for r in rs if isinstance(r, str)]}
+                   "errors": [r.message for r in rs if isinstance(r, RunError)]}
             if good:
                 epochs = min(len(r.epochs) for r in good)
                 val = [sum(r.epochs[e].val_acc or 0 for r in good) / len(good) for e in range(epochs)]
@@ -217,8 +244,8 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
             rows.append(row)
     summary = {"spec": zoo.resolve(spec).name, "grid": grid, "seeds": seeds, "backends": list(backends),
                "config": json.loads(json.dumps(asdict(cfg))), "date": datetime.date.today().isoformat(),
-               "command": command or " ".join(["mnistcnn"] + sys.argv[1:]), "rows": rows}
+               "command": command, "rows": rows}
     atomic_write_text(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(out / "sweep.csv", report.runs_csv(jobs, results, ("cell", "backend", "seed")))
+    atomic_write_text(out / "sweep.csv", report.runs_csv(jobs, results))
     atomic_write_text(out / "sweep.md", report.sweep_markdown(summary))
     return summary

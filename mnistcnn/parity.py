@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import reference
-from . import spec as S
 from . import weights as W
 from .backends import get_backend
+from .spec import variants
 
 #: float32 frameworks against each other and against a float64 reference:
 #: tolerance = ATOL + RTOL * (largest |value| of that layer or gradient)
@@ -35,12 +35,6 @@ class Diff:
     max_abs: dict  # pair -> max |a - b|, pairs like 'torch-numpy'
     max_rel: dict  # pair -> max |a - b| / magnitude
     ok: bool
-
-
-def comparison_spec(spec) -> S.ModelSpec:
-    """The spec without dropout layers."""
-    return S.ModelSpec(spec.name, [l for l in spec.layers if not isinstance(l, S.Dropout)],
-                       spec.input_shape)
 
 
 def sample_weights(spec, seed: int = 0) -> dict:
@@ -71,12 +65,9 @@ def _diff(name, kind, values: dict, tol: dict, reference_key: str) -> Diff:
 def harmonized_models(spec, weights: dict, dtype: str = "float32") -> dict:
     """Both backends' models holding ``weights``, Keras' BatchNorm by PyTorch's rules
     (as harmonized training uses it); dtype 'float64' for the reference."""
-    models = {"torch": get_backend("torch").build(spec),
-              "keras": get_backend("keras").build(spec, torch_bn=True, dtype=dtype)}
+    models = {b: get_backend(b).build(spec, bn_rules="torch", dtype=dtype) for b in ("torch", "keras")}
     for b, m in models.items():
         get_backend(b).set_weights(m, spec, {k: v.astype(dtype) for k, v in weights.items()})
-    if dtype == "float64":
-        models["torch"].double()
     return models
 
 
@@ -139,13 +130,13 @@ def drift(spec, weights: dict, x: np.ndarray, y: np.ndarray, steps: int = 20,
         diffs = {n: float(np.abs(wt[n] - wk[n]).max()) for n in wt}
         worst = max(diffs, key=diffs.get)
         # what the weights compute: inference-mode logits on the whole set
-        lt = get_backend("torch").predict(trainers["torch"].model, x)
-        lk = get_backend("keras").predict(trainers["keras"].model, x)
+        lt = get_backend("torch").predict(trainers["torch"].model, spec, x)
+        lk = get_backend("keras").predict(trainers["keras"].model, spec, x)
         curve.append({"step": step + 1, "loss_torch": losses["torch"], "loss_keras": losses["keras"],
                       "max_weight_diff": diffs[worst], "worst_weight": worst,
                       "max_weight": max(float(np.abs(wt[n]).max()) for n in wt),
                       "max_logit_diff": float(np.abs(lt - lk).max()), "max_logit": float(np.abs(lt).max())})
-    return {"tier": "drift", "optimizer": cfg.optimizer_for("torch"), "batch_size": batch_size,
+    return {"tier": "drift", "optimizer": asdict(cfg.optimizer_for("torch")), "batch_size": batch_size,
             "curve": curve,
             "note": ("Adam divides each gradient by its own running magnitude, so a gradient that is zero "
                      "in exact arithmetic (a bias right before BatchNorm) turns float noise into full-size "
@@ -155,13 +146,11 @@ def drift(spec, weights: dict, x: np.ndarray, y: np.ndarray, steps: int = 20,
 
 def run(spec, x: np.ndarray, y: np.ndarray, tiers=(1, 2, 3), steps: int = 20, seed: int = 0) -> dict:
     """All asked tiers on the comparison spec (no dropout; softmax head kept for tier 1)."""
-    from .train import training_spec
-
-    spec = comparison_spec(spec)
+    spec = variants.without_dropout(spec)
     out = {"spec": spec.name, "images": len(x)}
     if 1 in tiers:
         out["forward"] = forward(spec, sample_weights(spec, seed), x)
-    trained = training_spec(spec, "torch")
+    trained = variants.logits_head(spec)
     if 2 in tiers:
         out["gradients"] = gradients(trained, sample_weights(trained, seed), x, y)
     if 3 in tiers:

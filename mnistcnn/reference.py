@@ -70,30 +70,43 @@ def batchnorm(x, gamma, beta, mean, var, epsilon):
         + beta.reshape(shape)
 
 
+def _with_activation(h, layer):
+    return activation(h, layer.activation) if layer.activation else h
+
+
+#: One numpy forward per layer kind: (layer, row, x, weights by kind) -> output. A test
+#: asserts it covers spec.LAYER_KINDS; forward() refuses a kind missing here by name.
+FORWARD = {
+    S.Conv2D: lambda layer, row, h, w: _with_activation(
+        conv2d(h, w["kernel"], w.get("bias"), layer.stride, layer.pads(row.input_shape)), layer),
+    S.Dense: lambda layer, row, h, w: _with_activation(
+        h @ w["kernel"].T + (w["bias"] if "bias" in w else 0), layer),
+    S.MaxPool2D: lambda layer, row, h, w: max_pool(h, layer.pool_size, layer.stride,
+                                                   layer.pads(row.input_shape)),
+    S.AvgPool2D: lambda layer, row, h, w: avg_pool(h, layer.pool_size, layer.stride,
+                                                   layer.pads(row.input_shape)),
+    S.BatchNorm: lambda layer, row, h, w: batchnorm(
+        h, w["gamma"], w["beta"], w["moving_mean"], w["moving_variance"], layer.epsilon),
+    S.Flatten: lambda layer, row, h, w: h.reshape(len(h), -1),
+    S.Activation: lambda layer, row, h, w: activation(h, layer.name, layer.negative_slope, layer.alpha),
+    S.Dropout: lambda layer, row, h, w: h,  # identity at inference
+    S.SpatialDropout2D: lambda layer, row, h, w: h,
+    S.GlobalAvgPool2D: lambda layer, row, h, w: h.mean(axis=(2, 3)),
+}
+
+
 def forward(spec, weights: dict, x: np.ndarray, upto: int | None = None) -> list[np.ndarray]:
     """Inference-mode output of every layer (float64), for input (N, C, H, W)."""
+    from .weights import by_row
+
+    params = by_row(spec, weights)
     outs, h = [], np.asarray(x, dtype=np.float64)
     for r in spec.rows[:upto]:
-        layer, w = r.layer, {k.split(".")[1]: v.astype(np.float64) for k, v in weights.items()
-                             if k.split(".")[0] == r.name}
-        if isinstance(layer, S.Conv2D):
-            h = conv2d(h, w["kernel"], w.get("bias"), layer.stride, layer.pads(r.input_shape))
-            if layer.activation:
-                h = activation(h, layer.activation)
-        elif isinstance(layer, S.Dense):
-            h = h @ w["kernel"].T + (w["bias"] if "bias" in w else 0)
-            if layer.activation:
-                h = activation(h, layer.activation)
-        elif isinstance(layer, S.MaxPool2D):
-            h = max_pool(h, layer.pool_size, layer.stride, layer.pads(r.input_shape))
-        elif isinstance(layer, S.AvgPool2D):
-            h = avg_pool(h, layer.pool_size, layer.stride, layer.pads(r.input_shape))
-        elif isinstance(layer, S.BatchNorm):
-            h = batchnorm(h, w["gamma"], w["beta"], w["moving_mean"], w["moving_variance"], layer.epsilon)
-        elif isinstance(layer, S.Flatten):
-            h = h.reshape(len(h), -1)
-        elif isinstance(layer, S.Activation):
-            h = activation(h, layer.name, layer.negative_slope, layer.alpha)
-        # Dropout and SpatialDropout2D: identity at inference
+        if type(r.layer) not in FORWARD:
+            raise NotImplementedError(
+                f"mnistcnn.reference has no numpy forward for layer kind {r.kind} ({r.name}); "
+                "add one to reference.FORWARD")
+        w = {k: v.astype(np.float64) for k, v in params.get(r.name, {}).items()}
+        h = FORWARD[type(r.layer)](r.layer, r, h, w)
         outs.append(h)
     return outs

@@ -8,25 +8,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .train import EpochRecord
+from .results import EpochRecord, RunError
 
 COLORS = {"torch": "#d62728", "keras": "#1f77b4"}
 STYLES = {"no-bn": "-", "bn": "--", "as-is": "-"}
 
 
-def runs_csv(jobs, results, key_names=("mode", "variant", "backend", "seed")) -> str:
-    """One row per run and epoch; test metrics repeated on each row of their run."""
+def runs_csv(jobs, results) -> str:
+    """One row per run and epoch; test metrics repeated on each row of their run. The
+    key columns are runner.JobKey's (a sweep's cell is its variant)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     epoch_fields = [f.name for f in fields(EpochRecord)]
-    w.writerow([*key_names, *epoch_fields, "test_loss", "test_acc", "error"])
+    key_fields = [f.name for f in fields(jobs[0].key)] if jobs else []
+    w.writerow([*key_fields, *epoch_fields, "test_loss", "test_acc", "error"])
     for job in jobs:
-        r = results[job.key]
-        if isinstance(r, str):
-            w.writerow([*job.key, *[""] * len(epoch_fields), "", "", r.splitlines()[-1]])
+        r, key = results[job.key], [getattr(job.key, n) for n in key_fields]
+        if isinstance(r, RunError):
+            w.writerow([*key, *[""] * len(epoch_fields), "", "", r.last_line])
             continue
         for e in r.epochs:
-            w.writerow([*job.key, *(getattr(e, n) for n in epoch_fields), r.test_loss, r.test_acc, ""])
+            w.writerow([*key, *(getattr(e, n) for n in epoch_fields), r.test_loss, r.test_acc, ""])
     return buf.getvalue()
 
 
@@ -48,13 +50,13 @@ def _mean_curve(runs, get):
 def compare_plots(out: Path, jobs, results, summary) -> list[str]:
     """The comparison's figures, one PNG each; returns their file names."""
     plt = _plt()
-    mode = "harmonized" if "harmonized" in summary["modes"] else summary["modes"][0]
-    backends, variants = summary["backends"], summary["variants"]
+    mode = "harmonized" if "harmonized" in summary.modes else summary.modes[0]
+    backends, variants = summary.backends, summary.variants
     by = {}
     for job in jobs:
         r = results[job.key]
-        if job.key[0] == mode and not isinstance(r, str):
-            by.setdefault((job.key[1], job.key[2]), []).append(r)
+        if job.key.mode == mode and not isinstance(r, RunError):
+            by.setdefault((job.key.variant, job.key.backend), []).append(r)
     names = []
 
     def save(fig, name):
@@ -79,7 +81,7 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
-    axes[0].set_ylabel(f"cross-entropy (mean of {summary['seeds']} seeds, log scale)")
+    axes[0].set_ylabel(f"cross-entropy (mean of {summary.seeds} seeds, log scale)")
     save(fig, "loss_bn.png")
 
     # 2. train vs validation loss per epoch, 3. validation accuracy per epoch
@@ -95,7 +97,7 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
                     y = _mean_curve(runs, lambda r: [getattr(e, metric) or np.nan for e in r.epochs])
                     ax.plot(np.arange(1, len(y) + 1), y, style, marker="o", color=COLORS.get(backend),
                             label=f"{backend} {metric.split('_')[0]}")
-            ax.set_title(f"{summary['spec']} {variant} ({mode})")
+            ax.set_title(f"{summary.spec} {variant} ({mode})")
             ax.set_xlabel("epoch")
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.set_ylabel(ylabel)
@@ -105,7 +107,7 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
         save(fig, name)
 
     # 4. final test accuracy per backend and variant, mean +- sd over seeds (every mode)
-    groups = summary["groups"]
+    groups = summary.groups
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(groups)), 4))
     labels = [f"{g['variant']}\n{g['mode']}" for g in groups]
     means = [g["test_acc"]["mean"] * 100 for g in groups]
@@ -117,8 +119,8 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
     ax.set_xticks(range(len(groups)), labels, fontsize=7)
     lo = min(m - s for m, s in zip(means, sds)) if means else 0
     ax.set_ylim(max(0, lo - 1), 100)
-    ax.set_ylabel(f"test accuracy % (mean ± sd, {summary['seeds']} seeds)")
-    ax.set_title(f"{summary['spec']}: final test accuracy")
+    ax.set_ylabel(f"test accuracy % (mean ± sd, {summary.seeds} seeds)")
+    ax.set_title(f"{summary.spec}: final test accuracy")
     save(fig, "test_accuracy.png")
 
     # 5. confusion matrices, summed over seeds
@@ -147,26 +149,28 @@ def _pct(d, key="mean"):
     return "–" if d is None or d.get(key) is None else f"{d[key] * 100:.2f}"
 
 
-def compare_markdown(s: dict) -> str:
-    cfg = s["config"]
+def compare_markdown(s) -> str:
+    """report.md of a compare.CompareSummary."""
+    cfg = s.config
     lines = [
-        f"# {s['spec']}: PyTorch vs Keras",
+        f"# {s.spec}: PyTorch vs Keras",
         "",
-        f"Command: `{s['command']}`  ",
-        f"Date: {s['date']}. Seeds: {s['seeds']}. Epochs: {cfg['epochs']}, batch {cfg['batch_size']}, "
+        f"Command: `{s.command}`  ",
+        f"Date: {s.date}. Seeds: {s.seeds}. Epochs: {cfg['epochs']}, batch {cfg['batch_size']}, "
         f"{cfg['optimizer']} lr {cfg['lr']}, normalisation {cfg['normalization']}, "
         f"validation {cfg['val_size']} images, precision {cfg.get('precision', 'float32')}"
         + (f", training limited to {cfg['train_limit']} images" if cfg.get("train_limit") else "") + ".",
+        f"BatchNorm: {s.batchnorm}." if s.batchnorm else "",
         "",
         "## Verdicts (paired by seed: same initial weights and batches under harmonized)",
         "",
     ]
-    for p in s["paired"]:
+    for p in s.paired:
         lines.append(f"- **{p['variant']}, {p['mode']}**: {p['verdict']}.")
     lines += ["", "## Results per backend (mean ± sd over seeds)", "",
               "| mode | variant | backend | test acc % | sd | test loss | epoch time s | images/s |",
               "|---|---|---|---:|---:|---:|---:|---:|"]
-    for g in s["groups"]:
+    for g in s.groups:
         sd = g["test_acc"]["sd"]
         lines.append(
             f"| {g['mode']} | {g['variant']} | {g['backend']} | {_pct(g['test_acc'])} | "
@@ -175,30 +179,30 @@ def compare_markdown(s: dict) -> str:
     lines += ["", "## Paired differences (torch − keras)", "",
               "| mode | variant | n | Δ test acc pp | 95% CI pp | p | Δ test loss | 95% CI |",
               "|---|---|---:|---:|---|---:|---:|---|"]
-    for p in s["paired"]:
+    for p in s.paired:
         a, l = p["test_acc"], p["test_loss"]
         ci = "–" if a["ci_low"] is None else f"{a['ci_low'] * 100:+.2f} to {a['ci_high'] * 100:+.2f}"
         lci = "–" if l["ci_low"] is None else f"{l['ci_low']:+.4f} to {l['ci_high']:+.4f}"
         pv = "–" if a["p_value"] is None else f"{a['p_value']:.3g}"
         lines.append(f"| {p['mode']} | {p['variant']} | {a['n']} | {a['mean_diff'] * 100:+.2f} | {ci} | "
                      f"{pv} | {l['mean_diff']:+.4f} | {lci} |")
-    if s.get("ablation"):
+    if s.ablation:
         lines += ["", "## Which native defaults make the difference", "",
                   "Native runs with one default at a time harmonized: a gap that shrinks points at a contributor.",
                   "", "| variant | default harmonized | native gap pp | gap then pp | shrinks by pp |",
                   "|---|---|---:|---:|---:|"]
-        for a in s["ablation"]:
+        for a in s.ablation:
             lines.append(f"| {a['variant']} | {a['item']} | {a['native_gap'] * 100:+.2f} | "
                          f"{a['gap_with_item_harmonized'] * 100:+.2f} | {a['shrinks_by_pp']:+.2f} |")
-    failures = [r for r in s["runs"] if "error" in r]
+    failures = [r for r in s.runs if "error" in r]
     if failures:
         lines += ["", "## Failed runs", ""] + [
             f"- {r['mode']}/{r['variant']}/{r['backend']}/seed{r['seed']}: {r['error']}" for r in failures]
     lines += ["", "## Parameters", ""] + [
-        f"- {v}: {p['trainable']:,} trainable, {p['state']:,} BatchNorm statistics" for v, p in s["params"].items()]
-    lines += ["", "## Plots", ""] + [f"![{n}]({n})" for n in s.get("plots", [])]
+        f"- {v}: {p['trainable']:,} trainable, {p['state']:,} BatchNorm statistics" for v, p in s.params.items()]
+    lines += ["", "## Plots", ""] + [f"![{n}]({n})" for n in s.plots]
     lines += ["", "## Environment", ""]
-    for backend, env in s["environment"].items():
+    for backend, env in s.environment.items():
         lines.append(f"- {backend}: " + ", ".join(f"{k} {v}" for k, v in env.items()))
     lines += ["", "Each run ran in its own process; threads were set explicitly (see the environment). "
               "Raw data: results.json and results.csv (one row per run and epoch).", ""]
@@ -229,6 +233,7 @@ def results_doc(report_dirs) -> str:
     import json
 
     from . import zoo
+    from .compare import CompareSummary
     from .summary import backend_rows
 
     lines = ["# Results", "",
@@ -252,10 +257,10 @@ def results_doc(report_dirs) -> str:
                 ours = {b: [n for n in c if n] for b, c in counts.items()}
                 what = "per-layer params (Keras, BN = 4C)"
             elif key == "flatten":
-                ours = {b: next(r.output_shape[0] for r in rows if r.kind == "Flatten") for b in counts}
+                ours = {b: next(r.output_shape[0] for r in rows if r.layer.flattens) for b in counts}
                 what = "flatten width"
             elif key == "dense_after_flatten":
-                i = next(i for i, r in enumerate(rows) if r.kind == "Flatten") + 1
+                i = next(i for i, r in enumerate(rows) if r.layer.flattens) + 1
                 ours = {b: c[i] for b, c in counts.items()}
                 what = "dense after flatten"
             elif key == "keras_total_bn_axis1":
@@ -271,19 +276,19 @@ def results_doc(report_dirs) -> str:
               "without a published value to compare with.", ""]
     for d in map(Path, report_dirs):
         if (d / "results.json").exists():
-            s = json.loads((d / "results.json").read_text())
-            lines += [f"## {d.name}: {s['spec']}, PyTorch vs Keras", "", f"Command: `{s['command']}` ({s['date']})", ""]
-            lines += [f"- **{p['variant']}, {p['mode']}**: {p['verdict']}." for p in s["paired"]]
+            s = CompareSummary.from_dict(json.loads((d / "results.json").read_text()))
+            lines += [f"## {d.name}: {s.spec}, PyTorch vs Keras", "", f"Command: `{s.command}` ({s.date})", ""]
+            lines += [f"- **{p['variant']}, {p['mode']}**: {p['verdict']}." for p in s.paired]
             lines += ["", "| mode | variant | backend | test acc % (mean ± sd) | test loss | images/s |", "|---|---|---|---|---:|---:|"]
-            for g in s["groups"]:
+            for g in s.groups:
                 sd = g["test_acc"]["sd"]
                 lines.append(f"| {g['mode']} | {g['variant']} | {g['backend']} | {g['test_acc']['mean'] * 100:.2f}"
                              f"{'' if sd is None else f' ± {sd * 100:.2f}'} (n={g['test_acc']['n']}) | "
                              f"{g['test_loss']['mean']:.4f} | {g['images_per_s']['mean']:,.0f} |")
-            if s.get("ablation"):
+            if s.ablation:
                 lines += ["", "| variant | default harmonized | native gap pp | gap then pp |", "|---|---|---:|---:|"]
                 lines += [f"| {a['variant']} | {a['item']} | {a['native_gap'] * 100:+.2f} | "
-                          f"{a['gap_with_item_harmonized'] * 100:+.2f} |" for a in s["ablation"]]
+                          f"{a['gap_with_item_harmonized'] * 100:+.2f} |" for a in s.ablation]
             lines.append("")
         elif (d / "sweep.json").exists():
             s = json.loads((d / "sweep.json").read_text())

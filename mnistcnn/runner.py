@@ -16,12 +16,27 @@ from pathlib import Path
 
 from . import spec as S
 from ._io import atomic_write_text
-from .train import RunResult, TrainConfig
+from .config import TrainConfig
+from .results import RunError, RunResult
+
+
+@dataclass(frozen=True)
+class JobKey:
+    """How a caller finds a run again: compare's (mode, variant, backend, seed); a sweep
+    names its cell as the variant."""
+
+    mode: str
+    variant: str
+    backend: str
+    seed: int
+
+    def __str__(self) -> str:
+        return f"{self.mode}/{self.variant}/{self.backend}/seed{self.seed}"
 
 
 @dataclass
 class Job:
-    key: tuple  # how the caller finds this run again, e.g. (mode, variant, backend, seed)
+    key: JobKey
     spec: S.ModelSpec
     backend: str
     config: TrainConfig
@@ -45,22 +60,38 @@ def _run_here(job: Job, data_dir, progress=False) -> RunResult:
                      resume=resume)
 
 
-def _run_process(job: Job, data_dir) -> RunResult:
-    job_file = Path(job.out) / "job.json"
+ERROR_FILE = "error.txt"
+
+
+def _run_process(job: Job, data_dir) -> RunResult | RunError:
+    """The job in a child process (``python -m mnistcnn.runner job.json``). The child
+    writes the cause of a failure to error.txt itself; the parent reads that file, so
+    it never has to tell an error from a framework's log noise on stderr."""
+    out = Path(job.out)
+    job_file = out / "job.json"
     atomic_write_text(job_file, json.dumps({
         "spec": S.to_dict(job.spec), "backend": job.backend, "config": asdict(job.config),
-        "out": str(job.out), "data_dir": str(data_dir) if data_dir else None}))
+        "out": str(out), "data_dir": str(data_dir) if data_dir else None}))
     proc = subprocess.run([sys.executable, "-m", "mnistcnn.runner", str(job_file)],
                           capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [l for l in proc.stderr.strip().splitlines() if not l.startswith(("I0000", "W0000", "E0000", "WARNING: All"))]
-        raise RuntimeError("\n".join(lines[-5:]) or f"exit status {proc.returncode}")
-    return RunResult.from_json((Path(job.out) / "result.json").read_text())
+    if proc.returncode == 0:
+        return RunResult.from_json((out / "result.json").read_text())
+    if (out / ERROR_FILE).exists():
+        return RunError((out / ERROR_FILE).read_text().strip())
+    # killed, or died in native code: all there is, is the end of stderr
+    tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+    return RunError(f"the run's process ended with exit status {proc.returncode}: {tail}")
+
+
+def _error(job: Job, e: Exception) -> RunError:
+    error = RunError(f"{type(e).__name__}: {e}")
+    atomic_write_text(Path(job.out) / ERROR_FILE, error.message + "\n")
+    return error
 
 
 def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = True,
              progress: bool = True) -> dict:
-    """key -> RunResult, or key -> error message for a run that failed."""
+    """JobKey -> RunResult, or RunError for a run that failed."""
     from tqdm.auto import tqdm
 
     results, todo = {}, []
@@ -75,12 +106,11 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
     bar = tqdm(total=len(jobs), initial=len(results), unit="run", desc="runs", disable=not progress)
 
     def one(job):
+        (Path(job.out) / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt
         try:
             return job, (_run_process(job, data_dir) if isolate else _run_here(job, data_dir))
         except Exception as e:  # a failed run is reported; the others go on
-            message = f"{type(e).__name__}: {e}"
-            atomic_write_text(Path(job.out) / "error.txt", message + "\n")
-            return job, message
+            return job, _error(job, e)
 
     if isolate and workers > 1:
         with ThreadPoolExecutor(workers) as pool:
@@ -96,20 +126,24 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
 
 def _record(results, job, outcome, bar):
     results[job.key] = outcome
-    if isinstance(outcome, str):
-        bar.write(f"run {'/'.join(map(str, job.key))} failed: {outcome.splitlines()[-1]}")
+    if isinstance(outcome, RunError):
+        bar.write(f"run {job.key} failed: {outcome.last_line}")
     else:
-        bar.set_postfix_str(f"last: {'/'.join(map(str, job.key))} test acc {outcome.test_acc:.4f}")
+        bar.set_postfix_str(f"last: {job.key} test acc {outcome.test_acc:.4f}")
     bar.update(1)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    d = json.loads(Path(argv[0]).read_text())
-    job = Job((), S.from_dict(d["spec"]), d["backend"], TrainConfig(**d["config"]), Path(d["out"]))
-    _run_here(job, d["data_dir"])
+def main(job_file) -> int:
+    """One job in this (child) process; a failure is written to the run's error.txt."""
+    d = json.loads(Path(job_file).read_text())
+    job = Job(None, S.from_dict(d["spec"]), d["backend"], TrainConfig(**d["config"]), Path(d["out"]))
+    try:
+        _run_here(job, d["data_dir"])
+    except Exception as e:
+        _error(job, e)
+        raise
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1]))

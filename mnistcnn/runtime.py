@@ -1,4 +1,5 @@
-"""The process a run trains in: threads, the C allocator, and the environment record.
+"""The process a run trains in: the C allocator and the environment record (each backend
+adds its threads and flags).
 
 Allocator: with glibc's defaults, every buffer above the dynamic mmap threshold is a
 fresh mmap that the kernel faults in page by page and returns on free. A training step
@@ -40,23 +41,6 @@ def tune_allocator() -> str:
     return _tuned
 
 
-def set_threads(backend: str, threads: int | None) -> None:
-    if threads is None:
-        return
-    if backend == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
-    else:
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-        except RuntimeError:  # TensorFlow already started its pools in this process
-            pass
-
-
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -67,28 +51,11 @@ def cpu_name() -> str:
     return platform.processor()
 
 
-def environment(backend: str) -> dict:
-    """Versions, threads, flags and CPU: what a timing or a number depends on."""
+def environment(backend) -> dict:
+    """Versions, threads, flags and CPU: what a timing or a number depends on.
+    ``backend`` is a backend module (its own part: ``backend.environment()``)."""
     import numpy as np
 
-    env = {"python": platform.python_version(), "machine": platform.machine(),
-           "cpu": cpu_name(), "cpu_count": os.cpu_count(), "numpy": np.__version__,
-           "allocator": _tuned or "glibc defaults (not tuned)"}
-    if backend == "torch":
-        import torch
-
-        env.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                   torch_interop_threads=torch.get_num_interop_threads(),
-                   deterministic=torch.are_deterministic_algorithms_enabled(),
-                   mkldnn=torch.backends.mkldnn.is_available())
-    else:
-        import keras
-        import tensorflow as tf
-
-        env.update(keras=keras.__version__, tensorflow=tf.__version__,
-                   keras_backend=keras.backend.backend(),
-                   tf_intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
-                   tf_inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
-                   onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
-                   jit_compile=False)
-    return env
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "cpu": cpu_name(), "cpu_count": os.cpu_count(), "numpy": np.__version__,
+            "allocator": _tuned or "glibc defaults (not tuned)", **backend.environment()}

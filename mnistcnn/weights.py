@@ -21,21 +21,19 @@ INITS = ("glorot_uniform", "torch_default")
 
 
 def shapes(spec) -> dict[str, tuple]:
-    """Every neutral array's name and shape, in spec order."""
+    """Every neutral array's name and shape, in spec order (each layer kind declares its
+    own: Layer.weight_shapes)."""
+    return {f"{r.name}.{kind}": shape for r in spec.rows
+            for kind, shape in r.layer.weight_shapes(r.input_shape).items()}
+
+
+def by_row(spec, weights: dict) -> dict[str, dict]:
+    """{row name: {kind: array}} of the rows that hold weights, in spec order."""
     out = {}
-    for r in spec.rows:
-        if isinstance(r.layer, S.Conv2D):
-            out[f"{r.name}.kernel"] = (r.layer.filters, r.input_shape[0]) + r.layer.kernel_size
-            if r.layer.use_bias:
-                out[f"{r.name}.bias"] = (r.layer.filters,)
-        elif isinstance(r.layer, S.Dense):
-            out[f"{r.name}.kernel"] = (r.layer.units, r.input_shape[0])
-            if r.layer.use_bias:
-                out[f"{r.name}.bias"] = (r.layer.units,)
-        elif isinstance(r.layer, S.BatchNorm):
-            for kind in ("gamma", "beta", "moving_mean", "moving_variance"):
-                out[f"{r.name}.{kind}"] = (r.input_shape[0],)
-    return out
+    for name, value in weights.items():
+        row, kind = name.split(".")
+        out.setdefault(row, {})[kind] = value
+    return {r.name: out[r.name] for r in spec.rows if r.name in out}
 
 
 def initial(spec, seed: int, init: str = "glorot_uniform") -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
 """Both real backends against the spec's arithmetic, for every zoo entry."""
+import inspect
 import subprocess
 import sys
 
@@ -23,13 +24,95 @@ def test_both_backends_cover_every_layer_kind(backend):
     assert set(backend.BUILDERS) == set(S.LAYER_KINDS.values())
 
 
+def _params(f, drop_self=False):
+    params = list(inspect.signature(f).parameters.values())
+    return [(p.name, p.kind, p.default) for p in params[1 if drop_self else 0:]]
+
+
+def test_backend_conforms_to_the_protocol(backend):
+    """Every function, constant and Trainer method the package calls, with the
+    protocol's exact signature (names, kinds, defaults)."""
+    from mnistcnn.backends import protocol
+
+    for name in protocol.FUNCTIONS:
+        assert callable(getattr(backend, name, None)), f"{backend.__name__} lacks {name}()"
+        assert _params(getattr(backend, name)) == _params(getattr(protocol.Backend, name), True), name
+    for name in protocol.CONSTANTS:
+        assert hasattr(backend, name), f"{backend.__name__} lacks {name}"
+    for name in protocol.TRAINER_METHODS:
+        assert _params(getattr(backend.Trainer, name)) == _params(getattr(protocol.Trainer, name)), name
+    assert set(protocol.FUNCTIONS) >= {"build", "predict", "get_weights", "set_weights", "start_run"}
+    assert set(protocol.TRAINER_METHODS) >= {"__init__", "train_epoch", "evaluate", "save", "restore"}
+
+
+def test_importing_a_backend_changes_no_process_state():
+    """No environment variable set and no determinism switched on by importing a backend
+    module; start_run does that, when a run starts."""
+    code = (
+        "import os, json\n"
+        "before = dict(os.environ)\n"
+        "import mnistcnn.backends.torch, mnistcnn.backends.keras\n"
+        "import torch, tensorflow as tf\n"
+        "print(json.dumps({'env': sorted(set(os.environ.items()) ^ set(before.items())),\n"
+        "                  'torch_det': torch.are_deterministic_algorithms_enabled()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    import json
+
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert facts == {"env": [], "torch_det": False}, facts
+
+
+def test_keras_private_internals_still_exist():
+    """mnistcnn's harmonized Keras optimizers and BatchNorm use a few private Keras names;
+    an upgrade that removes one fails here, naming it and where it is used."""
+    import keras
+
+    from mnistcnn.backends.keras import KERAS_INTERNALS
+
+    probes = {keras.optimizers.Adam: keras.optimizers.Adam(), keras.optimizers.RMSprop:
+              keras.optimizers.RMSprop(momentum=0.5), keras.layers.Dropout: keras.layers.Dropout(0.5, seed=1)}
+    for owner, attribute, used_by in KERAS_INTERNALS:
+        target = probes.get(owner, owner)
+        if isinstance(target, keras.optimizers.Optimizer):
+            target.build([keras.Variable(np.zeros(2, np.float32))])
+        assert hasattr(target, attribute), (
+            f"Keras {keras.__version__} has no {owner.__name__}.{attribute}, which {used_by} in "
+            "mnistcnn/backends/keras.py uses; adapt that code to this Keras version")
+
+
+def test_native_defaults_match_the_installed_frameworks():
+    """Each backend's NATIVE_OPTIMIZER_DEFAULTS and NATIVE_BATCHNORM, read from the
+    installed framework's signatures."""
+    import keras
+    import torch
+
+    t, k = get_backend("torch"), get_backend("keras")
+    sig = lambda f: inspect.signature(f).parameters  # noqa: E731
+    tn, kn = t.NATIVE_OPTIMIZER_DEFAULTS, k.NATIVE_OPTIMIZER_DEFAULTS
+    assert sig(torch.optim.Adam)["eps"].default == tn["adam"]["eps"]
+    assert sig(torch.optim.RMSprop)["alpha"].default == tn["rmsprop"]["rho"]
+    assert sig(torch.optim.RMSprop)["eps"].default == tn["rmsprop"]["eps"]
+    assert sig(torch.optim.Adadelta)["rho"].default == tn["adadelta"]["rho"]
+    assert sig(torch.optim.Adadelta)["eps"].default == tn["adadelta"]["eps"]
+    assert sig(keras.optimizers.Adam)["epsilon"].default == kn["adam"]["eps"]
+    assert sig(keras.optimizers.RMSprop)["rho"].default == kn["rmsprop"]["rho"]
+    assert sig(keras.optimizers.RMSprop)["epsilon"].default == kn["rmsprop"]["eps"]
+    assert sig(keras.optimizers.Adadelta)["rho"].default == kn["adadelta"]["rho"]
+    assert sig(keras.optimizers.Adadelta)["epsilon"].default == kn["adadelta"]["eps"]
+    bn = sig(keras.layers.BatchNormalization)
+    assert (bn["momentum"].default, bn["epsilon"].default) == (k.NATIVE_BATCHNORM.momentum, k.NATIVE_BATCHNORM.epsilon)
+    tbn = sig(torch.nn.BatchNorm2d)
+    assert (1 - tbn["momentum"].default, tbn["eps"].default) == (t.NATIVE_BATCHNORM.momentum, t.NATIVE_BATCHNORM.epsilon)
+
+
 @pytest.mark.parametrize("name", zoo.names())
 def test_zoo_shapes_and_counts_equal_the_spec(backend, name):
     spec = zoo.get(name)
     model = backend.build(spec)
     assert backend.param_counts(model, spec) == [(r.trainable, r.state) for r in spec.rows]
     assert backend.layer_output_shapes(model, spec) == [r.output_shape for r in spec.rows]
-    out = backend.predict(model, np.zeros((4,) + spec.input_shape, np.float32))
+    out = backend.predict(model, spec, np.zeros((4,) + spec.input_shape, np.float32))
     assert out.shape == (4,) + spec.output_shape
 
 
@@ -95,7 +178,7 @@ def test_same_padding_values_agree(n, k, s):
     km, tm = keras_b.build(spec), torch_b.build(spec)
     _copy_weights_keras_to_torch(spec, km, tm)
     x = np.random.default_rng(0).normal(size=(3, 2, n, n)).astype(np.float32)
-    np.testing.assert_allclose(torch_b.predict(tm, x), keras_b.predict(km, x), atol=1e-5)
+    np.testing.assert_allclose(torch_b.predict(tm, spec, x), keras_b.predict(km, spec, x), atol=1e-5)
 
 
 def test_keras_axis1_batchnorm_reproduces_the_mistaken_counts():
@@ -126,7 +209,7 @@ def test_real_mnist_images_give_finite_outputs(backend, mnist):
     x = normalize(mnist.x_test[:64])
     for name in ("seed000-cnn", "complex-cnn", "pytorch-examples-net"):
         spec = zoo.get(name)
-        out = backend.predict(backend.build(spec), x)
+        out = backend.predict(backend.build(spec), spec, x)
         assert out.shape == (64, 10)
         assert np.isfinite(out).all()
         assert out.std() > 0  # the images reach the output: not a constant

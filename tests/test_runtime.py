@@ -1,11 +1,11 @@
 """The process settings a run trains under (mnistcnn.runtime), measured, not assumed."""
 import json
+import platform
 import subprocess
 import sys
 
 import pytest
 
-from mnistcnn import runtime
 
 # A child process trains seed000-cnn (torch, batch 128) for a few steps on random
 # images and reports the page faults of its later steps: with glibc's defaults each
@@ -17,15 +17,17 @@ from mnistcnn import runtime, train, zoo
 from mnistcnn.backends import get_backend
 if sys.argv[1] == "tuned":
     runtime.tune_allocator()
-spec = train.training_spec(zoo.get("seed000-cnn"), "torch")
-t = get_backend("torch").Trainer(spec, train.TrainConfig().optimizer_for("torch"), 0)
+cfg, b = train.TrainConfig(), get_backend("torch")
+b.start_run(None)
+spec = cfg.trained_spec(zoo.get("seed000-cnn"), "torch")
+t = b.Trainer(spec, cfg.optimizer_for("torch"), 0)
 rng = np.random.default_rng(0)
 t.set_data(rng.standard_normal((1280, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 1280))
 t.train_epoch(np.arange(1280), 128, 1e-3, 0)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 t.train_epoch(np.arange(1280), 128, 1e-3, 0)
 print(json.dumps({"faults_per_step": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10,
-                  "allocator": runtime.environment("torch")["allocator"]}))
+                  "allocator": runtime.environment(b)["allocator"]}))
 """
 
 
@@ -34,7 +36,8 @@ def child(mode):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not runtime.tune_allocator().startswith("glibc mallopt"),
+@pytest.mark.slow
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc",
                     reason="the allocator tuning is for glibc (Linux); this C library is another")
 def test_tuned_allocator_stops_the_page_faults_of_every_step():
     default, tuned = child("default"), child("tuned")
@@ -43,7 +46,3 @@ def test_tuned_allocator_stops_the_page_faults_of_every_step():
     # measured: ~11,000 faults per step by default (44 MB mapped afresh), 0 tuned
     assert default["faults_per_step"] > 1000, default
     assert tuned["faults_per_step"] < default["faults_per_step"] / 20, (tuned, default)
-
-
-def test_tune_allocator_is_once_per_process():
-    assert runtime.tune_allocator() == runtime.tune_allocator()

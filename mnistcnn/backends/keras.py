@@ -1,4 +1,5 @@
 """Keras 3 backend (TensorFlow underneath): a spec becomes a functional keras.Model.
+Implements mnistcnn.backends.protocol.Backend.
 
 Input is channels_last (N, H, W, C). Each spec layer becomes one Keras layer named as
 the spec row ('conv2d_0'), plus helpers named '<row>_pad' / '<row>_act' where needed.
@@ -9,14 +10,12 @@ import contextlib
 import os
 import re
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..errors import BackendUnavailableError  # noqa: E402
-from ..spec import layers as L  # noqa: E402
+from ..errors import BackendUnavailableError
+from ..spec import layers as L
+from .protocol import BN_RULES
 
 ops = keras.ops
 
@@ -25,6 +24,24 @@ if keras.backend.backend() != "tensorflow":
         f"mnistcnn's keras backend runs Keras on TensorFlow, but Keras was loaded with the "
         f"{keras.backend.backend()!r} backend. Set KERAS_BACKEND=tensorflow before importing keras."
     )
+
+#: Keras' own optimizer values (tests/test_backends.py reads the installed signatures)
+NATIVE_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-7}, "rmsprop": {"rho": 0.9, "eps": 1e-7},
+                             "adadelta": {"rho": 0.95, "eps": 1e-7}, "sgd": {}}
+#: BatchNormalization's momentum=0.99, epsilon=1e-3
+NATIVE_BATCHNORM = L.BatchNorm.preset("keras")
+
+#: Private Keras internals this module relies on: (class, attribute, where it is used).
+#: tests/test_backends.py fails with this table's words when an upgrade removes one.
+KERAS_INTERNALS = [
+    (keras.layers.BatchNormalization, "_moments", "TorchBatchNormalization.call"),
+    (keras.optimizers.Optimizer, "_get_variable_index", "TorchFormSGD/Adam/RMSprop.update_step"),
+    (keras.optimizers.Adam, "_momentums", "TorchFormAdam.update_step (built by Adam.build)"),
+    (keras.optimizers.Adam, "_velocities", "TorchFormAdam.update_step (built by Adam.build)"),
+    (keras.optimizers.RMSprop, "_velocities", "TorchFormRMSprop.update_step (built by RMSprop.build)"),
+    (keras.optimizers.RMSprop, "_momentums", "TorchFormRMSprop.update_step (built by RMSprop.build)"),
+    (keras.layers.Dropout, "seed_generator", "Trainer.train_epoch (dropout masks per epoch)"),
+]
 
 
 def _activation(layer: L.Activation, name: str):
@@ -66,7 +83,14 @@ class TorchBatchNormalization(keras.layers.BatchNormalization):
       conv-BN layers then give float32 gradients several percent off (see docs/parity.md).
     """
 
-    fused_training = True  # benchmarks/ turn it off to measure the formula path
+    def __init__(self, *args, fused_training: bool = True, **kwargs):
+        """fused_training: train float32 channels-last batches through TensorFlow's fused
+        kernel (False: the formula as separate ops; benchmarks/ measure both)."""
+        super().__init__(*args, **kwargs)
+        self.fused_training = fused_training
+
+    def get_config(self):
+        return {**super().get_config(), "fused_training": self.fused_training}
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None or self.renorm:
@@ -107,23 +131,26 @@ class TorchBatchNormalization(keras.layers.BatchNormalization):
         return ops.cast(ops.reshape(y, shape), self.compute_dtype)
 
 
-def _batchnorm(layer, row, torch_bn=False):
-    cls = TorchBatchNormalization if torch_bn else keras.layers.BatchNormalization
-    return [cls(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, name=row.name)]
+def _batchnorm(cls):
+    return lambda layer, row: [cls(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon,
+                                   name=row.name)]
 
 
 BUILDERS = {
     L.Conv2D: _conv,
     L.MaxPool2D: _pool(keras.layers.MaxPooling2D),
     L.AvgPool2D: _pool(keras.layers.AveragePooling2D),
-    L.BatchNorm: _batchnorm,
+    L.BatchNorm: _batchnorm(keras.layers.BatchNormalization),
     L.Dropout: lambda layer, row: [keras.layers.Dropout(layer.rate, name=row.name)],
     L.SpatialDropout2D: lambda layer, row: [keras.layers.SpatialDropout2D(layer.rate, name=row.name)],
     L.Flatten: lambda layer, row: [keras.layers.Flatten(name=row.name)],
     L.Dense: lambda layer, row: [keras.layers.Dense(
         layer.units, activation=layer.activation, use_bias=layer.use_bias, name=row.name)],
     L.Activation: lambda layer, row: [_activation(layer, row.name)],
+    L.GlobalAvgPool2D: lambda layer, row: [keras.layers.GlobalAveragePooling2D(name=row.name)],
 }
+#: bn_rules='torch': the same, with BatchNorm by PyTorch's rules
+TORCH_RULES_BUILDERS = {**BUILDERS, L.BatchNorm: _batchnorm(TorchBatchNormalization)}
 
 
 @contextlib.contextmanager
@@ -143,24 +170,24 @@ def floatx(dtype: str):
         keras.config.set_dtype_policy(policy)
 
 
-def build(spec, torch_bn: bool = False, dtype: str = "float32") -> keras.Model:
+def build(spec, *, bn_rules: str = "native", dtype: str = "float32") -> keras.Model:
     """A keras.Model taking (N, H, W, C) input; Keras' own initialisation.
-    torch_bn: BatchNorm follows PyTorch's rules (TorchBatchNormalization).
+    bn_rules 'torch': BatchNorm follows PyTorch's rules (TorchBatchNormalization).
     dtype: 'float64' builds a double-precision model (parity's reference),
     'mixed_bfloat16' one that computes in bfloat16."""
+    if bn_rules not in BN_RULES:
+        raise ValueError(f"bn_rules must be one of {BN_RULES}, not {bn_rules!r}")
     if dtype != keras.config.dtype_policy().name:
         with floatx(dtype):
-            return build(spec, torch_bn, dtype)
+            return build(spec, bn_rules=bn_rules, dtype=dtype)
     c, h, w = spec.input_shape
     inputs = x = keras.Input(shape=(h, w, c), name="input")
+    builders = TORCH_RULES_BUILDERS if bn_rules == "torch" else BUILDERS
     for row in spec.rows:
-        extra = {"torch_bn": True} if torch_bn and isinstance(row.layer, L.BatchNorm) else {}
-        for layer in BUILDERS[type(row.layer)](row.layer, row, **extra):
+        for layer in builders[type(row.layer)](row.layer, row):
             x = layer(x)
     # Keras names allow only [A-Za-z0-9_.\\/>-]: 'net[bn]' becomes 'net_bn_'
-    model = keras.Model(inputs, x, name=re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", spec.name))
-    model._mnistcnn_spec = spec
-    return model
+    return keras.Model(inputs, x, name=re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", spec.name))
 
 
 def _group(model, row):
@@ -194,6 +221,7 @@ def layer_outputs(model, spec, x: np.ndarray) -> list[np.ndarray]:
     ends = [_group(model, row)[-1].output for row in spec.rows]
     probe = keras.Model(model.input, ends)
     outs = probe(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1)), training=False)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]  # a one-layer spec: one tensor
     orders = _flat_orders(spec)
     nxt = [r.name for r in spec.rows[1:]] + [None]
     return [_to_neutral_output(keras.ops.convert_to_numpy(o), orders[n]) for o, n in zip(outs, nxt)]
@@ -208,26 +236,21 @@ def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
     with floatx(model.output.dtype), tf.GradientTape() as tape:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
             y.astype(np.int32), model(xt, training=True))
-    rows = [r for r in spec.rows if isinstance(r.layer, (L.Conv2D, L.Dense, L.BatchNorm))]
+    rows = _weighted_rows(spec)
     variables = [model.get_layer(r.name).trainable_weights for r in rows]
     grads = tape.gradient(loss, variables)
     per_layer = {r.name: [g.numpy() for g in gs] for r, gs in zip(rows, grads)}
     return float(loss), _neutral(spec, per_layer)
 
 
-def predict(model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def predict(model, spec, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """Inference-mode outputs for (N, C, H, W) input, returned in the spec's layout."""
-    x = np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))
+    x = np.ascontiguousarray(np.asarray(x, model.input.dtype).transpose(0, 2, 3, 1))
     out = np.concatenate([
         keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
         for i in range(0, len(x), batch_size)
     ])
-    return _to_neutral_output(out, _flat_orders(model_spec(model))[None])
-
-
-def model_spec(model):
-    """The spec a model was built from (kept on the model by build())."""
-    return model._mnistcnn_spec
+    return _to_neutral_output(out, _flat_orders(spec)[None])
 
 
 def _to_neutral_output(out: np.ndarray, order) -> np.ndarray:
@@ -245,42 +268,43 @@ def _flat_orders(spec) -> dict:
     orders, order = {}, None
     for r in spec.rows:
         orders[r.name] = order
-        if isinstance(r.layer, L.Flatten) and len(r.input_shape) == 3:
+        if r.layer.flattens and len(r.input_shape) == 3:
             c, h, w = r.input_shape
             order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
-        elif not isinstance(r.layer, (L.BatchNorm, L.Dropout, L.Activation)):
+        elif not r.layer.per_feature:
             order = None
     orders[None] = order
     return orders
 
 
+def _weighted_rows(spec) -> list:
+    return [r for r in spec.rows if r.layer.weight_shapes(r.input_shape)]
+
+
 def _neutral(spec, per_layer: dict) -> dict:
-    """Keras-layout arrays {row name: [kernel, bias] or [gamma, beta, mean, var]} to the
-    neutral form: kernels transposed, flat features back in (C, H, W) order."""
+    """Keras-layout arrays {row name: [its weights in Keras' order]} to the neutral form:
+    kernels transposed, flat features back in (C, H, W) order. Keras lists a layer's
+    weights in the order of the layer kind's weight_shapes (kernel, bias; gamma, beta,
+    moving mean, moving variance); a row missing from ``per_layer`` is skipped, and a
+    row may list only its first weights (gradients: the trainable ones)."""
     orders = _flat_orders(spec)
     out = {}
     for r in spec.rows:
         if r.name not in per_layer:
             continue
-        values = per_layer[r.name]
-        if isinstance(r.layer, L.BatchNorm):
-            kinds = ("gamma", "beta", "moving_mean", "moving_variance")
-        else:
-            kinds = ("kernel", "bias")
         order = orders[r.name]
-        for kind, v in zip(kinds, values):
+        for kind, v in zip(r.layer.weight_shapes(r.input_shape), per_layer[r.name]):
             v = np.asarray(v)
             if kind == "kernel":
                 v = v.transpose(3, 2, 0, 1) if v.ndim == 4 else _unorder_rows(v, order).T
-            elif isinstance(r.layer, L.BatchNorm):  # per-feature vectors, maybe permuted
+            elif r.layer.per_feature:  # per-feature vectors follow the flat order
                 v = _unorder_rows(v, order)
             out[f"{r.name}.{kind}"] = np.ascontiguousarray(v)
     return out
 
 
 def get_weights(model, spec) -> dict:
-    return _neutral(spec, {r.name: model.get_layer(r.name).get_weights() for r in spec.rows
-                           if isinstance(r.layer, (L.Conv2D, L.Dense, L.BatchNorm))})
+    return _neutral(spec, {r.name: model.get_layer(r.name).get_weights() for r in _weighted_rows(spec)})
 
 
 def _unorder_rows(v, order):
@@ -296,17 +320,15 @@ def set_weights(model, spec, weights: dict) -> None:
 
     W.check(spec, weights)
     orders = _flat_orders(spec)
-    for r in spec.rows:
-        if not isinstance(r.layer, (L.Conv2D, L.Dense, L.BatchNorm)):
-            continue
-        order = orders[r.name]
-        if isinstance(r.layer, L.BatchNorm):
-            values = [weights[f"{r.name}.{k}"] for k in ("gamma", "beta", "moving_mean", "moving_variance")]
-            values = [v if order is None else v[order] for v in values]
-        else:
-            k = weights[f"{r.name}.kernel"]
-            k = k.transpose(2, 3, 1, 0) if k.ndim == 4 else (k.T if order is None else k.T[order])
-            values = [k] + ([weights[f"{r.name}.bias"]] if r.layer.use_bias else [])
+    for r in _weighted_rows(spec):
+        order, values = orders[r.name], []
+        for kind in r.layer.weight_shapes(r.input_shape):
+            v = np.asarray(weights[f"{r.name}.{kind}"])
+            if kind == "kernel":
+                v = v.transpose(2, 3, 1, 0) if v.ndim == 4 else (v.T if order is None else v.T[order])
+            elif r.layer.per_feature and order is not None:
+                v = v[order]
+            values.append(v)
         model.get_layer(r.name).set_weights(values)
 
 
@@ -317,10 +339,17 @@ def set_weights(model, spec, weights: dict) -> None:
 # Adam's epsilon added to sqrt(v) without bias correction, SGD's v = mu*v - lr*g,
 # RMSprop's sqrt(v + eps), decoupled weight decay.
 class _Coupled:
+    """coupled_decay: L2 weight decay added to the gradient (torch.optim's weight_decay);
+    Keras' own weight_decay argument is decoupled and stays unused here."""
+
+    def __init__(self, *args, coupled_decay: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.coupled_decay = coupled_decay
+
     def _decayed(self, gradient, variable):
         gradient = ops.cast(gradient, variable.dtype)
-        if self._coupled_decay:
-            gradient = gradient + self._coupled_decay * variable
+        if self.coupled_decay:
+            gradient = gradient + self.coupled_decay * variable
         return gradient
 
 
@@ -370,23 +399,51 @@ class TorchFormAdadelta(_Coupled, keras.optimizers.Adadelta):
         super().update_step(self._decayed(gradient, variable), variable, learning_rate)
 
 
-def _optimizer(opt: dict):
-    name, lr, wd = opt["name"], opt["lr"], opt["weight_decay"]
+def _optimizer(opt):
+    """A config.Optimizer as a Keras optimizer: PyTorch's formulas (the TorchForm
+    subclasses) or Keras' own."""
+    name, lr, wd = opt.name, opt.lr, opt.weight_decay
     kwargs = {
-        "sgd": dict(momentum=opt["momentum"], nesterov=opt["nesterov"]),
-        "adam": dict(beta_1=opt["beta1"], beta_2=opt["beta2"], epsilon=opt["eps"]),
-        "rmsprop": dict(rho=opt["rho"], momentum=opt["momentum"], epsilon=opt["eps"]),
-        "adadelta": dict(rho=opt["rho"], epsilon=opt["eps"]),
+        "sgd": dict(momentum=opt.momentum, nesterov=opt.nesterov),
+        "adam": dict(beta_1=opt.beta1, beta_2=opt.beta2, epsilon=opt.eps),
+        "rmsprop": dict(rho=opt.rho, momentum=opt.momentum, epsilon=opt.eps),
+        "adadelta": dict(rho=opt.rho, epsilon=opt.eps),
     }[name]
-    if opt["form"] == "torch":
+    if opt.formulas == "torch":
         cls = {"sgd": TorchFormSGD, "adam": TorchFormAdam, "rmsprop": TorchFormRMSprop,
                "adadelta": TorchFormAdadelta}[name]
-        optimizer = cls(learning_rate=lr, **kwargs)
-        optimizer._coupled_decay = wd
-        return optimizer
+        return cls(learning_rate=lr, coupled_decay=wd, **kwargs)
     stock = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
              "rmsprop": keras.optimizers.RMSprop, "adadelta": keras.optimizers.Adadelta}[name]
     return stock(learning_rate=lr, weight_decay=wd or None, **kwargs)
+
+
+# -- the process ----------------------------------------------------------------------
+def start_run(threads: int | None) -> None:
+    """TensorFlow's op determinism, its thread pools, and its Python log level (each
+    Trainer traces its own functions once; TF's retracing notice counts them across
+    trainers in one process and would be a false alarm)."""
+    import tensorflow as tf
+
+    if threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        except RuntimeError:  # TensorFlow already started its pools in this process
+            pass
+    tf.config.experimental.enable_op_determinism()
+    tf.get_logger().setLevel("ERROR")
+
+
+def environment() -> dict:
+    import tensorflow as tf
+
+    return {"keras": keras.__version__, "tensorflow": tf.__version__,
+            "keras_backend": keras.backend.backend(),
+            "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+            "jit_compile": False}
 
 
 # -- training -------------------------------------------------------------------------
@@ -394,22 +451,18 @@ class Trainer:
     """The Keras side of mnistcnn.train's protocol: a compiled tf.function step over
     batches gathered on the TensorFlow side from index arrays."""
 
-    def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None,
-                 torch_bn: bool = True, precision: str = "float32"):
+    def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
+                 bn_rules: str = "torch", precision: str = "float32"):
         import tensorflow as tf
 
-        # each Trainer traces its own two functions once; TF's retracing notice counts
-        # them across trainers (many runs in one process) and would be a false alarm
-        tf.get_logger().setLevel("ERROR")
         self.tf = tf
         keras.utils.set_random_seed(seed)
-        tf.config.experimental.enable_op_determinism()
         self.spec = spec
-        self.model = build(spec, torch_bn=torch_bn,
+        self.model = build(spec, bn_rules=bn_rules,
                            dtype="mixed_bfloat16" if precision == "bfloat16" else "float32")
         if weights is not None:
             set_weights(self.model, spec, weights)
-        self.optimizer = _optimizer(opt)
+        self.optimizer = _optimizer(optimizer)
         self.optimizer.build(self.model.trainable_variables)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self._seeded = [l for l in self.model.layers if getattr(l, "seed_generator", None)]

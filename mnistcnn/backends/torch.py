@@ -1,4 +1,5 @@
-"""PyTorch backend: a spec becomes an nn.Sequential with one named child per spec layer."""
+"""PyTorch backend: a spec becomes an nn.Sequential with one named child per spec layer.
+Implements mnistcnn.backends.protocol.Backend."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -9,6 +10,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..spec import layers as L
+from .protocol import BN_RULES
+
+#: PyTorch's own optimizer values (tests/test_backends.py reads the installed signatures)
+NATIVE_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-8}, "rmsprop": {"rho": 0.99, "eps": 1e-8},
+                             "adadelta": {"rho": 0.9, "eps": 1e-6}, "sgd": {}}
+#: nn.BatchNorm2d's momentum=0.1, eps=1e-5 in the spec's (Keras) momentum convention
+NATIVE_BATCHNORM = L.BatchNorm.preset("torch")
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -54,6 +62,13 @@ class _AvgPoolExcludePad(nn.Module):
         total = F.avg_pool2d(F.pad(x, self.pad), self.kernel, self.stride)
         share = F.avg_pool2d(F.pad(ones, self.pad), self.kernel, self.stride)
         return total / share
+
+
+class _GlobalAvgPool(nn.Module):
+    """(N, C, H, W) -> (N, C): the mean of each channel."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
 
 
 def _chain(parts) -> nn.Module:
@@ -108,14 +123,19 @@ BUILDERS = {
     L.Flatten: lambda layer, row: nn.Flatten(),
     L.Dense: _dense,
     L.Activation: lambda layer, row: _activation(layer),
+    L.GlobalAvgPool2D: lambda layer, row: _GlobalAvgPool(),
 }
 
 
-def build(spec) -> nn.Sequential:
-    """A torch model taking (N, C, H, W) float32 input; PyTorch's own initialisation."""
-    return nn.Sequential(OrderedDict(
+def build(spec, *, bn_rules: str = "native", dtype: str = "float32") -> nn.Sequential:
+    """A torch model taking (N, C, H, W) input; PyTorch's own initialisation. PyTorch's
+    BatchNorm rules are the 'torch' rules, so both ``bn_rules`` build the same model."""
+    if bn_rules not in BN_RULES:
+        raise ValueError(f"bn_rules must be one of {BN_RULES}, not {bn_rules!r}")
+    model = nn.Sequential(OrderedDict(
         (row.name, BUILDERS[type(row.layer)](row.layer, row)) for row in spec.rows
     ))
+    return model.to(getattr(torch, dtype))
 
 
 def param_counts(model: nn.Sequential, spec) -> list[tuple[int, int]]:
@@ -160,18 +180,20 @@ def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
     grads = {}
     for name in W.shapes(spec):
         row, kind = name.split(".")
-        if kind in ("moving_mean", "moving_variance"):
+        if kind in L.STATE_WEIGHTS:
             continue
         grads[name] = getattr(_core(model, row), _NEUTRAL[kind]).grad.double().numpy()
     return float(loss.detach()), grads
 
 
-def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Inference-mode outputs for (N, C, H, W) input, as a numpy array."""
+def predict(model: nn.Module, spec, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Inference-mode outputs for (N, C, H, W) input, as a numpy array (the torch layout
+    is the spec's)."""
     model.eval()
+    dtype = next(model.parameters(), torch.empty(0)).dtype
     with torch.no_grad():
         return np.concatenate([
-            model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], np.float32))).numpy()
+            model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(dtype)).numpy()
             for i in range(0, len(x), batch_size)
         ])
 
@@ -205,47 +227,58 @@ def set_weights(model, spec, weights: dict) -> None:
 
 
 # -- training -------------------------------------------------------------------------
-def _optimizer(params, opt: dict):
-    """A stock torch.optim optimizer: PyTorch's formulas are the harmonized reference."""
-    name, lr, wd = opt["name"], opt["lr"], opt["weight_decay"]
+def _optimizer(params, opt):
+    """A stock torch.optim optimizer: PyTorch's formulas are both its native ones and the
+    harmonized reference, so ``opt.formulas`` changes nothing here."""
+    name, lr, wd = opt.name, opt.lr, opt.weight_decay
     # fused: one kernel per step instead of a dozen foreach passes (benchmarks/: 1.06x
     # for seed000-cnn); PyTorch has no fused RMSprop or Adadelta
     if name == "sgd":
-        return torch.optim.SGD(params, lr, momentum=opt["momentum"], nesterov=opt["nesterov"],
+        return torch.optim.SGD(params, lr, momentum=opt.momentum, nesterov=opt.nesterov,
                                weight_decay=wd, fused=True)
     if name == "adam":
-        return torch.optim.Adam(params, lr, betas=(opt["beta1"], opt["beta2"]), eps=opt["eps"],
+        return torch.optim.Adam(params, lr, betas=(opt.beta1, opt.beta2), eps=opt.eps,
                                 weight_decay=wd, fused=True)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr, alpha=opt["rho"], eps=opt["eps"],
-                                   momentum=opt["momentum"], weight_decay=wd)
+        return torch.optim.RMSprop(params, lr, alpha=opt.rho, eps=opt.eps,
+                                   momentum=opt.momentum, weight_decay=wd)
     if name == "adadelta":
-        return torch.optim.Adadelta(params, lr, rho=opt["rho"], eps=opt["eps"], weight_decay=wd)
+        return torch.optim.Adadelta(params, lr, rho=opt.rho, eps=opt.eps, weight_decay=wd)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def start_run(threads: int | None) -> None:
+    """Deterministic algorithms and the thread count, for the whole process."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    # filling every new tensor with NaN is a debugging aid, not what makes the runs
+    # repeatable (the tests check that they are); it cost 3-4% of a seed000-cnn step
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
+def environment() -> dict:
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads(),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "mkldnn": torch.backends.mkldnn.is_available()}
 
 
 class Trainer:
     """The torch side of mnistcnn.train's protocol: batches arrive as index arrays."""
 
-    def __init__(self, spec, opt: dict, seed: int, weights: dict | None = None,
-                 torch_bn: bool = True,  # PyTorch's BatchNorm rules are its own: always true
-                 precision: str = "float32"):
-        if opt["form"] != "torch":
-            raise ValueError("the torch backend trains with PyTorch's optimizer formulas only")
+    def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
+                 bn_rules: str = "torch", precision: str = "float32"):
         torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True)
-        # filling every new tensor with NaN is a debugging aid, not what makes the runs
-        # repeatable (the tests check that they are); it cost 3-4% of a seed000-cnn step
-        torch.utils.deterministic.fill_uninitialized_memory = False
         self.spec = spec
         # bfloat16: autocast (convolutions and matmuls in bfloat16, weights, optimizer
         # state and the loss in float32)
         self.autocast = torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16")
         # channels_last: oneDNN's preferred layout on CPU (benchmarks/: 1.22x for seed000-cnn)
-        self.model = build(spec).to(memory_format=torch.channels_last)
+        self.model = build(spec, bn_rules=bn_rules).to(memory_format=torch.channels_last)
         if weights is not None:
             set_weights(self.model, spec, weights)
-        self.optimizer = _optimizer(self.model.parameters(), opt)
+        self.optimizer = _optimizer(self.model.parameters(), optimizer)
 
     def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)

@@ -1,5 +1,17 @@
-"""Framework-neutral layer kinds: frozen dataclasses with their own shape, parameter and
-multiply-add arithmetic. Pure Python: nothing here imports a framework or numpy.
+"""Framework-neutral layer kinds: frozen dataclasses that own every fact the rest of the
+package asks of them. Pure Python: nothing here imports a framework or numpy.
+
+The layer-kind contract (docs/architecture.md): each kind declares
+  - ``output_shape(in_shape)`` and ``macs(in_shape)``;
+  - ``weight_shapes(in_shape)``: its weights by neutral name and shape (channels first),
+    from which the trainable and state counts follow (``STATE_WEIGHTS`` are state);
+  - ``has_training_mode``: whether it behaves differently in training;
+  - ``per_feature``: whether output feature i depends on input feature i alone, so that a
+    permutation of flat features (Keras' H, W, C flatten order) passes through it;
+  - ``flattens``: whether it flattens a map element by element, in an order that differs
+    between frameworks ((C, H, W) in PyTorch, (H, W, C) in Keras).
+Each backend has one builder per kind, and mnistcnn.reference one numpy forward per
+kind; tests/test_layers.py runs every kind of LAYER_KINDS through all of them.
 
 Shapes are (C, H, W) for feature maps and (F,) for flat vectors, batch excluded.
 Every argument is validated at construction ("Expected ... Received ..."); a layer
@@ -22,6 +34,9 @@ Padding = Union[str, int, tuple]
 INLINE_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "gelu")
 #: Every name the Activation layer accepts.
 ACTIVATIONS = INLINE_ACTIVATIONS + ("leaky_relu",)
+
+#: Weight names that are non-trainable state (BatchNorm running statistics).
+STATE_WEIGHTS = ("moving_mean", "moving_variance")
 
 #: BatchNorm (momentum, epsilon) of each framework's own layer, in the spec's convention.
 BN_PRESETS = {
@@ -84,16 +99,29 @@ class Layer:
 
     #: Whether the layer changes behaviour between training and inference.
     has_training_mode: ClassVar[bool] = False
+    #: Whether output feature i depends on input feature i alone (BatchNorm, dropout,
+    #: activations): a permutation of flat features passes through unchanged.
+    per_feature: ClassVar[bool] = False
+    #: Whether the layer flattens a (C, H, W) map element by element (each framework in
+    #: its own layout's order: the first Dense after it needs its rows permuted).
+    flattens: ClassVar[bool] = False
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return in_shape
 
+    def weight_shapes(self, in_shape: Shape) -> dict[str, tuple]:
+        """Neutral name -> shape of every weight, in the order the frameworks list them:
+        kernels (out, in, kh, kw) or (out, in); biases and per-channel vectors (C,)."""
+        return {}
+
     def trainable_params(self, in_shape: Shape) -> int:
-        return 0
+        return sum(math.prod(s) for n, s in self.weight_shapes(in_shape).items()
+                   if n not in STATE_WEIGHTS)
 
     def state_params(self, in_shape: Shape) -> int:
         """Non-trainable state that the model carries (BatchNorm running statistics)."""
-        return 0
+        return sum(math.prod(s) for n, s in self.weight_shapes(in_shape).items()
+                   if n in STATE_WEIGHTS)
 
     def macs(self, in_shape: Shape) -> int:
         """Forward multiply-adds for one example (convolutions and dense products)."""
@@ -138,13 +166,19 @@ class Conv2D(Layer):
         """((top, bottom), (left, right)) zero padding for this input."""
         return _window(self, in_shape)[1]
 
+    window_arg: ClassVar[str] = "kernel_size"  # the argument named in a too-small-input error
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return self.kernel_size
+
     def output_shape(self, in_shape):
         return (self.filters,) + _window(self, in_shape)[0]
 
-    def trainable_params(self, in_shape):
+    def weight_shapes(self, in_shape):
         c = _need_map(self, in_shape)[0]
-        kh, kw = self.kernel_size
-        return kh * kw * c * self.filters + (self.filters if self.use_bias else 0)
+        return {"kernel": (self.filters, c) + self.kernel_size,
+                **({"bias": (self.filters,)} if self.use_bias else {})}
 
     def macs(self, in_shape):
         c = in_shape[0]
@@ -156,14 +190,14 @@ class Conv2D(Layer):
 def _window(layer, in_shape):
     """Output (H, W) and pads of a sliding-window layer, or SpecError if it cannot fit."""
     _, h, w = _need_map(layer, in_shape)
-    kh, kw = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
+    kh, kw = layer.window
     sh, sw = layer.stride
     pad = layer.padding
     ph, pw = (pad, pad) if isinstance(pad, str) else pad
     oh, top, bottom = window_1d(h, kh, sh, ph)
     ow, left, right = window_1d(w, kw, sw, pw)
     if oh < 1 or ow < 1:
-        what = "kernel_size" if isinstance(layer, Conv2D) else "pool_size"
+        what = layer.window_arg
         extra = "" if (top + bottom + left + right) else " (padding='valid')"
         raise SpecError(
             f"input is {h}x{w} but {what}={kh}x{kw}{extra} needs at least "
@@ -186,6 +220,12 @@ class _Pool(Layer):
         object.__setattr__(self, "stride", _pair(name, "stride", stride))
         if self.padding not in ("valid", "same"):
             raise _invalid(name, "padding", "'valid' or 'same'", self.padding)
+
+    window_arg: ClassVar[str] = "pool_size"
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return self.pool_size
 
     def pads(self, in_shape):
         return _window(self, in_shape)[1]
@@ -217,6 +257,7 @@ class BatchNorm(Layer):
     momentum: float
     epsilon: float
     has_training_mode: ClassVar[bool] = True
+    per_feature: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.momentum, (int, float)) or not 0.0 <= self.momentum < 1.0:
@@ -230,17 +271,16 @@ class BatchNorm(Layer):
             raise _invalid("BatchNorm.preset", "framework", f"one of {list(BN_PRESETS)}", framework)
         return cls(**BN_PRESETS[framework])
 
-    def trainable_params(self, in_shape):
-        return 2 * in_shape[0]  # gamma, beta
-
-    def state_params(self, in_shape):
-        return 2 * in_shape[0]  # running mean, running variance
+    def weight_shapes(self, in_shape):
+        c = (in_shape[0],)
+        return {"gamma": c, "beta": c, "moving_mean": c, "moving_variance": c}
 
 
 @dataclass(frozen=True)
 class Dropout(Layer):
     rate: float
     has_training_mode: ClassVar[bool] = True
+    per_feature: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
@@ -258,6 +298,8 @@ class SpatialDropout2D(Dropout):
 @dataclass(frozen=True)
 class Flatten(Layer):
     """Flattens a (C, H, W) map to (C*H*W,). Backends keep their native element order."""
+
+    flattens: ClassVar[bool] = True
 
     def output_shape(self, in_shape):
         return (math.prod(in_shape),)
@@ -285,8 +327,9 @@ class Dense(Layer):
             )
         return (self.units,)
 
-    def trainable_params(self, in_shape):
-        return in_shape[0] * self.units + (self.units if self.use_bias else 0)
+    def weight_shapes(self, in_shape):
+        return {"kernel": (self.units, in_shape[0]),
+                **({"bias": (self.units,)} if self.use_bias else {})}
 
     def macs(self, in_shape):
         return in_shape[0] * self.units
@@ -300,6 +343,7 @@ class Activation(Layer):
     name: str
     negative_slope: float | None = None
     alpha: float = 1.0
+    per_feature: ClassVar[bool] = True  # softmax mixes features, but permutes with them
 
     def __post_init__(self):
         if self.name not in ACTIVATIONS:
@@ -320,9 +364,18 @@ class Activation(Layer):
             raise _invalid("Activation", "alpha", "a strictly positive number", self.alpha)
 
 
+@dataclass(frozen=True)
+class GlobalAvgPool2D(Layer):
+    """The mean of each channel over its whole map: (C, H, W) -> (C,), in channel order
+    in every framework (unlike Flatten, nothing to permute)."""
+
+    def output_shape(self, in_shape):
+        return (_need_map(self, in_shape)[0],)
+
+
 #: The closed set of layer kinds, by the name used in JSON and in error messages.
 LAYER_KINDS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv2D, MaxPool2D, AvgPool2D, BatchNorm, Dropout, SpatialDropout2D,
-                Flatten, Dense, Activation)
+                Flatten, Dense, Activation, GlobalAvgPool2D)
 }

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from . import spec as S
-from .errors import SpecError
+from ..errors import SpecError
+from . import layers as S
+from .model import ModelSpec
 
 
-def _new(spec, layers, change: str) -> S.ModelSpec:
-    return S.ModelSpec(f"{spec.name}[{change}]", layers, spec.input_shape)
+def _new(spec, layers, change: str) -> ModelSpec:
+    return ModelSpec(f"{spec.name}[{change}]", layers, spec.input_shape)
 
 
 def _hidden_indices(spec) -> set:
@@ -19,19 +20,18 @@ def _hidden_indices(spec) -> set:
     return set(weighted[:-1])
 
 
-def without_batchnorm(spec) -> S.ModelSpec:
+def without_batchnorm(spec) -> ModelSpec:
     """The spec without its BatchNorm layers (the spec itself if it has none)."""
     if not any(isinstance(l, S.BatchNorm) for l in spec.layers):
         return spec
     return _new(spec, [l for l in spec.layers if not isinstance(l, S.BatchNorm)], "no-bn")
 
 
-def with_batchnorm(spec, bn: S.BatchNorm | None = None) -> S.ModelSpec:
-    """BatchNorm after every hidden conv and dense layer, before its activation (the
-    reference report's variant). A spec that already has BatchNorm is returned as is."""
+def with_batchnorm(spec, bn: S.BatchNorm) -> ModelSpec:
+    """BatchNorm ``bn`` after every hidden conv and dense layer, before its activation
+    (the reference report's variant). A spec that already has BatchNorm is returned as is."""
     if any(isinstance(l, S.BatchNorm) for l in spec.layers):
         return spec
-    bn = bn or S.BatchNorm.preset("keras")
     hidden, layers = _hidden_indices(spec), []
     for i, layer in enumerate(spec.layers):
         if i in hidden:
@@ -43,13 +43,39 @@ def with_batchnorm(spec, bn: S.BatchNorm | None = None) -> S.ModelSpec:
     return _new(spec, layers, "bn")
 
 
-def batchnorm_pair(spec) -> dict:
-    """{'no-bn': spec without BatchNorm, 'bn': spec with it} for the BN comparison."""
+def batchnorm_pair(spec, bn: S.BatchNorm) -> dict:
+    """{'no-bn': spec without BatchNorm, 'bn': spec with BatchNorm ``bn``} for the BN
+    comparison."""
     plain = without_batchnorm(spec)
-    return {"no-bn": plain, "bn": with_batchnorm(plain)}
+    return {"no-bn": plain, "bn": with_batchnorm(plain, bn)}
 
 
-def set_activation(spec, name: str) -> S.ModelSpec:
+def with_batchnorm_settings(spec, bn: S.BatchNorm) -> ModelSpec:
+    """Every BatchNorm of the spec takes ``bn``'s momentum and epsilon (same name: the
+    architecture is unchanged)."""
+    return ModelSpec(spec.name, [bn if isinstance(l, S.BatchNorm) else l for l in spec.layers],
+                     spec.input_shape)
+
+
+def logits_head(spec) -> ModelSpec:
+    """The spec without a trailing softmax / log_softmax (an Activation layer, or the
+    activation of the last Conv2D/Dense): what a cross-entropy loss on logits trains."""
+    layers = list(spec.layers)
+    while layers and isinstance(layers[-1], S.Activation) and layers[-1].name in ("softmax", "log_softmax"):
+        layers.pop()
+    if layers and isinstance(layers[-1], (S.Conv2D, S.Dense)) and layers[-1].activation in ("softmax", "log_softmax"):
+        layers[-1] = replace(layers[-1], activation=None)
+    return ModelSpec(spec.name, layers, spec.input_shape)
+
+
+def without_dropout(spec) -> ModelSpec:
+    """The spec without Dropout/SpatialDropout2D (their masks come from each framework's
+    own generator, so layer-by-layer comparisons leave them out)."""
+    return ModelSpec(spec.name, [l for l in spec.layers if not isinstance(l, S.Dropout)],
+                     spec.input_shape)
+
+
+def set_activation(spec, name: str) -> ModelSpec:
     """Every ReLU (inline or an Activation layer) becomes ``name``."""
     if name not in S.ACTIVATIONS or name == "leaky_relu":
         raise SpecError(f"Unknown activation {name!r} for a sweep. Valid: relu, sigmoid, tanh, elu, gelu.")
@@ -63,7 +89,7 @@ def set_activation(spec, name: str) -> S.ModelSpec:
     return _new(spec, layers, f"activation={name}")
 
 
-def set_pooling(spec, kind: str) -> S.ModelSpec:
+def set_pooling(spec, kind: str) -> ModelSpec:
     cls = {"max": S.MaxPool2D, "avg": S.AvgPool2D}.get(kind)
     if cls is None:
         raise SpecError(f"Unknown pooling {kind!r}. Valid: max, avg.")
@@ -72,7 +98,7 @@ def set_pooling(spec, kind: str) -> S.ModelSpec:
     return _new(spec, layers, f"pooling={kind}")
 
 
-def set_hidden(spec, units: int) -> S.ModelSpec:
+def set_hidden(spec, units: int) -> ModelSpec:
     """Every hidden Dense layer gets ``units``; the classifier keeps its width."""
     hidden = _hidden_indices(spec)
     layers = [replace(l, units=units) if i in hidden and isinstance(l, S.Dense) else l
@@ -80,12 +106,12 @@ def set_hidden(spec, units: int) -> S.ModelSpec:
     return _new(spec, layers, f"hidden={units}")
 
 
-def set_kernel(spec, size: int) -> S.ModelSpec:
+def set_kernel(spec, size: int) -> ModelSpec:
     layers = [replace(l, kernel_size=size) if isinstance(l, S.Conv2D) else l for l in spec.layers]
     return _new(spec, layers, f"kernel={size}")
 
 
-def conv_blocks(spec, n: int) -> S.ModelSpec:
+def conv_blocks(spec, n: int) -> ModelSpec:
     """Keep the first ``n`` conv blocks (a Conv2D and what follows it up to the next
     Conv2D or Flatten); the classifier after Flatten is unchanged."""
     flatten = next((i for i, l in enumerate(spec.layers) if isinstance(l, S.Flatten)), None)

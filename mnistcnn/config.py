@@ -1,0 +1,183 @@
+"""Settings of a run, and what each defaults mode means.
+
+Under 'harmonized' both backends get the same initial weights (drawn once with numpy),
+the spec's BatchNorm settings, PyTorch's optimizer formulas and values, and PyTorch's
+BatchNorm arithmetic. Under 'native' each framework keeps its own. Every such choice is
+made here, once: ``TrainConfig.optimizer_for``, ``bn_rules`` and ``trained_spec``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from . import spec as S
+from . import weights as W
+from .errors import ConfigError, SpecError
+from .spec import variants
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
+#: float32, or bfloat16 mixed precision (bfloat16 compute, float32 weights and loss): an
+#: opt-in for CPUs with bfloat16 units (docs/performance.md has its speed and accuracy)
+PRECISIONS = ("float32", "bfloat16")
+#: The defaults a mode controls. harmonized: PyTorch's convention (or the spec's value)
+#: in both backends; native: each framework's own.
+#:   init        numpy initial weights from the seed vs each framework's initializers
+#:   batchnorm   the spec's momentum/epsilon vs each framework's preset
+#:   optimizer   PyTorch's update formulas and epsilon/rho vs each framework's
+#:   bn_variance BatchNorm by PyTorch's rules (unbiased running variance, mean subtracted
+#:               before scaling) vs Keras' (biased; x*inv + (beta - mean*inv))
+DEFAULT_ITEMS = ("init", "batchnorm", "optimizer", "bn_variance")
+SCHEDULES = ("constant", "step", "multistep")
+DEFAULTS_MODES = ("harmonized", "native")
+
+#: Harmonized optimizer values the config leaves implicit: PyTorch's (the harmonized
+#: convention), in every backend. tests/test_config.py checks them against the torch
+#: backend's NATIVE_OPTIMIZER_DEFAULTS, which tests/test_backends.py reads from torch.
+HARMONIZED_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-8}, "rmsprop": {"rho": 0.99, "eps": 1e-8},
+                                 "adadelta": {"rho": 0.9, "eps": 1e-6}, "sgd": {}}
+
+#: The BatchNorm of compare's BN variant (BatchNorm after each hidden conv and dense
+#: layer): Keras' momentum 0.99 and epsilon 1e-3, as report 000's TensorFlow model had.
+#: Harmonized runs train it in both backends (the ledger's harmonized column: "the
+#: spec's value in both"); native runs replace it by each framework's own (train.run).
+BN_VARIANT = S.BatchNorm.preset("keras")
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """A fully resolved optimizer: every value explicit, and whose update formulas."""
+
+    name: str
+    lr: float
+    momentum: float = 0.0
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float | None = None
+    rho: float | None = None
+    weight_decay: float = 0.0
+    #: 'torch': PyTorch's formulas (epsilon placement, momentum form, coupled weight
+    #: decay), the harmonized convention; 'native': the training framework's own
+    formulas: str = "torch"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a run. eps/rho left as None take the defaults mode's value:
+    harmonized -> PyTorch's value in both backends; native -> each framework's own."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0  # SGD and RMSprop
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float | None = None
+    rho: float | None = None  # RMSprop's alpha / Adadelta's rho
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | step (every step_size epochs) | multistep
+    step_size: int = 1
+    gamma: float = 0.1
+    milestones: tuple = ()  # multistep: epochs (0-based) at which lr *= gamma
+    seed: int = 0
+    val_size: int = 10_000  # the last val_size training images validate (50k/10k)
+    train_limit: int | None = None  # use only the first N training images (short runs)
+    test_limit: int | None = None  # test on the first N test images only (smoke runs)
+    normalization: str = "standard"  # standard (0.1307/0.3081) | unit (/255)
+    defaults: str = "harmonized"
+    harmonize: tuple = ()  # under defaults='native': items of DEFAULT_ITEMS kept harmonized
+    log_every: int = 10  # record the running training loss every this many steps
+    init: str = "glorot_uniform"  # harmonized init; native uses each framework's own
+    dataset: str = "mnist"
+    threads: int | None = None  # None: leave the frameworks' own choice (recorded)
+    precision: str = "float32"  # one of PRECISIONS
+
+    def __post_init__(self):
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+        object.__setattr__(self, "harmonize", tuple(self.harmonize))
+        checks = [
+            ("epochs", self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {list(OPTIMIZERS)}"),
+            ("lr", self.lr > 0, "a positive number"),
+            ("momentum", 0 <= self.momentum < 1, "a number in [0, 1)"),
+            ("schedule", self.schedule in SCHEDULES, f"one of {list(SCHEDULES)}"),
+            ("step_size", self.step_size >= 1, "an integer >= 1"),
+            ("defaults", self.defaults in DEFAULTS_MODES, f"one of {list(DEFAULTS_MODES)}"),
+            ("init", self.init in W.INITS, f"one of {list(W.INITS)}"),
+            ("normalization", self.normalization in ("standard", "unit"), "'standard' or 'unit'"),
+            ("val_size", self.val_size >= 0, "an integer >= 0"),
+            ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
+            ("harmonize", set(self.harmonize) <= set(DEFAULT_ITEMS), f"items of {list(DEFAULT_ITEMS)}"),
+            ("log_every", self.log_every >= 1, "an integer >= 1"),
+            ("precision", self.precision in PRECISIONS, f"one of {list(PRECISIONS)}"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ConfigError(
+                    f"Invalid value for `{name}`. Expected {expected}. "
+                    f"Received {name}={getattr(self, name)!r}."
+                )
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of a 0-based epoch: e.g. lr=0.01, schedule='multistep',
+        milestones=(2,) gives 2 epochs at 0.01 then 0.001."""
+        if self.schedule == "step":
+            return self.lr * self.gamma ** (epoch // self.step_size)
+        if self.schedule == "multistep":
+            return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)
+        return self.lr
+
+    def harmonized(self, item: str) -> bool:
+        """Whether one of DEFAULT_ITEMS is harmonized in this configuration."""
+        return self.defaults == "harmonized" or item in self.harmonize
+
+    def optimizer_for(self, backend: str) -> Optimizer:
+        """The fully resolved optimizer of one backend under this defaults mode:
+        harmonized, PyTorch's values and formulas; native, the backend's own (read from
+        the backend module, which imports its framework)."""
+        if self.harmonized("optimizer"):
+            implicit, formulas = HARMONIZED_OPTIMIZER_DEFAULTS[self.optimizer], "torch"
+        else:
+            from .backends import get_backend
+
+            implicit, formulas = get_backend(backend).NATIVE_OPTIMIZER_DEFAULTS[self.optimizer], "native"
+        return Optimizer(
+            self.optimizer, self.lr, self.momentum, self.nesterov, self.beta1, self.beta2,
+            eps=self.eps if self.eps is not None else implicit.get("eps"),
+            rho=self.rho if self.rho is not None else implicit.get("rho"),
+            weight_decay=self.weight_decay, formulas=formulas)
+
+    def bn_rules(self) -> str:
+        """BatchNorm arithmetic: PyTorch's in every backend when harmonized."""
+        return "torch" if self.harmonized("bn_variance") else "native"
+
+    def trained_spec(self, spec, backend: str) -> S.ModelSpec:
+        """The spec a backend actually trains under this config: without a softmax head
+        (the loss is cross-entropy on logits in every backend, computed stably), and
+        with the backend's own BatchNorm momentum/epsilon where batchnorm is native."""
+        trained = variants.logits_head(spec)
+        if not self.harmonized("batchnorm"):
+            from .backends import get_backend
+
+            trained = variants.with_batchnorm_settings(trained, get_backend(backend).NATIVE_BATCHNORM)
+        if len(trained.output_shape) != 1:
+            raise SpecError(f"Spec '{spec.name}' must end in a flat vector of class scores to be "
+                            f"trained; it ends in {trained.output_shape}. Add Flatten() and Dense(10).")
+        return trained
+
+
+def mode_config(cfg: TrainConfig, mode: str) -> TrainConfig:
+    """'harmonized', 'native', or 'native+<item>' (native with one item harmonized)."""
+    if mode == "harmonized":
+        return replace(cfg, defaults="harmonized", harmonize=())
+    if mode == "native":
+        return replace(cfg, defaults="native", harmonize=())
+    item = mode.removeprefix("native+")
+    if item not in DEFAULT_ITEMS:
+        raise ConfigError(f"Unknown mode {mode!r}. Valid: harmonized, native, "
+                          + ", ".join(f"native+{i}" for i in DEFAULT_ITEMS))
+    return replace(cfg, defaults="native", harmonize=(item,))
+
+

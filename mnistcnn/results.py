@@ -1,0 +1,75 @@
+"""What a run produces, as plain data: per-epoch records, the run's result (result.json,
+epochs.csv) and, for a run that failed, its error. Tables, reports and plots read these;
+nothing here trains.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from .config import Optimizer
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    lr: float
+    train_loss: float
+    train_acc: float
+    val_loss: float | None
+    val_acc: float | None
+    time_s: float  # training time of the epoch (evaluation excluded)
+    images_per_s: float
+
+
+@dataclass
+class RunResult:
+    backend: str
+    spec: dict  # the spec actually trained (config.TrainConfig.trained_spec)
+    config: dict
+    optimizer: Optimizer
+    epochs: list = field(default_factory=list)
+    test_loss: float | None = None
+    test_acc: float | None = None
+    confusion: list | None = None  # [true][predicted] counts on the test set
+    steps: list = field(default_factory=list)  # [step, mean training loss since the last]
+    trainable_params: int = 0
+    state_params: int = 0
+    environment: dict = field(default_factory=dict)
+    completed: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunResult":
+        d = json.loads(text)
+        d["epochs"] = [EpochRecord(**e) for e in d["epochs"]]
+        opt = d["optimizer"]
+        if "form" in opt:  # result.json of mnistcnn before the Optimizer type
+            form = opt.pop("form")
+            opt["formulas"] = "torch" if form == "torch" else "native"
+        d["optimizer"] = Optimizer(**opt)
+        return cls(**d)
+
+    def epochs_csv(self) -> str:
+        buf = io.StringIO()
+        names = [f.name for f in fields(EpochRecord)]
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["backend", "seed", *names])
+        for e in self.epochs:
+            writer.writerow([self.backend, self.config["seed"], *(getattr(e, n) for n in names)])
+        return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class RunError:
+    """A run that failed: the one-line cause ('ErrorType: message')."""
+
+    message: str
+
+    @property
+    def last_line(self) -> str:
+        return self.message.strip().splitlines()[-1] if self.message.strip() else ""
