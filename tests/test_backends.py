@@ -45,6 +45,7 @@ def test_backend_conforms_to_the_protocol(backend):
     assert set(protocol.TRAINER_METHODS) >= {"__init__", "train_epoch", "evaluate", "save", "restore"}
 
 
+@pytest.mark.slow
 def test_importing_a_backend_changes_no_process_state():
     """No environment variable set and no determinism switched on by importing a backend
     module; start_run does that, when a run starts."""
@@ -220,6 +221,7 @@ def test_unknown_backend_lists_valid_ones():
         mnistcnn.build("mlp", backend="jax")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend_name,blocked,extra", [
     ("torch", "torch", "mnistcnn[torch]"), ("keras", "keras", "mnistcnn[keras]"),
     ("keras", "tensorflow", "mnistcnn[keras]"),

@@ -38,6 +38,7 @@ def _png_ok(path: Path):
     assert img.shape[0] > 300 and img.shape[1] > 300 and img.std() > 0.01
 
 
+@pytest.mark.slow
 def test_compare_smoke_writes_every_file_consistently(mnist_path, tmp_path):
     s = C.compare("seed000-cnn", tmp_path, seeds=2, cfg=TINY, isolate=False,
                   data_dir=mnist_path, progress=False, command="test compare")
@@ -69,6 +70,7 @@ def test_compare_smoke_writes_every_file_consistently(mnist_path, tmp_path):
     assert s.paired[0]["verdict"] in doc and "test compare" in doc
 
 
+@pytest.mark.slow
 def test_compare_native_ablation_and_isolated_processes(mnist_path, tmp_path):
     """One seed, each run in its own process, with the ablation's modes."""
     cfg = TrainConfig(epochs=1, train_limit=256, val_size=128, test_limit=300, batch_size=64)
@@ -119,6 +121,7 @@ EXAMPLES = sorted(p for p in (Path(__file__).parents[1] / "examples").glob("*.py
                   if not p.name.startswith("_"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.stem)
 def test_example_smoke(script, mnist_path, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", [str(script), "--smoke", "--out", str(tmp_path),

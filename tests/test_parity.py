@@ -56,6 +56,7 @@ def test_reference_pooling_and_same_padding_rules():
 
 
 # -- parity tiers -----------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["seed000-cnn", "complex-cnn"])
 def test_parity_tiers_pass(name, images):
     x, y = images

@@ -97,6 +97,7 @@ def _fields(result):
 SHORT = dict(epochs=2, train_limit=1024, val_size=512, batch_size=64, seed=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [TORCH, KERAS])
 def test_resume_equals_uninterrupted_and_runs_are_deterministic(backend, mnist_path, tmp_path):
     """pytorch-examples-net has Dropout and Dropout2d: their masks must also continue."""
@@ -133,6 +134,7 @@ def short_runs(mnist_path, tmp_path_factory):
             for b in (TORCH, KERAS)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [TORCH, KERAS])
 def test_short_real_run_learns(short_runs, backend):
     r = short_runs[backend]
@@ -145,6 +147,7 @@ def test_short_real_run_learns(short_runs, backend):
     assert r.steps[-1][1] < r.steps[0][1] / 3
 
 
+@pytest.mark.slow
 def test_short_runs_agree_across_backends(short_runs):
     """Harmonized: same init, batches and formulas; only float rounding (and no dropout
     in seed000-cnn) separates the two, so the curves nearly coincide."""
@@ -163,6 +166,7 @@ def short_bf16_runs(mnist_path, tmp_path_factory):
             for b in (TORCH, KERAS)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [TORCH, KERAS])
 def test_bfloat16_runs_learn_like_float32(short_runs, short_bf16_runs, backend):
     """bfloat16 keeps 8 bits of mantissa: the run differs from float32 in its details,
@@ -192,6 +196,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_weights(mnist):
     assert k.evaluate(x, y)[0] > 0  # logits come back as float32 for the loss
 
 
+@pytest.mark.slow
 def test_run_files_are_plain_data(short_runs, tmp_path):
     r = short_runs[TORCH]
     again = train.RunResult.from_json(r.to_json())

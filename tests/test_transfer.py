@@ -37,6 +37,7 @@ def trained_torch(mnist_path, tmp_path_factory):
     return result, out / "checkpoint" / "weights.npz"
 
 
+@pytest.mark.slow
 def test_trained_model_keeps_its_accuracy_across_frameworks(trained_torch, mnist, capsys):
     result, path = trained_torch
     spec, tm = transfer.load(path, "torch")

@@ -1,0 +1,45 @@
+"""Executing runs (mnistcnn.runner): a process per run, failures recorded by the child
+that had them, finished runs skipped, an old error removed by a run that succeeds."""
+from pathlib import Path
+
+import pytest
+
+from mnistcnn import runner, zoo
+from mnistcnn import spec as S
+from mnistcnn.config import TrainConfig
+from mnistcnn.results import RunError, RunResult
+from mnistcnn.runner import Job, JobKey
+
+TINY = TrainConfig(epochs=1, train_limit=256, val_size=64, test_limit=200, batch_size=64, threads=1)
+
+
+def job(tmp_path, backend="torch") -> Job:
+    return Job(JobKey("harmonized", "as-is", backend, 0), zoo.get("simple-fc"), backend, TINY,
+               tmp_path / "run")
+
+
+def test_job_key_reads_as_a_path():
+    assert str(JobKey("native", "bn", "keras", 2)) == "native/bn/keras/seed2"
+
+
+@pytest.mark.slow
+def test_a_failing_child_reports_its_own_cause_and_a_rerun_clears_it(tmp_path, mnist_path):
+    """The keras child imports TensorFlow (which logs to stderr) and then fails on a
+    spec that ends in a map: the recorded error is the cause, not the log noise."""
+    j = job(tmp_path, "keras")
+    bad = Job(j.key, S.ModelSpec("map", [S.Conv2D(2, 3)]), "keras", TINY, j.out)
+    out = runner.run_jobs([bad], data_dir=mnist_path, progress=False)[j.key]
+    assert isinstance(out, RunError)
+    assert out.message.startswith("SpecError: Spec 'map' must end in a flat vector"), out.message
+    assert (j.out / "error.txt").read_text().strip() == out.message
+    ok = runner.run_jobs([j], data_dir=mnist_path, progress=False)[j.key]
+    assert isinstance(ok, RunResult) and ok.completed
+    assert not (j.out / "error.txt").exists()
+
+
+def test_finished_runs_are_skipped(tmp_path, mnist_path, monkeypatch):
+    j = job(tmp_path)
+    first = runner.run_jobs([j], data_dir=mnist_path, isolate=False, progress=False)[j.key]
+    assert first.completed and Path(j.out, "result.json").exists()
+    monkeypatch.setattr(runner, "_run_here", lambda *a, **k: pytest.fail("ran a finished run again"))
+    assert runner.run_jobs([j], data_dir=mnist_path, isolate=False, progress=False)[j.key] == first
