@@ -7,8 +7,8 @@ from __future__ import annotations
 from . import zoo
 from .errors import BackendUnavailableError, ConfigError, DataError, MnistCnnError, SpecError
 from .spec import (
-    Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ModelSpec,
-    SpatialDropout2D,
+    Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D,
+    ModelSpec, SpatialDropout2D,
 )
 
 __version__ = "0.1.0"
@@ -24,6 +24,6 @@ def build(spec, backend: str = "torch"):
 
 __all__ = [
     "Activation", "AvgPool2D", "BackendUnavailableError", "BatchNorm", "ConfigError", "Conv2D", "DataError",
-    "Dense", "Dropout", "Flatten", "MaxPool2D", "MnistCnnError", "ModelSpec", "SpatialDropout2D",
+    "Dense", "Dropout", "Flatten", "GlobalAvgPool2D", "MaxPool2D", "MnistCnnError", "ModelSpec", "SpatialDropout2D",
     "SpecError", "build", "zoo",
 ]

@@ -93,16 +93,40 @@ def _mlp(name):
     ])
 
 
-def _keras_deep_cnn(name, plan):
-    """plan: conv filter counts, with 'P' for a 2x2 max pool; 3x3 valid convs, each
-    followed by channel BatchNorm."""
-    layers = []
-    for step in plan:
-        if step == "P":
-            layers.append(MaxPool2D(2))
-        else:
-            layers += [Conv2D(step, 3, activation="relu"), KERAS_BN]
-    return ModelSpec(name, [*layers, Flatten(), Dense(10, activation="softmax")])
+def _keras3_cnn(name):
+    """Report 004, "1 CNN (3 layers)": its model definition, layer for layer."""
+    return ModelSpec(name, [
+        Conv2D(64, 3, activation="relu"), MaxPool2D(2),
+        Conv2D(32, 3, activation="relu"), KERAS_BN, MaxPool2D(2),
+        Conv2D(16, 3, activation="relu"), KERAS_BN, MaxPool2D(2),
+        Flatten(), Dense(256, activation="relu"), Dropout(0.5), Dense(10, activation="softmax"),
+    ])
+
+
+def _keras5_cnn(name):
+    """Report 004, "2 CNN (5 layers)", 5x5 kernels; its 1x1 max-pools are kept (no-ops)."""
+    return ModelSpec(name, [
+        Conv2D(40, 5, activation="relu"), Dropout(0.25),
+        Conv2D(60, 5, activation="relu"), Dropout(0.25), MaxPool2D(1),
+        Conv2D(70, 5, activation="relu"), Dropout(0.25), KERAS_BN,
+        Conv2D(90, 5, activation="relu"), MaxPool2D(2), KERAS_BN,
+        Conv2D(100, 5, activation="relu"), MaxPool2D(1),
+        Flatten(), Dense(512, activation="relu"), Dropout(0.5), Dense(10, activation="softmax"),
+    ])
+
+
+def _keras7_cnn(name):
+    """Report 004, "3 CNN (7 layers)", various kernel sizes; 1x1 max-pools kept."""
+    return ModelSpec(name, [
+        Conv2D(128, 7, activation="relu"), Dropout(0.25), MaxPool2D(1),
+        Conv2D(64, 3, activation="relu"), KERAS_BN,
+        Conv2D(32, 5, activation="relu"), Dropout(0.5), MaxPool2D(1),
+        Conv2D(32, 3, activation="relu"), Dropout(0.25), MaxPool2D(1), KERAS_BN,
+        Conv2D(16, 2, activation="relu"), KERAS_BN, MaxPool2D(1),
+        Conv2D(16, 2, activation="relu"), KERAS_BN, Dropout(0.5), MaxPool2D(2),
+        Conv2D(8, 3, activation="relu"), MaxPool2D(2),
+        Flatten(), Dense(256, activation="relu"), Dropout(0.25), Dense(10, activation="softmax"),
+    ])
 
 
 def _bottleneck(name, features=2):
@@ -110,14 +134,10 @@ def _bottleneck(name, features=2):
 
 
 _SEED = "seed report: PyTorch vs TensorFlow on MNIST, accuracy and loss with/without batch norm"
-_KERAS_NB = ("Keras notebook of 3/5/7-layer CNNs. Its published totals were counted with "
-             "BatchNormalization(axis=1) on channels_last data (4*H weights per BN)")
-_RECON = ("Reconstruction: the notebook's exact layer lists are not in our sources and its "
-          "totals do not determine them (one search found 508, 19 and 177 conv/BN/pool/dense stacks reaching the three totals). "
-          "These entries keep its pattern (3x3 valid conv -> BN per conv, 2x2 max pools, "
-          "softmax head), with BN on the channel axis; the 3-layer one has BN heights 26, "
-          "11, 3, which reproduces the notebook's BN rows 44 = 4*11 and 12 = 4*3 under the "
-          "axis=1 mistake. The published totals are recorded, not asserted.")
+_KERAS_NB = ("report 004 (Keras notebook of 3/5/7-layer CNNs), its model definitions layer for "
+             "layer, BatchNorm on the channel axis. Its published counts were made with "
+             "BatchNormalization(axis=1) on channels_last data (4*H weights per BN): "
+             "spec.keras_count_with_bn_axis(1) and real Keras reproduce them")
 
 ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("seed000-cnn", lambda name: _seed000(name), _SEED, {"total": 827_738}),
@@ -141,14 +161,17 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("simple-cnn", _simple_cnn, "SGD study: simple CNN", {"total": 8_490}),
     ZooEntry("complex-cnn", _complex_cnn, "SGD study: complex CNN (BN, dropout)"),
     ZooEntry("mlp", _mlp, "784-512-512-10 MLP with dropout 0.2 (keras.io mnist_mlp)"),
-    ZooEntry("keras3-cnn", lambda name: _keras_deep_cnn(name, [32, "P", 64, "P", 64, "P"]),
-             _KERAS_NB, {"keras_total_bn_axis1": 30_706}, _RECON),
-    ZooEntry("keras5-cnn",
-             lambda name: _keras_deep_cnn(name, [32, 32, "P", 64, 64, "P", 128]),
-             _KERAS_NB, {"keras_total_bn_axis1": 759_390}, _RECON),
-    ZooEntry("keras7-cnn",
-             lambda name: _keras_deep_cnn(name, [32, 32, "P", 64, 64, 64, 128, 128]),
-             _KERAS_NB, {"keras_total_bn_axis1": 156_190}, _RECON),
+    ZooEntry("keras3-cnn", _keras3_cnn, _KERAS_NB,
+             {"keras_total_bn_axis1": 30_706, "keras_non_trainable_bn_axis1": 28,
+              "keras_layer_params_bn_axis1": [640, 18_464, 44, 4_624, 12, 4_352, 2_570]}),
+    ZooEntry("keras5-cnn", _keras5_cnn, _KERAS_NB,
+             {"keras_total_bn_axis1": 759_390, "keras_non_trainable_bn_axis1": 44,
+              "keras_layer_params_bn_axis1": [1_040, 60_060, 105_070, 64, 157_590, 24, 225_100,
+                                              205_312, 5_130]}),
+    ZooEntry("keras7-cnn", _keras7_cnn, _KERAS_NB,
+             {"keras_total_bn_axis1": 156_190, "keras_non_trainable_bn_axis1": 118,
+              "keras_layer_params_bn_axis1": [6_400, 73_792, 80, 51_232, 9_248, 56, 2_064, 52, 1_040,
+                                              48, 1_160, 8_448, 2_570]}),
     ZooEntry("bottleneck-cnn", _bottleneck,
              "bottleneck study: seed000 features through a k-wide linear dense layer before "
              "the 1024 hidden layer (a fixed input width crashed the report's code with "
