@@ -1,4 +1,4 @@
-"""The 3/5/7-layer Keras CNNs (reconstructions; see `mnistcnn zoo`), in both backends."""
+"""The 3/5/7-layer Keras CNNs of report 004 (its layer lists, channel BatchNorm), in both backends."""
 import sys
 
 from _study import study
