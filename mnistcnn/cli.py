@@ -80,6 +80,21 @@ def cmd_sweep(args) -> int:
     return 1 if any(r["errors"] for r in s["rows"]) else 0
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import STUDIES, reproduce
+
+    reports = list(STUDIES) if args.report == "all" else [args.report]
+    failed = False
+    for report in reports:
+        s = reproduce(report, args.out, smoke=args.smoke, seeds=args.seeds, workers=args.workers,
+                      data_dir=args.data_dir, progress=not args.quiet, command=args.command_line)
+        outside = [r["what"] for r in s["rows"] if r.get("inside") is False]
+        print(f"report {report}: {args.out}/{report}/reproduce.md ({len(s['rows'])} rows; "
+              f"published value outside its framework's 95% prediction interval: {len(outside)})")
+        failed |= any(v is None for r in s["rows"] for k, v in r.items() if k.endswith(("_native", "_harmonized")))
+    return 1 if failed else 0
+
+
 def cmd_parity(args) -> int:
     import json
 
@@ -159,6 +174,9 @@ def _add_config_args(p):
         helptext = f"default: {f.default!r}"
         if name == "nesterov":
             p.add_argument(flag, action="store_true", default=None, help="Nesterov momentum (SGD)")
+        elif name == "test_every_epoch":
+            p.add_argument(flag, action="store_true", default=None,
+                           help="also measure test loss and accuracy after every epoch")
         elif name == "milestones":
             p.add_argument(flag, type=int, nargs="+", help="multistep: 0-based epochs where lr *= gamma")
         elif name == "harmonize":
@@ -232,6 +250,21 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="sweep directory (finished runs there are skipped)")
     add_run_args(p, workers=2)
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("reproduce", help="a reference report's study under its own protocol, in both frameworks",
+                       description="Runs report 000 ... 004 (or all) as the report did it: its epochs, batch "
+                                   "size, optimizer, schedule, split and normalisation, both frameworks, native "
+                                   "and harmonized, over seeds; writes reproduce.json/.md per report. Finished "
+                                   "runs are skipped, so an interrupted study continues where it stopped.")
+    p.add_argument("report", choices=["000", "001", "002", "003", "004", "all"])
+    p.add_argument("--out", default="reports/reproduce", help="parent directory (default reports/reproduce)")
+    p.add_argument("--seeds", type=int, help="seeds per setting (default: each study's own, 2 or 3)")
+    p.add_argument("--workers", type=int, default=1, help="runs at a time, each in its own process (default 1)")
+    p.add_argument("--smoke", action="store_true", help="a few hundred images, one seed, in this process: "
+                                                         "checks the machinery, gives no results")
+    p.add_argument("--data-dir", help="directory of the MNIST IDX files")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("parity", help="do torch, keras and a numpy reference compute the same thing?",
                        description="Tier 1: per-layer forward outputs; tier 2: loss and gradients; "

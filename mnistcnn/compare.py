@@ -79,9 +79,9 @@ def _run_row(key: JobKey, r) -> dict:
 def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=BACKENDS,
             bn: bool = True, modes=("harmonized",), ablate: bool = False, workers: int = 1,
             isolate: bool = True, data_dir=None, progress: bool = True,
-            command: str = "mnistcnn.compare.compare() from Python") -> CompareSummary:
+            command: str = "mnistcnn.compare.compare() from Python", plots: bool = True) -> CompareSummary:
     """Run the comparison and write its report directory. ``command`` is recorded as
-    what produced it."""
+    what produced it; ``plots=False`` leaves the figures out."""
     from . import report
 
     spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()
@@ -137,7 +137,8 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     # written again below with the plots' names
     atomic_write_text(out / "results.json", summary.to_json())
     atomic_write_text(out / "results.csv", report.runs_csv(jobs, results))
-    summary.plots = report.compare_plots(out, jobs, results, summary)
+    if plots:
+        summary.plots = report.compare_plots(out, jobs, results, summary)
     atomic_write_text(out / "report.md", report.compare_markdown(summary))
     atomic_write_text(out / "results.json", summary.to_json())
     return summary

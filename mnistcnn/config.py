@@ -84,6 +84,9 @@ class TrainConfig:
     val_size: int = 10_000  # the last val_size training images validate (50k/10k)
     train_limit: int | None = None  # use only the first N training images (short runs)
     test_limit: int | None = None  # test on the first N test images only (smoke runs)
+    #: also test after every epoch (EpochRecord.test_loss/test_acc): the test-set
+    #: "validation" of reports that validate on it, and accuracy after k epochs of one run
+    test_every_epoch: bool = False
     normalization: str = "standard"  # standard (0.1307/0.3081) | unit (/255)
     defaults: str = "harmonized"
     harmonize: tuple = ()  # under defaults='native': items of DEFAULT_ITEMS kept harmonized

@@ -21,7 +21,7 @@ def runs_csv(jobs, results) -> str:
     w = csv.writer(buf, lineterminator="\n")
     epoch_fields = [f.name for f in fields(EpochRecord)]
     key_fields = [f.name for f in fields(jobs[0].key)] if jobs else []
-    w.writerow([*key_fields, *epoch_fields, "test_loss", "test_acc", "error"])
+    w.writerow([*key_fields, *epoch_fields, "final_test_loss", "final_test_acc", "error"])
     for job in jobs:
         r, key = results[job.key], [getattr(job.key, n) for n in key_fields]
         if isinstance(r, RunError):

@@ -22,6 +22,8 @@ class EpochRecord:
     val_acc: float | None
     time_s: float  # training time of the epoch (evaluation excluded)
     images_per_s: float
+    test_loss: float | None = None  # with TrainConfig.test_every_epoch
+    test_acc: float | None = None
 
 
 @dataclass

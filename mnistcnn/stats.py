@@ -35,6 +35,16 @@ def paired(a, b, confidence: float = 0.95) -> dict:
     return out
 
 
+def prediction_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Where one more run's value falls with probability ``confidence``, from the runs so
+    far (Student t): mean ± t(n-1) · sd · sqrt(1 + 1/n). Needs two values or more."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    half = float(stats.t.ppf((1 + confidence) / 2, v.size - 1)) * float(v.std(ddof=1)) * math.sqrt(1 + 1 / v.size)
+    return float(v.mean()) - half, float(v.mean()) + half
+
+
 def verdict(p: dict, a: str = "torch", b: str = "keras", what: str = "test accuracy",
             scale: float = 100.0, unit: str = "pp") -> str:
     """A plain-words reading of ``paired``'s result (values scaled, e.g. to points)."""

@@ -85,8 +85,8 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
     for epoch in range(len(result.epochs), cfg.epochs):
         if stop_after is not None and epoch >= stop_after:
             return result
-        result.epochs.append(_one_epoch(trainer, cfg, epoch, len(xt), xv, yv, progress, backend,
-                                        result.steps))
+        result.epochs.append(_one_epoch(trainer, cfg, epoch, len(xt), (xv, yv), (xs, ys), progress,
+                                        backend, result.steps))
         if out:
             _checkpoint(out, trainer, trained, result)
     test_loss, test_acc, preds = trainer.evaluate(xs, ys)
@@ -100,7 +100,7 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
     return result
 
 
-def _one_epoch(trainer, cfg, epoch, n_train, xv, yv, progress, backend, steps) -> EpochRecord:
+def _one_epoch(trainer, cfg, epoch, n_train, val, test, progress, backend, steps) -> EpochRecord:
     from tqdm.auto import tqdm
 
     step = epoch * -(-n_train // cfg.batch_size)  # global step count before this epoch
@@ -125,13 +125,16 @@ def _one_epoch(trainer, cfg, epoch, n_train, xv, yv, progress, backend, steps) -
                                                 on_batch=on_batch)
     seconds = time.perf_counter() - start
     bar.close()
-    val_loss = val_acc = None
-    if len(xv):
-        val_loss, val_acc, _ = trainer.evaluate(xv, yv)
+    val_loss = val_acc = test_loss = test_acc = None
+    if len(val[0]):
+        val_loss, val_acc, _ = trainer.evaluate(*val)
+    if cfg.test_every_epoch:
+        test_loss, test_acc, _ = trainer.evaluate(*test)
     record = EpochRecord(epoch + 1, lr, train_loss, train_acc, val_loss, val_acc, seconds,
-                         len(order) / seconds)
+                         len(order) / seconds, test_loss, test_acc)
     if progress:
         val = f"  val loss {val_loss:.4f} acc {val_acc:.4f}" if val_loss is not None else ""
+        val += f"  test loss {test_loss:.4f} acc {test_acc:.4f}" if test_loss is not None else ""
         print(f"[{backend}] epoch {epoch + 1}/{cfg.epochs}  lr {lr:g}  loss {train_loss:.4f} "
               f"acc {train_acc:.4f}{val}  {seconds:.1f}s  {record.images_per_s:,.0f} img/s",
               flush=True)

@@ -1,0 +1,325 @@
+"""Each reference report's study under its own protocol, in both frameworks.
+
+A study is a list of settings (an architecture and the report's training protocol); each
+setting runs as ``compare`` runs (both backends, harmonized and native, several seeds)
+into its own directory, and every number the report published becomes one row: the
+published value next to each framework's mean and spread at the same point of training,
+the paired torch - keras difference, and whether the published value lies inside the 95%
+prediction interval of its own framework's native runs.
+
+Where a report is silent about a setting, the protocol below says what was chosen and why
+(``Study.protocol``). Runs resume and skip finished work, so a long study continues across
+sittings. ``smoke=True`` keeps each protocol but trains on a few hundred images, one seed:
+for the tests, never for results.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from . import stats, zoo
+from ._io import atomic_write_text
+from .config import TrainConfig
+from .errors import ConfigError
+from .runner import finished
+
+BACKENDS = ("torch", "keras")
+
+
+@dataclass(frozen=True)
+class Published:
+    """One number a report published, and where in our runs the same quantity is."""
+
+    what: str  # in words, e.g. "test accuracy, 5 epochs"
+    value: float  # accuracies as fractions
+    metric: str  # test_acc | test_loss | train_acc | val_acc | train_loss_last | total_time_s
+    framework: str  # the report's own framework: torch | keras
+    epoch: int | None = None  # 1-based epoch of the run; None: the end of the run
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # its directory
+    arch: str  # zoo name
+    config: dict  # TrainConfig fields of the report's protocol
+    published: tuple = ()
+    #: (mode, backends) groups to run; each group is one compare into <setting>/<mode>
+    runs: tuple = (("harmonized", BACKENDS), ("native", BACKENDS))
+    seeds: int = 3
+    bn_pair: bool = False  # also the spec with/without BatchNorm (report 000)
+    axes: tuple = ()  # spec variants applied to the zoo model: (("activation", "tanh"),)
+
+    def spec(self):
+        from .spec import variants
+
+        s = zoo.get(self.arch)
+        for axis, value in self.axes:
+            s = variants.SPEC_AXES[axis](s, value)
+        return s
+
+
+@dataclass(frozen=True)
+class Study:
+    report: str
+    title: str
+    protocol: str  # what the report states, what we chose where it is silent, and why
+    settings: tuple
+    #: unpublished rows: test accuracy after these epochs of each setting (sensitivity)
+    sensitivity_epochs: tuple = ()
+
+
+def _pub(what, value, metric, framework, epoch=None):
+    return Published(what, value, metric, framework, epoch)
+
+
+_ADAM_64_UNIT = dict(optimizer="adam", lr=1e-3, batch_size=64, normalization="unit", val_size=0,
+                     epochs=10, test_every_epoch=True)
+_KERAS_001 = dict(optimizer="adadelta", lr=1e-3, rho=0.95, eps=1e-7, batch_size=128, epochs=5,
+                  normalization="unit", val_size=0)
+_TORCH_001 = dict(optimizer="sgd", lr=0.01, momentum=0.5, batch_size=128, epochs=5,
+                  normalization="standard", val_size=0)
+_SGD_003 = dict(optimizer="sgd", momentum=0.9, batch_size=50, normalization="standard", val_size=0,
+                test_every_epoch=True)
+_KERAS_004 = dict(optimizer="adam", lr=1e-3, batch_size=128, epochs=12, normalization="unit",
+                  val_size=0, test_every_epoch=True)
+#: report 004: its own framework natively, both frameworks harmonized, 2 seeds (the costly one)
+_RUNS_004 = (("native", ("keras",)), ("harmonized", BACKENDS))
+
+
+STUDIES = {s.report: s for s in [
+    Study("000", "PyTorch vs TensorFlow, one CNN in both, with and without BatchNorm",
+          "The report gives the architecture and the two accuracies only: no epochs, optimizer, "
+          "batch size or preprocessing. Chosen: Adam (lr 1e-3), the optimizer of both frameworks' "
+          "MNIST tutorials of its time (TensorFlow 2.3, PyTorch 1.7); batch 64; inputs /255; 10 epochs "
+          "on all 60,000 training images, tested on the 10,000 test images. How much the choice of "
+          "epochs matters is measured: test accuracy after 1, 2, 5 and 10 epochs of the same runs.",
+          (Setting("seed000-cnn", "seed000-cnn", _ADAM_64_UNIT, (
+              _pub("PyTorch test accuracy", 0.988, "test_acc", "torch"),
+              _pub("TensorFlow test accuracy", 0.9909, "test_acc", "keras"),
+          ), bn_pair=True),),
+          sensitivity_epochs=(1, 2, 5, 10)),
+    Study("001", "Keras and PyTorch lab: vary one thing at a time",
+          "Stated: batch 128, 5 epochs, 60,000 training images, tested on the test set. Keras side: "
+          "the optimizer is not in the text; its model is the Keras mnist_cnn example's structure with "
+          "BatchNorm added, and that example compiles with Adadelta(), whose default learning rate is "
+          "1e-3 in tf.keras (rho 0.95, epsilon 1e-7); inputs /255 as in that example. Sensitivity: the "
+          "relu model again with Adam (lr 1e-3). PyTorch side: the 2019 pytorch/examples Net and its "
+          "main.py protocol: SGD lr 0.01, momentum 0.5, inputs normalised with 0.1307/0.3081.",
+          (Setting("keras-relu", "keras-bn-cnn", _KERAS_001, (
+              _pub("test accuracy, relu", 0.9733, "test_acc", "keras"),
+              _pub("test loss, relu", 0.0853, "test_loss", "keras"),
+              _pub("test accuracy, two conv blocks (second run of the relu model)", 0.9745, "test_acc", "keras"),
+              _pub("test loss, two conv blocks (second run of the relu model)", 0.0852, "test_loss", "keras"))),
+           *(Setting(f"keras-{act}", "keras-bn-cnn", _KERAS_001, (
+               _pub(f"test accuracy, {act}", acc, "test_acc", "keras"),
+               _pub(f"test loss, {act}", loss, "test_loss", "keras")), axes=(("activation", act),))
+             for act, acc, loss in (("sigmoid", 0.9674, 0.1096), ("tanh", 0.9687, 0.1239))),
+           Setting("keras-one-conv", "keras-bn-cnn-1conv", _KERAS_001, (
+               _pub("test accuracy, one conv block", 0.9773, "test_acc", "keras"),
+               _pub("test loss, one conv block", 0.0719, "test_loss", "keras"))),
+           Setting("keras-relu-adam", "keras-bn-cnn", {**_KERAS_001, "optimizer": "adam", "rho": None,
+                                                      "eps": None}),
+           Setting("torch-net-50", "pytorch-examples-net", _TORCH_001, (
+               _pub("test accuracy, 50 hidden (first run)", 0.9660, "test_acc", "torch"),
+               _pub("test loss, 50 hidden (first run)", 0.1065, "test_loss", "torch"),
+               _pub("test accuracy, max pooling (second run of the same Net)", 0.9658, "test_acc", "torch"),
+               _pub("test loss, max pooling (second run of the same Net)", 0.1073, "test_loss", "torch"))),
+           Setting("torch-net-25", "pytorch-examples-net-25", _TORCH_001, (
+               _pub("test accuracy, 25 hidden", 0.9624, "test_acc", "torch"),
+               _pub("test loss, 25 hidden", 0.1313, "test_loss", "torch"))),
+           Setting("torch-net-avgpool", "pytorch-examples-net-avgpool", _TORCH_001, (
+               _pub("test accuracy, average pooling", 0.9359, "test_acc", "torch"),
+               _pub("test loss, average pooling", 0.2147, "test_loss", "torch"))))),
+    Study("002", "PyTorch CNN with a 2-feature bottleneck",
+          "Stated: Adam lr 1e-3, batch 64, 50,000 training / 10,000 validation / 10,000 test images, "
+          "10 and 20 epochs. One 20-epoch run per seed gives both: with a constant learning rate and "
+          "deterministic training, its first 10 epochs are the 10-epoch run. Inputs /255 (not stated; "
+          "torchvision's ToTensor). Times are this machine's, not the report's.",
+          (Setting("bottleneck-2", "bottleneck-cnn",
+                   dict(optimizer="adam", lr=1e-3, batch_size=64, epochs=20, val_size=10_000,
+                        normalization="unit", test_every_epoch=True), (
+              _pub("last-epoch training accuracy, 10 epochs", 0.4678, "train_acc", "torch", 10),
+              _pub("last-epoch validation accuracy, 10 epochs", 0.4736, "val_acc", "torch", 10),
+              _pub("test accuracy, 10 epochs", 0.4794, "test_acc", "torch", 10),
+              _pub("total training time s, 10 epochs", 245, "total_time_s", "torch", 10),
+              _pub("last-epoch training accuracy, 20 epochs", 0.4834, "train_acc", "torch", 20),
+              _pub("last-epoch validation accuracy, 20 epochs", 0.4904, "val_acc", "torch", 20),
+              _pub("test accuracy, 20 epochs", 0.4854, "test_acc", "torch", 20),
+              _pub("total training time s, 20 epochs", 426, "total_time_s", "torch", 20))),)),
+    Study("003", "PyTorch: simple FC, simple CNN, complex CNN, MLP, learning rates",
+          "Stated: SGD with momentum 0.9, batch 50, inputs normalised with 0.1307/0.3081, all 60,000 "
+          "training images, tested on the test set; epochs and learning rates per model as below. "
+          "'Final loss' is the last training batch's loss the report printed; ours is the mean "
+          "training loss of the last logged 10 steps. The MLP's epochs are not stated: 5, as for "
+          "the other models of the report.",
+          (Setting("simple-fc", "simple-fc", {**_SGD_003, "lr": 1e-3, "epochs": 5}, (
+              _pub("test accuracy, 5 epochs", 0.9210, "test_acc", "torch"),
+              _pub("final training loss", 0.368408, "train_loss_last", "torch"))),
+           Setting("simple-cnn", "simple-cnn", {**_SGD_003, "lr": 1e-3, "epochs": 5}, (
+               _pub("test accuracy, 5 epochs", 0.9828, "test_acc", "torch"),
+               _pub("final training loss", 0.065379, "train_loss_last", "torch"))),
+           Setting("simple-cnn-continued", "simple-cnn",
+                   {**_SGD_003, "lr": 1e-3, "epochs": 15, "schedule": "multistep", "milestones": (5, 10)}, (
+               _pub("test accuracy after 5 epochs at lr 1e-3", 0.9770, "test_acc", "torch", 5),
+               _pub("test accuracy after 5 more at lr 1e-4", 0.9853, "test_acc", "torch", 10),
+               _pub("test accuracy after 5 more at lr 1e-5", 0.9854, "test_acc", "torch", 15))),
+           Setting("complex-cnn", "complex-cnn",
+                   {**_SGD_003, "lr": 0.01, "epochs": 4, "schedule": "multistep", "milestones": (2,)}, (
+               _pub("test accuracy, 2 epochs at lr 0.01", 0.9902, "test_acc", "torch", 2),
+               _pub("test accuracy, 2 more at lr 0.001", 0.9932, "test_acc", "torch", 4))),
+           *(Setting(f"mlp-lr{lr:g}", "mlp", {**_SGD_003, "lr": lr, "epochs": 5}, (
+               _pub(f"test accuracy, lr {lr:g}", acc, "test_acc", "torch"),))
+             for lr, acc in ((0.01, 0.9786), (1e-3, 0.9597), (1e-4, 0.8953))))),
+    Study("004", "Keras notebook: 3-, 5-, 7-layer CNNs",
+          "Stated: Adam with Keras' defaults, batch 128, 12 epochs, inputs /255, the test set as "
+          "validation. Runs: the report's own framework (Keras) natively and both frameworks "
+          "harmonized, 2 seeds each: keras5-cnn and keras7-cnn take hours per run on 2 cores. The "
+          "zoo models have BatchNorm on the channel axis (the report's axis=1 normalised the height).",
+          tuple(Setting(arch, arch, _KERAS_004, (_pub("test accuracy, 12 epochs", acc, "test_acc", "keras"),),
+                        runs=_RUNS_004, seeds=2)
+                for arch, acc in (("keras3-cnn", 0.9860), ("keras5-cnn", 0.9932), ("keras7-cnn", 0.9911)))),
+]}
+
+#: smoke size: every setting's protocol on 64 images for at most 2 epochs
+SMOKE = dict(train_limit=64, test_limit=100)
+SMOKE_EPOCHS = 2
+
+
+def _value(r, metric: str, epoch: int | None):
+    """The quantity ``metric`` of run ``r`` at the end of 1-based ``epoch`` (None: the end)."""
+    last = epoch is None or epoch >= len(r.epochs)
+    e = r.epochs[-1 if last else epoch - 1]
+    if metric == "test_acc":
+        return r.test_acc if last else e.test_acc
+    if metric == "test_loss":
+        return r.test_loss if last else e.test_loss
+    if metric == "train_loss_last":
+        return r.steps[-1][1] if r.steps else e.train_loss
+    if metric == "total_time_s":
+        return sum(x.time_s for x in r.epochs[:len(r.epochs) if last else epoch])
+    return getattr(e, metric)
+
+
+def _group_values(setting_dir: Path, setting: Setting, published: Published, variant: str) -> dict:
+    """{(mode, backend): [value per seed, None where the run is missing]}."""
+    out = {}
+    for mode, backends in setting.runs:
+        for backend in backends:
+            runs = [finished(setting_dir / mode / "runs" / mode / variant / backend / f"seed{s}")
+                    for s in range(setting.seeds)]
+            out[(mode, backend)] = [None if r is None else _value(r, published.metric, published.epoch)
+                                    for r in runs]
+    return out
+
+
+def _row(study: Study, setting: Setting, p: Published | None, values: dict, what: str) -> dict:
+    row = {"report": study.report, "setting": setting.name, "what": what,
+           "published": None if p is None else p.value, "framework": None if p is None else p.framework,
+           "metric": "test_acc" if p is None else p.metric}
+    for (mode, backend), vs in values.items():
+        got = [v for v in vs if v is not None]
+        row[f"{backend}_{mode}"] = stats.describe(got) if got else None
+    for mode, backends in setting.runs:
+        if set(backends) == set(BACKENDS):
+            pairs = [(a, b) for a, b in zip(values[(mode, "torch")], values[(mode, "keras")])
+                     if a is not None and b is not None]
+            row[f"diff_{mode}"] = stats.paired([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None
+    if p is not None:
+        own = [v for v in values.get(("native", p.framework), []) if v is not None]
+        interval = stats.prediction_interval(own) if len(own) > 1 else None
+        row["prediction_interval"] = interval
+        row["inside"] = None if interval is None else interval[0] <= p.value <= interval[1]
+    return row
+
+
+def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, workers: int = 1,
+              data_dir=None, progress: bool = True,
+              command: str = "mnistcnn.reproduce.reproduce() from Python") -> dict:
+    """Run report ``report``'s study into ``out``/<report>/ and write reproduce.json and
+    reproduce.md there; returns the summary. Finished runs are skipped."""
+    from .compare import compare
+
+    if report not in STUDIES:
+        raise ConfigError(f"Unknown report {report!r}. Valid: {', '.join(STUDIES)}, or all.")
+    study, base = STUDIES[report], Path(out) / report
+    started, rows = time.perf_counter(), []
+    for setting in study.settings:
+        cfg = TrainConfig(**setting.config)
+        if smoke:
+            cfg = replace(cfg, epochs=min(cfg.epochs, SMOKE_EPOCHS), **SMOKE,
+                          val_size=min(cfg.val_size, 64))
+        n_seeds = 1 if smoke else (seeds or setting.seeds)
+        setting = replace(setting, seeds=n_seeds)
+        for mode, backends in setting.runs:
+            compare(setting.spec(), base / setting.name / mode, seeds=n_seeds, cfg=cfg,
+                    backends=backends, bn=setting.bn_pair, modes=(mode,), workers=workers,
+                    isolate=not smoke, data_dir=data_dir, progress=progress, command=command,
+                    plots=not smoke)
+        variants = ("no-bn", "bn") if setting.bn_pair else ("as-is",)
+        for variant in variants:
+            label = "" if variant == "as-is" else f" [{variant}]"
+            for p in setting.published:
+                values = _group_values(base / setting.name, setting, p, variant)
+                rows.append(_row(study, setting, p, values, p.what + label))
+            for k in study.sensitivity_epochs:
+                probe = Published(f"test accuracy after {k} epochs", 0.0, "test_acc", "torch", k)
+                values = _group_values(base / setting.name, setting, probe, variant)
+                rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
+    summary = {"report": report, "title": study.title, "protocol": study.protocol, "smoke": smoke,
+               "command": command, "date": datetime.date.today().isoformat(),
+               "wall_time_s": time.perf_counter() - started, "run_time_s": _run_time(base),
+               "settings": [asdict(s) for s in study.settings], "rows": rows}
+    atomic_write_text(base / "reproduce.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(base / "reproduce.md", markdown(summary))
+    return summary
+
+
+def _run_time(base: Path) -> float:
+    """Training seconds of every finished run under ``base`` (the study's cost here)."""
+    total = 0.0
+    for path in base.rglob("result.json"):
+        r = finished(path.parent)
+        if r is not None:
+            total += sum(e.time_s for e in r.epochs)
+    return total
+
+
+def _fmt(d, metric) -> str:
+    if d is None:
+        return "–"
+    scale, digits = (100, 2) if metric.endswith("acc") else (1, 4 if "loss" in metric else 0)
+    sd = "" if d["sd"] is None else f" ± {d['sd'] * scale:.{digits}f}"
+    return f"{d['mean'] * scale:.{digits}f}{sd} (n={d['n']})"
+
+
+def _fmt_diff(p, metric) -> str:
+    if p is None:
+        return "–"
+    scale = 100 if metric.endswith("acc") else 1
+    ci = "" if p["ci_low"] is None else f" [{p['ci_low'] * scale:+.2f}, {p['ci_high'] * scale:+.2f}]"
+    return f"{p['mean_diff'] * scale:+.2f}{ci}"
+
+
+def markdown(s: dict) -> str:
+    """The study's table: one row per published number (accuracies in %)."""
+    lines = [f"# Report {s['report']}: {s['title']}", "", f"Command: `{s['command']}` ({s['date']}); "
+             f"training time of the finished runs {s['run_time_s'] / 60:.1f} min"
+             + (" (SMOKE SIZE: not results)" if s["smoke"] else "") + ".", "", s["protocol"], "",
+             "| setting | published number | published | torch native | keras native | torch harmonized | "
+             "keras harmonized | torch − keras native | torch − keras harmonized | inside own 95% PI |",
+             "|---|---|---:|---|---|---|---|---|---|---|"]
+    for r in s["rows"]:
+        m = r["metric"]
+        pub = "–" if r["published"] is None else _fmt({"mean": r["published"], "sd": None, "n": 1}, m).split(" (")[0]
+        inside = {True: "yes", False: "**no**", None: "–"}[r.get("inside")]
+        lines.append(f"| {r['setting']} | {r['what']} | {pub} | {_fmt(r.get('torch_native'), m)} | "
+                     f"{_fmt(r.get('keras_native'), m)} | {_fmt(r.get('torch_harmonized'), m)} | "
+                     f"{_fmt(r.get('keras_harmonized'), m)} | {_fmt_diff(r.get('diff_native'), m)} | "
+                     f"{_fmt_diff(r.get('diff_harmonized'), m)} | {inside} |")
+    lines += ["", "Accuracies in %, mean ± sd over seeds; differences in points with their 95% CI (paired "
+              "by seed); PI: the 95% prediction interval of a new run of the report's own framework, "
+              "native defaults, from our seeds.", ""]
+    return "\n".join(lines)

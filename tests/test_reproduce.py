@@ -1,0 +1,77 @@
+"""The reports' studies (mnistcnn.reproduce): protocols as data, checked without
+training, and a smoke run of every study through the real machinery."""
+import json
+
+import pytest
+
+from mnistcnn import reproduce as R
+from mnistcnn import stats
+from mnistcnn.config import Optimizer, TrainConfig
+from mnistcnn.results import EpochRecord, RunResult
+
+METRICS = {"test_acc", "test_loss", "train_acc", "val_acc", "train_loss_last", "total_time_s"}
+
+
+def test_every_report_has_a_study():
+    assert list(R.STUDIES) == ["000", "001", "002", "003", "004"]
+
+
+@pytest.mark.parametrize("report", R.STUDIES)
+def test_every_setting_is_a_valid_protocol(report):
+    """Each setting builds its spec and config; each published number points at a metric
+    and an epoch the setting's runs will have; the report's own framework runs natively."""
+    study = R.STUDIES[report]
+    assert study.protocol and study.settings
+    for setting in study.settings:
+        cfg = TrainConfig(**setting.config)
+        assert setting.spec().output_shape == (10,)
+        groups = dict(setting.runs)
+        for p in setting.published:
+            assert p.metric in METRICS and p.framework in groups.get("native", ())
+            assert p.epoch is None or 1 <= p.epoch <= cfg.epochs
+            assert p.epoch is None or p.epoch == cfg.epochs or cfg.test_every_epoch or p.metric != "test_acc"
+    assert all(k <= TrainConfig(**s.config).epochs for s in study.settings for k in study.sensitivity_epochs)
+
+
+def test_published_numbers_are_the_reports():
+    """A few anchors from ../shared/seeds/README.md, so a typo in the table fails."""
+    values = {(s.report, p.what): p.value for s in R.STUDIES.values() for st in s.settings for p in st.published}
+    assert values[("000", "TensorFlow test accuracy")] == 0.9909
+    assert values[("001", "test accuracy, average pooling")] == 0.9359
+    assert values[("002", "test accuracy, 20 epochs")] == 0.4854
+    assert values[("003", "test accuracy, 2 more at lr 0.001")] == 0.9932
+    assert [p.value for s in R.STUDIES["004"].settings for p in s.published] == [0.9860, 0.9932, 0.9911]
+
+
+def test_values_are_read_at_the_published_epoch():
+    epochs = [EpochRecord(e, 1e-3, 1.0 / e, 0.5 + e / 100, 0.4, 0.6 + e / 100, 10.0, 1.0, 0.3, 0.7 + e / 100)
+              for e in (1, 2, 3)]
+    r = RunResult("torch", {}, {}, Optimizer("sgd", 0.1), epochs, 0.25, 0.99, steps=[[10, 0.9], [20, 0.8]])
+    assert R._value(r, "test_acc", 2) == pytest.approx(0.72)
+    assert R._value(r, "test_acc", None) == R._value(r, "test_acc", 3) == 0.99  # the end: the final test
+    assert R._value(r, "total_time_s", 2) == 20.0 and R._value(r, "train_acc", 1) == pytest.approx(0.51)
+    assert R._value(r, "train_loss_last", None) == 0.8
+
+
+def test_prediction_interval_by_hand():
+    # mean 2, sd 1, n 3: t(0.975, 2) = 4.302653, half = 4.302653 * sqrt(4/3)
+    lo, hi = stats.prediction_interval([1.0, 2.0, 3.0])
+    assert hi - 2 == pytest.approx(4.302653 * (4 / 3) ** 0.5, abs=1e-5) and lo == pytest.approx(4 - hi)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("report", R.STUDIES)
+def test_smoke_study_fills_every_row(report, mnist_path, tmp_path):
+    s = R.reproduce(report, tmp_path, smoke=True, data_dir=mnist_path, progress=False, command="test")
+    study = R.STUDIES[report]
+    published = sum(len(st.published) * (2 if st.bn_pair else 1) for st in study.settings)
+    sensitivity = sum(len(study.sensitivity_epochs) * (2 if st.bn_pair else 1) for st in study.settings)
+    assert len(s["rows"]) == published + sensitivity
+    for row in s["rows"]:
+        setting = next(st for st in study.settings if st.name == row["setting"])
+        for mode, backends in setting.runs:
+            for b in backends:
+                assert row[f"{b}_{mode}"] is not None and row[f"{b}_{mode}"]["n"] == 1, (row["what"], b, mode)
+    saved = json.loads((tmp_path / report / "reproduce.json").read_text())
+    assert saved["smoke"] is True and saved["rows"] == json.loads(json.dumps(s["rows"]))
+    assert "SMOKE SIZE" in (tmp_path / report / "reproduce.md").read_text()
