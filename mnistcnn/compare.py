@@ -17,7 +17,7 @@ from pathlib import Path
 from . import stats, zoo
 from ._io import atomic_write_text
 from .config import BN_VARIANT, DEFAULT_ITEMS, TrainConfig, mode_config
-from .errors import SpecError
+from .errors import ConfigError, SpecError
 from .results import RunError
 from .runner import Job, JobKey, run_jobs
 from .spec import variants
@@ -56,6 +56,11 @@ class CompareSummary:
         return json.dumps(asdict(self), indent=2) + "\n"
 
 
+def _seeds(cfg: TrainConfig, n: int) -> range:
+    """The n seeds of a comparison, from the config's own seed on (--seed 7 --seeds 3: 7, 8, 9)."""
+    return range(cfg.seed, cfg.seed + n)
+
+
 def batchnorm_words(bn) -> str:
     return (f"BatchNorm momentum {bn.momentum:g} (Keras convention: running = {bn.momentum:g}·running "
             f"+ {1 - bn.momentum:g}·batch), epsilon {bn.epsilon:g}")
@@ -85,6 +90,8 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     from . import report
 
     spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()
+    if seeds < 1:
+        raise ConfigError(f"Invalid value for `seeds`. Expected an integer >= 1. Received seeds={seeds!r}.")
     modes = list(modes)
     if ablate:
         modes = list(dict.fromkeys(modes + ["harmonized", "native"] + [f"native+{i}" for i in DEFAULT_ITEMS]))
@@ -92,7 +99,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     jobs = [
         Job(JobKey(mode, variant, backend, seed), s, backend, replace(mode_config(cfg, mode), seed=seed),
             out / "runs" / mode / variant / backend / f"seed{seed}")
-        for mode in modes for variant, s in specs.items() for seed in range(seeds)
+        for mode in modes for variant, s in specs.items() for seed in _seeds(cfg, seeds)
         for backend in backends
     ]
     results = run_jobs(jobs, data_dir, workers, isolate, progress)
@@ -107,7 +114,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
         runs=[_run_row(j.key, results[j.key]) for j in jobs])
     ok = {k: r for k, r in results.items() if not isinstance(r, RunError)}
     for mode, variant in itertools.product(modes, specs):
-        runs = {b: {s: ok.get(JobKey(mode, variant, b, s)) for s in range(seeds)} for b in backends}
+        runs = {b: {s: ok.get(JobKey(mode, variant, b, s)) for s in _seeds(cfg, seeds)} for b in backends}
         for backend in backends:
             rs = [r for r in runs[backend].values() if r is not None]
             if rs:
@@ -120,7 +127,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
                 })
         if len(backends) == 2:
             a, b = backends
-            both = [s for s in range(seeds) if runs[a][s] and runs[b][s]]
+            both = [s for s in _seeds(cfg, seeds) if runs[a][s] and runs[b][s]]
             if both:
                 acc = stats.paired([runs[a][s].test_acc for s in both], [runs[b][s].test_acc for s in both])
                 loss = stats.paired([runs[a][s].test_loss for s in both], [runs[b][s].test_loss for s in both])
@@ -215,7 +222,7 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
                 s = fn(s, cell[axis])
         c = replace(cfg, **{k: v for k, v in cell.items() if k in _CONFIG_TYPES})
         name = _cell_name(cell).replace("/", "_").replace(":", "_")
-        for seed in range(seeds):
+        for seed in _seeds(cfg, seeds):
             for backend in backends:
                 jobs.append(Job(JobKey(c.defaults, _cell_name(cell), backend, seed), s, backend,
                                 replace(c, seed=seed), out / "runs" / name / backend / f"seed{seed}"))

@@ -7,6 +7,7 @@ made here, once: ``TrainConfig.optimizer_for``, ``bn_rules`` and ``trained_spec`
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from . import spec as S
@@ -99,6 +100,11 @@ class TrainConfig:
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(self.milestones))
         object.__setattr__(self, "harmonize", tuple(self.harmonize))
+        floats = ("lr", "momentum", "beta1", "beta2", "eps", "rho", "weight_decay", "gamma")
+        for name in floats:  # inf/NaN would train to NaN and still report an accuracy
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise ConfigError(f"Invalid value for `{name}`. Expected a finite number. Received {name}={v!r}.")
         checks = [
             ("epochs", self.epochs >= 1, "an integer >= 1"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
@@ -111,6 +117,15 @@ class TrainConfig:
             ("init", self.init in W.INITS, f"one of {list(W.INITS)}"),
             ("normalization", self.normalization in ("standard", "unit"), "'standard' or 'unit'"),
             ("val_size", self.val_size >= 0, "an integer >= 0"),
+            ("train_limit", self.train_limit is None or self.train_limit >= 1,
+             "None (all training images) or an integer >= 1"),
+            ("test_limit", self.test_limit is None or self.test_limit >= 1,
+             "None (all test images) or an integer >= 1"),
+            ("beta1", 0 <= self.beta1 < 1, "a number in [0, 1)"),
+            ("beta2", 0 <= self.beta2 < 1, "a number in [0, 1)"),
+            ("eps", self.eps is None or self.eps > 0, "None (the mode's default) or a positive number"),
+            ("rho", self.rho is None or 0 <= self.rho < 1, "None (the mode's default) or a number in [0, 1)"),
+            ("threads", self.threads is None or self.threads >= 1, "None or an integer >= 1"),
             ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
             ("harmonize", set(self.harmonize) <= set(DEFAULT_ITEMS), f"items of {list(DEFAULT_ITEMS)}"),
             ("log_every", self.log_every >= 1, "an integer >= 1"),

@@ -290,6 +290,11 @@ def results_doc(report_dirs) -> str:
                 lines += [f"| {a['variant']} | {a['item']} | {a['native_gap'] * 100:+.2f} | "
                           f"{a['gap_with_item_harmonized'] * 100:+.2f} |" for a in s.ablation]
             lines.append("")
+        elif (d / "reproduce.json").exists():
+            from .reproduce import markdown
+
+            text = markdown(json.loads((d / "reproduce.json").read_text()))
+            lines += ["#" + text.split("\n", 1)[0], *text.split("\n")[1:]]
         elif (d / "sweep.json").exists():
             s = json.loads((d / "sweep.json").read_text())
             lines += [f"## {d.name}", "", f"Command: `{s['command']}` ({s['date']})", ""]

@@ -168,7 +168,7 @@ def _restore(out: Path | None, trainer, fresh: RunResult) -> RunResult:
     if saved.completed:
         return saved
     trainer.restore(out / "checkpoint")
-    fresh.epochs = saved.epochs
+    fresh.epochs, fresh.steps = saved.epochs, saved.steps  # the loss log before the interruption too
     return fresh
 
 

@@ -151,7 +151,9 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
              "Keras BN CNN report, one-conv variant",
              {"flatten": 10_816, "dense_after_flatten": 1_384_576}),
     ZooEntry("pytorch-examples-net", _pytorch_examples_net,
-             "pytorch/examples MNIST Net (conv 10/20, Dropout2d, log_softmax)", {"total": 21_840}),
+             "report 001's PyTorch Net: the 2019 pytorch/examples MNIST Net (conv 10/20 5x5, Dropout2d, "
+             "50 hidden, log_softmax; 21,840 parameters), not today's pytorch/examples Net (1,199,882)",
+             {"total": 21_840}),
     ZooEntry("pytorch-examples-net-25", lambda name: _pytorch_examples_net(name, hidden=25),
              "PyTorch hidden-width study (50 vs 25 hidden units)", {"total": 13_565}),
     ZooEntry("pytorch-examples-net-avgpool",

@@ -12,7 +12,7 @@ import pytest
 from mnistcnn import compare as C
 from mnistcnn import runner
 from mnistcnn.config import TrainConfig
-from mnistcnn.errors import SpecError
+from mnistcnn.errors import ConfigError, SpecError
 
 TINY = TrainConfig(epochs=2, train_limit=256, val_size=128, test_limit=500, batch_size=64,
                    log_every=2)
@@ -135,3 +135,13 @@ def test_example_smoke(script, mnist_path, tmp_path, monkeypatch):
     for table in tmp_path.glob("*/sweep.json"):
         rows = json.loads(table.read_text())["rows"]
         assert rows and not any(r["errors"] for r in rows)
+
+
+def test_seeds_start_at_the_configs_seed_and_zero_seeds_is_refused(mnist_path, tmp_path):
+    cfg = TrainConfig(epochs=1, train_limit=64, val_size=0, test_limit=100, batch_size=32, seed=7)
+    s = C.compare("simple-fc", tmp_path, seeds=2, cfg=cfg, bn=False, backends=("torch",), isolate=False,
+                  data_dir=mnist_path, progress=False, plots=False)
+    assert [r["seed"] for r in s.runs] == [7, 8]
+    assert (tmp_path / "runs" / "harmonized" / "as-is" / "torch" / "seed8" / "result.json").exists()
+    with pytest.raises(ConfigError, match="Received seeds=0"):
+        C.compare("simple-fc", tmp_path, seeds=0, cfg=cfg, data_dir=mnist_path)

@@ -70,3 +70,13 @@ def test_mode_config():
     assert config.mode_config(config.TrainConfig(), "native+init").harmonize == ("init",)
     with pytest.raises(config.ConfigError, match="Unknown mode 'native\\+dropout'"):
         config.mode_config(config.TrainConfig(), "native+dropout")
+
+
+@pytest.mark.parametrize("field,value", [
+    ("lr", float("inf")), ("lr", float("nan")), ("momentum", float("nan")), ("eps", float("inf")),
+    ("train_limit", 0), ("train_limit", -5), ("test_limit", 0), ("beta1", 1.0), ("eps", 0.0),
+    ("threads", 0),
+])
+def test_values_that_would_train_silently_wrong_are_refused(field, value):
+    with pytest.raises(config.ConfigError, match=f"Invalid value for `{field}`.*Received {field}="):
+        config.TrainConfig(**{field: value})

@@ -148,3 +148,16 @@ def test_summary_lists_every_layer_and_the_totals(capsys):
     assert "Total params: 832,026" in out
     assert "Non-trainable params (BatchNorm running statistics): 2,144" in out
     assert f"Forward mult-adds per example: {spec.macs:,}" in out
+
+
+def test_spec_json_with_an_unknown_field_is_refused():
+    d = S.to_dict(zoo.get("simple-fc"))
+    d["optimiser"] = "adam"
+    with pytest.raises(SpecError, match=r"unknown field\(s\) \['optimiser'\]"):
+        S.from_dict(d)
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "a\\b", ".hidden"])
+def test_spec_names_stay_inside_directories(name):
+    with pytest.raises(SpecError, match="cannot contain"):
+        S.ModelSpec(name, [S.Flatten(), S.Dense(10)])

@@ -115,6 +115,7 @@ def test_resume_equals_uninterrupted_and_runs_are_deterministic(backend, mnist_p
                         progress=False, resume=True)
     assert _fields(resumed) == _fields(full)
     assert resumed.test_loss == full.test_loss and resumed.confusion == full.confusion
+    assert resumed.steps == full.steps  # the loss log before the interruption is kept
 
 
 def test_resume_refuses_other_settings(mnist_path, tmp_path):

@@ -36,6 +36,10 @@ class ModelSpec:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise SpecError(f"A spec needs a non-empty name. Received name={self.name!r}.")
+        if "/" in self.name or "\\" in self.name or self.name.startswith("."):
+            # the name becomes part of run directory names: it must stay inside them
+            raise SpecError(f"A spec name cannot contain '/' or '\\' or start with '.' (it names "
+                            f"directories). Received name={self.name!r}.")
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         if len(self.input_shape) != 3 or not all(

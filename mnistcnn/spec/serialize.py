@@ -24,6 +24,10 @@ def to_dict(spec: ModelSpec) -> dict:
 def from_dict(data: dict) -> ModelSpec:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SpecError(f"Not a mnistcnn spec: expected a JSON object with \"format\": \"{FORMAT}\".")
+    unknown = sorted(set(data) - {"format", "version", "name", "input_shape", "layers"})
+    if unknown:
+        raise SpecError(f"Spec '{data.get('name')}' has unknown field(s) {unknown}. Valid top-level "
+                        "fields: format, version, name, input_shape, layers.")
     if data.get("version") != VERSION:
         raise SpecError(
             f"Spec format version {data.get('version')!r} is not supported; this mnistcnn "
