@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -136,7 +137,7 @@ def cmd_results_doc(args) -> int:
     from ._io import atomic_write_text
     from .report import results_doc
 
-    atomic_write_text(args.out, results_doc(args.reports))
+    atomic_write_text(args.out, results_doc(args.reports, doc_dir=os.path.dirname(os.path.abspath(args.out))))
     print(f"wrote {args.out}")
     return 0
 

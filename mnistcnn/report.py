@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -45,6 +46,34 @@ def _mean_curve(runs, get):
     curves = [np.asarray(get(r), dtype=float) for r in runs]
     n = min(len(c) for c in curves)
     return np.mean([c[:n] for c in curves], axis=0)
+
+
+def curves_figure(path: Path, title: str, ylabel: str, panels: list, log: bool = False) -> str:
+    """One PNG of panels side by side. ``panels``: [(panel title, [(label, x, [y per seed])])];
+    each line is the mean over seeds with the min-max band of the seeds."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    for ax, (panel, lines) in zip(axes[0], panels):
+        for label, x, ys in lines:
+            n = min(len(y) for y in ys)
+            arr = np.asarray([y[:n] for y in ys], dtype=float)
+            line, = ax.plot(x[:n], arr.mean(0), label=f"{label} (n={len(ys)})")
+            if len(ys) > 1:
+                ax.fill_between(x[:n], arr.min(0), arr.max(0), color=line.get_color(), alpha=0.15)
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel("step" if "step" in ylabel else "epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
 
 
 def compare_plots(out: Path, jobs, results, summary) -> list[str]:
@@ -227,7 +256,7 @@ def sweep_markdown(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def results_doc(report_dirs) -> str:
+def results_doc(report_dirs, doc_dir="docs") -> str:
     """docs/results.md from result files: the published numbers of the zoo against both
     backends (built and counted now), then every study's results with its command."""
     import json
@@ -293,7 +322,8 @@ def results_doc(report_dirs) -> str:
         elif (d / "reproduce.json").exists():
             from .reproduce import markdown
 
-            text = markdown(json.loads((d / "reproduce.json").read_text()))
+            text = markdown(json.loads((d / "reproduce.json").read_text()),
+                            image_dir=os.path.relpath(d, doc_dir) + "/")
             lines += ["#" + text.split("\n", 1)[0], *text.split("\n")[1:]]
         elif (d / "sweep.json").exists():
             s = json.loads((d / "sweep.json").read_text())

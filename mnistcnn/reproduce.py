@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime
 import json
 import time
+
+import numpy as np
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -69,6 +71,9 @@ class Study:
     settings: tuple
     #: unpublished rows: test accuracy after these epochs of each setting (sensitivity)
     sensitivity_epochs: tuple = ()
+    #: the figures the report drew, made from our runs: (file, title, y label, metric,
+    #: panels as (panel title, [(setting, variant, mode, backend)]))
+    figures: tuple = ()
 
 
 def _pub(what, value, metric, framework, epoch=None):
@@ -100,7 +105,12 @@ STUDIES = {s.report: s for s in [
               _pub("PyTorch test accuracy", 0.988, "test_acc", "torch"),
               _pub("TensorFlow test accuracy", 0.9909, "test_acc", "keras"),
           ), bn_pair=True),),
-          sensitivity_epochs=(1, 2, 5, 10)),
+          sensitivity_epochs=(1, 2, 5, 10),
+          figures=(("loss_bn.png", "Report 000's figure: training loss per epoch, with and without BatchNorm",
+                    "training loss (mean over the epoch)", "train_loss",
+                    tuple((f"{fw}", tuple(("seed000-cnn", v, m, b) for v in ("no-bn", "bn")
+                                          for m in ("native", "harmonized")))
+                          for fw, b in (("PyTorch", "torch"), ("TensorFlow (Keras)", "keras")))),)),
     Study("001", "Keras and PyTorch lab: vary one thing at a time",
           "Stated: batch 128, 5 epochs, 60,000 training images, tested on the test set. Keras side: "
           "the optimizer is not in the text; its model is the Keras mnist_cnn example's structure with "
@@ -148,7 +158,13 @@ STUDIES = {s.report: s for s in [
               _pub("last-epoch training accuracy, 20 epochs", 0.4834, "train_acc", "torch", 20),
               _pub("last-epoch validation accuracy, 20 epochs", 0.4904, "val_acc", "torch", 20),
               _pub("test accuracy, 20 epochs", 0.4854, "test_acc", "torch", 20),
-              _pub("total training time s, 20 epochs", 426, "total_time_s", "torch", 20))),)),
+              _pub("total training time s, 20 epochs", 426, "total_time_s", "torch", 20))),),
+          figures=tuple((f"{metric}.png", f"Report 002's figure: {words}", words, metric,
+                         (("bottleneck-cnn, 2 features", tuple(("bottleneck-2", "as-is", m, b)
+                                                               for m in ("native", "harmonized") for b in BACKENDS)),))
+                        for metric, words in (("time_s", "training time per epoch, s"),
+                                              ("total_time_s", "total training time, s"),
+                                              ("val_gain_pp", "epoch-to-epoch gain in validation accuracy, points")))),
     Study("003", "PyTorch: simple FC, simple CNN, complex CNN, MLP, learning rates",
           "Stated: SGD with momentum 0.9, batch 50, inputs normalised with 0.1307/0.3081, all 60,000 "
           "training images, tested on the test set; epochs and learning rates per model as below. "
@@ -172,7 +188,17 @@ STUDIES = {s.report: s for s in [
                _pub("test accuracy, 2 more at lr 0.001", 0.9932, "test_acc", "torch", 4))),
            *(Setting(f"mlp-lr{lr:g}", "mlp", {**_SGD_003, "lr": lr, "epochs": 5}, (
                _pub(f"test accuracy, lr {lr:g}", acc, "test_acc", "torch"),))
-             for lr, acc in ((0.01, 0.9786), (1e-3, 0.9597), (1e-4, 0.8953))))),
+             for lr, acc in ((0.01, 0.9786), (1e-3, 0.9597), (1e-4, 0.8953))),
+           # the learning-rate figures' other curves (no published number)
+           *(Setting(f"{arch}-lr{lr:g}", arch, {**_SGD_003, "lr": lr, "epochs": 5})
+             for arch, lr in (("simple-fc", 0.01), ("simple-fc", 1e-4), ("simple-cnn", 0.1), ("simple-cnn", 0.01)))),
+          figures=(("lr_loss.png", "Report 003's figure: training loss per learning rate (PyTorch, native)",
+                    "training loss (mean of 10 steps), by step", "steps",
+                    (("simple FC", tuple((n, "as-is", "native", "torch") for n in ("simple-fc-lr0.01", "simple-fc",
+                                                                                  "simple-fc-lr0.0001"))),
+                     ("MLP", tuple((f"mlp-lr{lr:g}", "as-is", "native", "torch") for lr in (0.01, 1e-3, 1e-4))),
+                     ("simple CNN", tuple((n, "as-is", "native", "torch") for n in ("simple-cnn-lr0.1",
+                                                                                   "simple-cnn-lr0.01"))))),)),
     Study("004", "Keras notebook: 3-, 5-, 7-layer CNNs",
           "Stated: Adam with Keras' defaults, batch 128, 12 epochs, inputs /255, the test set as "
           "validation. Runs: the report's own framework (Keras) natively and both frameworks "
@@ -180,7 +206,13 @@ STUDIES = {s.report: s for s in [
           "zoo models have BatchNorm on the channel axis (the report's axis=1 normalised the height).",
           tuple(Setting(arch, arch, _KERAS_004, (_pub("test accuracy, 12 epochs", acc, "test_acc", "keras"),),
                         runs=_RUNS_004, seeds=2)
-                for arch, acc in (("keras3-cnn", 0.9860), ("keras5-cnn", 0.9932), ("keras7-cnn", 0.9911)))),
+                for arch, acc in (("keras3-cnn", 0.9860), ("keras5-cnn", 0.9932), ("keras7-cnn", 0.9911))),
+          figures=tuple((f"{metric}.png", f"Report 004's figure: {words} per epoch (the test set validates)",
+                         words, metric,
+                         tuple((arch, ((arch, "as-is", "native", "keras"), (arch, "as-is", "harmonized", "keras"),
+                                       (arch, "as-is", "harmonized", "torch")))
+                               for arch in ("keras3-cnn", "keras5-cnn", "keras7-cnn")))
+                        for metric, words in (("train_loss", "training loss"), ("test_loss", "validation loss")))),
 ]}
 
 #: smoke size: every setting's protocol on 64 images for at most 2 epochs
@@ -268,13 +300,55 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                 probe = Published(f"test accuracy after {k} epochs", 0.0, "test_acc", "torch", k)
                 values = _group_values(base / setting.name, setting, probe, variant)
                 rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
+    figures = [_figure(base, study, f, n_seeds_of(study, smoke, seeds)) for f in study.figures]
     summary = {"report": report, "title": study.title, "protocol": study.protocol, "smoke": smoke,
                "command": command, "date": datetime.date.today().isoformat(),
                "wall_time_s": time.perf_counter() - started, "run_time_s": _run_time(base),
-               "settings": [asdict(s) for s in study.settings], "rows": rows}
+               "settings": [asdict(s) for s in study.settings], "rows": rows,
+               "figures": [f for f in figures if f]}
     atomic_write_text(base / "reproduce.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(base / "reproduce.md", markdown(summary))
     return summary
+
+
+def n_seeds_of(study: Study, smoke: bool, seeds: int | None) -> dict:
+    return {s.name: 1 if smoke else (seeds or s.seeds) for s in study.settings}
+
+
+def _curve(r, metric: str):
+    """(x, y) of one run for a figure."""
+    if metric == "steps":
+        return [s for s, _ in r.steps], [v for _, v in r.steps]
+    x = [e.epoch for e in r.epochs]
+    if metric == "total_time_s":
+        return x, list(np.cumsum([e.time_s for e in r.epochs]))
+    if metric == "val_gain_pp":
+        acc = [e.val_acc for e in r.epochs]
+        return x[1:], [(b - a) * 100 for a, b in zip(acc, acc[1:])]
+    return x, [getattr(e, metric) for e in r.epochs]
+
+
+def _figure(base: Path, study: Study, figure, seeds: dict) -> str | None:
+    """One of the report's figures from the finished runs (None if none has finished)."""
+    from .report import curves_figure
+
+    name, title, ylabel, metric, panels = figure
+    drawn = []
+    for panel, lines in panels:
+        out = []
+        for setting, variant, mode, backend in lines:
+            runs = [finished(base / setting / mode / "runs" / mode / variant / backend / f"seed{s}")
+                    for s in range(seeds.get(setting, 0))]
+            curves = [_curve(r, metric) for r in runs if r is not None]
+            if curves:
+                label = f"{backend} {mode}" + ("" if variant == "as-is" else f", {variant}")
+                if len({l[0] for l in lines}) > 1:
+                    label = f"{setting}: {label}"
+                out.append((label, curves[0][0], [c[1] for c in curves]))
+        drawn.append((panel, out))
+    if not any(lines for _, lines in drawn):
+        return None
+    return curves_figure(base / name, title, ylabel, drawn, log=metric in ("steps", "train_loss", "test_loss"))
 
 
 def _run_time(base: Path) -> float:
@@ -303,8 +377,9 @@ def _fmt_diff(p, metric) -> str:
     return f"{p['mean_diff'] * scale:+.2f}{ci}"
 
 
-def markdown(s: dict) -> str:
-    """The study's table: one row per published number (accuracies in %)."""
+def markdown(s: dict, image_dir: str = "") -> str:
+    """The study's table: one row per published number (accuracies in %), then its
+    figures (``image_dir``: their directory relative to where the text goes)."""
     lines = [f"# Report {s['report']}: {s['title']}", "", f"Command: `{s['command']}` ({s['date']}); "
              f"training time of the finished runs {s['run_time_s'] / 60:.1f} min"
              + (" (SMOKE SIZE: not results)" if s["smoke"] else "") + ".", "", s["protocol"], "",
@@ -322,4 +397,5 @@ def markdown(s: dict) -> str:
     lines += ["", "Accuracies in %, mean ± sd over seeds; differences in points with their 95% CI (paired "
               "by seed); PI: the 95% prediction interval of a new run of the report's own framework, "
               "native defaults, from our seeds.", ""]
+    lines += [f"![{f}]({image_dir}{f})" for f in s.get("figures", [])]
     return "\n".join(lines)

@@ -75,3 +75,6 @@ def test_smoke_study_fills_every_row(report, mnist_path, tmp_path):
     saved = json.loads((tmp_path / report / "reproduce.json").read_text())
     assert saved["smoke"] is True and saved["rows"] == json.loads(json.dumps(s["rows"]))
     assert "SMOKE SIZE" in (tmp_path / report / "reproduce.md").read_text()
+    assert s["figures"] == [f[0] for f in study.figures]  # the report's figures, from the runs
+    for name in s["figures"]:
+        assert (tmp_path / report / name).read_bytes()[:4] == b"\x89PNG"
