@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 from . import zoo
-from .errors import BackendUnavailableError, ConfigError, DataError, MnistCnnError, SpecError
+from .errors import (
+    BackendUnavailableError, ConfigError, DataError, MnistCnnError, SpecError, TrainingDiverged,
+)
 from .spec import (
     Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D,
     ModelSpec, SpatialDropout2D,
@@ -25,5 +27,5 @@ def build(spec, backend: str = "torch"):
 __all__ = [
     "Activation", "AvgPool2D", "BackendUnavailableError", "BatchNorm", "ConfigError", "Conv2D", "DataError",
     "Dense", "Dropout", "Flatten", "GlobalAvgPool2D", "MaxPool2D", "MnistCnnError", "ModelSpec", "SpatialDropout2D",
-    "SpecError", "build", "zoo",
+    "SpecError", "TrainingDiverged", "build", "zoo",
 ]

@@ -44,7 +44,7 @@ def cmd_train(args) -> int:
     cfg, spec = _config(args), _spec(args)
     out = args.out or f"runs/{spec.name}-{args.backend}-seed{cfg.seed}"
     result = train.run(spec, args.backend, cfg, out=out, data_dir=args.data_dir,
-                       progress=not args.quiet, resume=args.resume)
+                       progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
     print(f"wrote {out}/result.json, {out}/epochs.csv and {out}/checkpoint/ "
           f"(test accuracy {result.test_acc:.4f})")
     return 0
@@ -218,6 +218,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
     p.add_argument("--out", help="run directory (default runs/<spec>-<backend>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=cmd_train)
 

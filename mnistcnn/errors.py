@@ -19,3 +19,7 @@ class DataError(MnistCnnError, OSError):
 
 class ConfigError(MnistCnnError, ValueError):
     """A training or comparison setting that cannot be used."""
+
+
+class TrainingDiverged(MnistCnnError, ArithmeticError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""

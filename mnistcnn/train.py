@@ -9,6 +9,7 @@ the backend's Trainer, and the result is plain data (mnistcnn.results).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,7 +23,7 @@ from ._io import atomic_write_text
 from .config import (  # noqa: F401  (TrainConfig and the constants: the public training API)
     DEFAULT_ITEMS, DEFAULTS_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES, Optimizer, TrainConfig,
 )
-from .errors import ConfigError
+from .errors import ConfigError, TrainingDiverged
 from .results import EpochRecord, RunResult  # noqa: F401
 
 
@@ -52,15 +53,23 @@ def _confusion(y, preds, classes=10) -> list:
 
 
 def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=True,
-        resume: bool = False, stop_after: int | None = None) -> RunResult:
+        resume: bool = False, stop_after: int | None = None, overwrite: bool = False) -> RunResult:
     """Train ``spec`` in ``backend`` under ``cfg``; with ``out``, write result.json,
     epochs.csv and a checkpoint (neutral + native) after every epoch. ``resume``
-    continues from the checkpoint in ``out``. ``stop_after`` ends after that many epochs
-    in total without testing (to simulate an interruption)."""
+    continues from the checkpoint in ``out``; a run already in ``out`` is otherwise
+    refused unless ``overwrite``. ``stop_after`` ends after that many epochs in total
+    without testing (to simulate an interruption). A non-finite training loss stops the
+    run (TrainingDiverged) and keeps the last good checkpoint."""
     from .backends import get_backend
 
     from . import zoo
 
+    if out is not None and not resume and not overwrite and (Path(out) / "result.json").exists():
+        saved = json.loads((Path(out) / "result.json").read_text())
+        state = "a finished run" if saved.get("completed") else \
+            f"an interrupted run ({len(saved.get('epochs', []))} epochs done)"
+        raise ConfigError(f"{out} already holds {state}. Resume it with --resume, replace it with "
+                          "--overwrite, or choose another --out.")
     spec = zoo.resolve(spec)
     b = get_backend(backend)
     b.start_run(cfg.threads)
@@ -112,7 +121,14 @@ def _one_epoch(trainer, cfg, epoch, n_train, val, test, progress, backend, steps
         bar.update(n)
         window.append(loss)
         if len(window) == cfg.log_every:
-            steps.append([step, sum(float(v) for v in window) / len(window)])
+            mean = sum(float(v) for v in window) / len(window)
+            if not math.isfinite(mean):
+                raise TrainingDiverged(
+                    f"[{backend}] the training loss became {mean} in epoch {epoch + 1}, within steps "
+                    f"{step - len(window) + 1}-{step} (learning rate {cfg.lr_at(epoch):g}). The "
+                    "checkpoint of the last finished epoch is kept. Lower --lr, or add BatchNorm or "
+                    "gradient-friendlier inputs (--normalization standard).")
+            steps.append([step, mean])
             window.clear()
 
     order = epoch_order(cfg.seed, epoch, n_train)
@@ -120,11 +136,17 @@ def _one_epoch(trainer, cfg, epoch, n_train, val, test, progress, backend, steps
     bar = tqdm(total=len(order), unit="img", desc=f"[{backend}] epoch {epoch + 1}/{cfg.epochs}",
                disable=not progress, leave=False, mininterval=0.5)
     start = time.perf_counter()
-    train_loss, train_acc = trainer.train_epoch(order, cfg.batch_size, lr,
-                                                rng_seed=cfg.seed * 100_003 + epoch,
-                                                on_batch=on_batch)
+    try:
+        train_loss, train_acc = trainer.train_epoch(order, cfg.batch_size, lr,
+                                                    rng_seed=cfg.seed * 100_003 + epoch,
+                                                    on_batch=on_batch)
+    finally:
+        bar.close()
     seconds = time.perf_counter() - start
-    bar.close()
+    if not math.isfinite(train_loss):
+        raise TrainingDiverged(f"[{backend}] the mean training loss of epoch {epoch + 1} is {train_loss} "
+                               f"(learning rate {lr:g}). The checkpoint of the last finished epoch is "
+                               "kept. Lower --lr.")
     val_loss = val_acc = test_loss = test_acc = None
     if len(val[0]):
         val_loss, val_acc, _ = trainer.evaluate(*val)

@@ -1,5 +1,6 @@
 """The shared training protocol on real MNIST, in both real backends."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from mnistcnn import data, train, zoo
 from mnistcnn import weights as W
 from mnistcnn.backends import get_backend
 from mnistcnn.cli import main
-from mnistcnn.errors import ConfigError
+from mnistcnn.errors import ConfigError, TrainingDiverged
 from mnistcnn.spec import BatchNorm, Dense, Flatten, ModelSpec
 
 TORCH, KERAS = "torch", "keras"
@@ -230,3 +231,27 @@ def test_cli_bad_values(capsys):
     with pytest.raises(SystemExit):
         main(["train", "mlp", "--backend", "torch", "--optimizer", "lbfgs"])
     assert "invalid choice: 'lbfgs'" in capsys.readouterr().err
+
+
+def test_a_run_in_the_way_is_refused_not_overwritten(mnist_path, tmp_path):
+    cfg = train.TrainConfig(epochs=1, train_limit=128, val_size=0, test_limit=100, batch_size=64)
+    first = train.run("simple-fc", TORCH, cfg, tmp_path, mnist_path, progress=False)
+    with pytest.raises(ConfigError, match="already holds a finished run. Resume it with --resume, replace it "
+                                          "with --overwrite"):
+        train.run("simple-fc", TORCH, cfg, tmp_path, mnist_path, progress=False)
+    assert train.RunResult.from_json((tmp_path / "result.json").read_text()) == first
+    again = train.run("simple-fc", TORCH, replace(cfg, seed=1), tmp_path, mnist_path, progress=False,
+                      overwrite=True)
+    assert again.config["seed"] == 1
+
+
+@pytest.mark.parametrize("backend", [TORCH, KERAS])
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(backend, mnist_path, tmp_path):
+    """lr 0.01 for epoch 1, then 1e36: the float32 logits overflow in epoch 2."""
+    cfg = train.TrainConfig(optimizer="sgd", lr=0.01, schedule="multistep", milestones=(1,), gamma=1e38,
+                            epochs=3, train_limit=640, val_size=0, test_limit=100, batch_size=64, log_every=2)
+    with pytest.raises(TrainingDiverged, match=r"in epoch 2.*learning rate 1e\+36.*last finished epoch is kept"):
+        train.run("simple-fc", backend, cfg, tmp_path, mnist_path, progress=False)
+    saved = train.RunResult.from_json((tmp_path / "result.json").read_text())
+    assert len(saved.epochs) == 1 and not saved.completed
+    assert (tmp_path / "checkpoint" / "weights.npz").exists()
