@@ -92,6 +92,9 @@ FORWARD = {
     S.Dropout: lambda layer, row, h, w: h,  # identity at inference
     S.SpatialDropout2D: lambda layer, row, h, w: h,
     S.GlobalAvgPool2D: lambda layer, row, h, w: h.mean(axis=(2, 3)),
+    S.HeightBatchNorm: lambda layer, row, h, w: batchnorm(
+        h.swapaxes(1, 2), w["gamma"], w["beta"], w["moving_mean"], w["moving_variance"],
+        layer.epsilon).swapaxes(1, 2),
 }
 
 

@@ -14,6 +14,7 @@ from mnistcnn import spec as S
 from mnistcnn import weights as W
 from mnistcnn.backends import get_backend
 from mnistcnn.errors import SpecError
+from mnistcnn.spec import variants
 
 BACKENDS = ("torch", "keras")
 
@@ -32,6 +33,7 @@ CASES = {
     "Activation": ([S.Activation("leaky_relu", negative_slope=0.2), S.Flatten(),
                     S.Activation("softmax"), S.Dense(3)], (2, 3, 3)),
     "GlobalAvgPool2D": ([S.Conv2D(4, 3), S.GlobalAvgPool2D(), S.Dense(3)], (2, 6, 6)),
+    "HeightBatchNorm": ([S.HeightBatchNorm(0.99, 1e-3), S.Flatten(), S.Dense(2)], (3, 5, 4)),
 }
 
 
@@ -107,3 +109,16 @@ def test_global_average_pooling_is_the_channel_mean():
         np.testing.assert_allclose(b.predict(b.build(spec), spec, xs)[0], xs[0].mean(axis=(1, 2)))
     with pytest.raises(SpecError, match="GlobalAvgPool2D needs a feature map"):
         S.ModelSpec("bad", [S.Flatten(), S.GlobalAvgPool2D()], (1, 4, 4))
+
+
+@pytest.mark.parametrize("kind", S.LAYER_KINDS)
+def test_training_mode_gradients_agree(kind, x):
+    """Tier 2 of parity for every kind: in training mode (batch statistics), the loss and
+    every gradient of torch and keras (PyTorch's BatchNorm rules) agree in float64."""
+    spec = variants.without_dropout(case(kind))
+    if len(spec.output_shape) == 3:  # a loss needs class scores
+        spec = S.ModelSpec(spec.name, [*spec.layers, S.Flatten(), S.Dense(3)], spec.input_shape)
+    xs = np.ascontiguousarray(x[:, :spec.input_shape[0], :spec.input_shape[1], :spec.input_shape[2]])
+    y = np.array([0, 1, 2, 1, 0]) % spec.output_shape[0]
+    g = parity.gradients(spec, parity.sample_weights(spec, 2), xs, y)
+    assert g["ok"], (kind, g["first_failure"], g["loss"])

@@ -2,6 +2,7 @@
 import pytest
 
 from mnistcnn import zoo
+from mnistcnn.spec import variants
 from mnistcnn.errors import SpecError
 
 PUBLISHED_TOTALS = {
@@ -71,6 +72,12 @@ def test_report_004_counts_from_its_layer_lists(name):
     assert rows == published["keras_layer_params_bn_axis1"]
     bn_axis1 = [4 * r.input_shape[1] for r in spec.rows if r.kind == "BatchNorm"]
     assert sum(bn_axis1) // 2 == published["keras_non_trainable_bn_axis1"]
+    # the model as published, its BatchNorms on the height axis: the spec counts it directly
+    as_published = variants.batchnorm_axis(spec, "height")
+    assert (as_published.total_params, as_published.state_params) == (
+        published["keras_total_bn_axis1"], published["keras_non_trainable_bn_axis1"])
+    assert [r.trainable + r.state for r in as_published.rows if r.trainable + r.state] == \
+        published["keras_layer_params_bn_axis1"]
     assert (published["keras_total_bn_axis1"], published["keras_non_trainable_bn_axis1"]) in (
         (30_706, 28), (759_390, 44), (156_190, 118))
 

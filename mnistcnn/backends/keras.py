@@ -109,6 +109,10 @@ class TorchBatchNormalization(keras.layers.BatchNormalization):
         else:
             mean, variance = ops.cast(self.moving_mean, dtype), ops.cast(self.moving_variance, dtype)
         gamma, beta = ops.cast(self.gamma, dtype), ops.cast(self.beta, dtype)
+        if not channels_last:  # axis=1 of (N, H, W, C): the statistics broadcast along H
+            shape = [1] * len(x.shape)
+            shape[self.axis] = -1
+            mean, variance, gamma, beta = (ops.reshape(v, shape) for v in (mean, variance, gamma, beta))
         out = (x - mean) * (gamma * ops.rsqrt(variance + self.epsilon)) + beta
         return ops.cast(out, self.compute_dtype)
 
@@ -131,8 +135,8 @@ class TorchBatchNormalization(keras.layers.BatchNormalization):
         return ops.cast(ops.reshape(y, shape), self.compute_dtype)
 
 
-def _batchnorm(cls):
-    return lambda layer, row: [cls(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon,
+def _batchnorm(cls, axis=-1):
+    return lambda layer, row: [cls(axis=axis, momentum=layer.momentum, epsilon=layer.epsilon,
                                    name=row.name)]
 
 
@@ -148,9 +152,11 @@ BUILDERS = {
         layer.units, activation=layer.activation, use_bias=layer.use_bias, name=row.name)],
     L.Activation: lambda layer, row: [_activation(layer, row.name)],
     L.GlobalAvgPool2D: lambda layer, row: [keras.layers.GlobalAveragePooling2D(name=row.name)],
+    L.HeightBatchNorm: _batchnorm(keras.layers.BatchNormalization, axis=1),  # (N, H, W, C): axis 1 = H
 }
 #: bn_rules='torch': the same, with BatchNorm by PyTorch's rules
-TORCH_RULES_BUILDERS = {**BUILDERS, L.BatchNorm: _batchnorm(TorchBatchNormalization)}
+TORCH_RULES_BUILDERS = {**BUILDERS, L.BatchNorm: _batchnorm(TorchBatchNormalization),
+                        L.HeightBatchNorm: _batchnorm(TorchBatchNormalization, axis=1)}
 
 
 @contextlib.contextmanager

@@ -64,6 +64,14 @@ class _AvgPoolExcludePad(nn.Module):
         return total / share
 
 
+class _HeightBatchNorm(nn.BatchNorm2d):
+    """BatchNorm over the height axis (spec.HeightBatchNorm): BatchNorm2d(H) on the map
+    with its channel and height axes swapped. Its weights are BatchNorm2d's own."""
+
+    def forward(self, x):
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
 class _GlobalAvgPool(nn.Module):
     """(N, C, H, W) -> (N, C): the mean of each channel."""
 
@@ -124,6 +132,8 @@ BUILDERS = {
     L.Dense: _dense,
     L.Activation: lambda layer, row: _activation(layer),
     L.GlobalAvgPool2D: lambda layer, row: _GlobalAvgPool(),
+    L.HeightBatchNorm: lambda layer, row: _HeightBatchNorm(row.input_shape[1], eps=layer.epsilon,
+                                                            momentum=1.0 - layer.momentum),
 }
 
 

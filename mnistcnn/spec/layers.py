@@ -365,6 +365,22 @@ class Activation(Layer):
 
 
 @dataclass(frozen=True)
+class HeightBatchNorm(BatchNorm):
+    """Batch normalisation over the HEIGHT axis of a (C, H, W) map: one mean, variance,
+    gamma and beta per image row, computed over the batch, the width and the channels.
+
+    This is what Keras' ``BatchNormalization(axis=1)`` does on channels_last data, the
+    mistake of report 004 (its 44 = 4 x 11 weights); it exists so that such a model can be
+    counted, trained and compared as published. PyTorch has no such layer: the torch
+    backend swaps the channel and height axes around a BatchNorm2d(H).
+    """
+
+    def weight_shapes(self, in_shape):
+        h = (_need_map(self, in_shape)[1],)
+        return {"gamma": h, "beta": h, "moving_mean": h, "moving_variance": h}
+
+
+@dataclass(frozen=True)
 class GlobalAvgPool2D(Layer):
     """The mean of each channel over its whole map: (C, H, W) -> (C,), in channel order
     in every framework (unlike Flatten, nothing to permute)."""
@@ -377,5 +393,5 @@ class GlobalAvgPool2D(Layer):
 LAYER_KINDS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv2D, MaxPool2D, AvgPool2D, BatchNorm, Dropout, SpatialDropout2D,
-                Flatten, Dense, Activation, GlobalAvgPool2D)
+                Flatten, Dense, Activation, GlobalAvgPool2D, HeightBatchNorm)
 }

@@ -52,9 +52,25 @@ def batchnorm_pair(spec, bn: S.BatchNorm) -> dict:
 
 def with_batchnorm_settings(spec, bn: S.BatchNorm) -> ModelSpec:
     """Every BatchNorm of the spec takes ``bn``'s momentum and epsilon (same name: the
-    architecture is unchanged)."""
-    return ModelSpec(spec.name, [bn if isinstance(l, S.BatchNorm) else l for l in spec.layers],
+    architecture, and each BatchNorm's kind, are unchanged)."""
+    return ModelSpec(spec.name, [replace(l, momentum=bn.momentum, epsilon=bn.epsilon)
+                                 if isinstance(l, S.BatchNorm) else l for l in spec.layers],
                      spec.input_shape)
+
+
+def batchnorm_axis(spec, axis: str) -> ModelSpec:
+    """axis 'height': every BatchNorm on a map normalises the height axis instead of the
+    channels (Keras' BatchNormalization(axis=1) on channels_last data, report 004's
+    mistake); 'channel': the spec as it is."""
+    if axis == "channel":
+        return spec
+    if axis != "height":
+        raise SpecError(f"Unknown batchnorm_axis {axis!r}. Valid: channel, height.")
+    rows = spec.rows
+    layers = [S.HeightBatchNorm(l.momentum, l.epsilon)
+              if isinstance(l, S.BatchNorm) and len(rows[i].input_shape) == 3 else l
+              for i, l in enumerate(spec.layers)]
+    return _new(spec, layers, "batchnorm_axis=height")
 
 
 def logits_head(spec) -> ModelSpec:
@@ -131,4 +147,5 @@ SPEC_AXES = {
     "hidden": set_hidden,
     "kernel": set_kernel,
     "conv_blocks": conv_blocks,
+    "batchnorm_axis": batchnorm_axis,
 }
