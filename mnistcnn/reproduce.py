@@ -278,9 +278,10 @@ def _row(study: Study, setting: Setting, p: Published | None, values: dict, what
 
 def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, workers: int = 1,
               data_dir=None, progress: bool = True,
-              command: str = "mnistcnn.reproduce.reproduce() from Python") -> dict:
+              command: str = "mnistcnn.reproduce.reproduce() from Python", train: bool = True) -> dict:
     """Run report ``report``'s study into ``out``/<report>/ and write reproduce.json and
-    reproduce.md there; returns the summary. Finished runs are skipped."""
+    reproduce.md there; returns the summary. Finished runs are skipped; ``train=False``
+    only tabulates the runs already finished (a study still under way)."""
     from .compare import compare
 
     if report not in STUDIES:
@@ -294,7 +295,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                           val_size=min(cfg.val_size, 64))
         n_seeds = 1 if smoke else (seeds or setting.seeds)
         setting = replace(setting, seeds=n_seeds)
-        for mode, backends in setting.runs:
+        for mode, backends in setting.runs if train else ():
             compare(setting.spec(), base / setting.name / mode, seeds=n_seeds, cfg=cfg,
                     backends=backends, bn=setting.bn_pair, modes=(mode,), workers=workers,
                     isolate=not smoke, data_dir=data_dir, progress=progress, command=command,
@@ -311,6 +312,8 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                 rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
     figures = [_figure(base, study, f, n_seeds_of(study, smoke, seeds)) for f in study.figures]
     summary = {"report": report, "title": study.title, "protocol": study.protocol, "smoke": smoke,
+               "complete": all(r.get(k) is not None and r[k]["n"] == n_seeds_of(study, smoke, seeds)[r["setting"]]
+                               for r in rows for k in _cells(study, r["setting"])),
                "command": command, "date": datetime.date.today().isoformat(),
                "wall_time_s": time.perf_counter() - started, "run_time_s": _run_time(base),
                "settings": [asdict(s) for s in study.settings], "rows": rows,
@@ -318,6 +321,11 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
     atomic_write_text(base / "reproduce.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(base / "reproduce.md", markdown(summary))
     return summary
+
+
+def _cells(study: Study, setting_name: str) -> list:
+    setting = next(s for s in study.settings if s.name == setting_name)
+    return [f"{b}_{mode}" for mode, backends in setting.runs for b in backends]
 
 
 def n_seeds_of(study: Study, smoke: bool, seeds: int | None) -> dict:
@@ -391,7 +399,9 @@ def markdown(s: dict, image_dir: str = "") -> str:
     figures (``image_dir``: their directory relative to where the text goes)."""
     lines = [f"# Report {s['report']}: {s['title']}", "", f"Command: `{s['command']}` ({s['date']}); "
              f"training time of the finished runs {s['run_time_s'] / 60:.1f} min"
-             + (" (SMOKE SIZE: not results)" if s["smoke"] else "") + ".", "", s["protocol"], "",
+             + (" (SMOKE SIZE: not results)" if s["smoke"] else "")
+             + ("" if s.get("complete", True) else " (STUDY UNDER WAY: some runs have not finished; "
+                "n gives the seeds each cell has)") + ".", "", s["protocol"], "",
              "| setting | published number | published | torch native | keras native | torch harmonized | "
              "keras harmonized | torch − keras native | torch − keras harmonized | inside own 95% PI |",
              "|---|---|---:|---|---|---|---|---|---|---|"]
