@@ -199,6 +199,7 @@ def _add_model_args(p):
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnistcnn", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("summary", help="layer table: shapes, params and mult-adds, per backend")
@@ -319,3 +320,22 @@ def main(argv=None) -> int:
     except MnistCnnError as e:
         print(f"mnistcnn: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        again = args.command_line if getattr(args, "resume", True) or args.command != "train" \
+            else args.command_line + " --resume"
+        print(f"mnistcnn: interrupted; finished epochs and runs are saved: resume with: {again}",
+              file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, or a failure no check foresaw: one line, the rest in a file
+        if args.debug:
+            raise
+        import traceback
+
+        from .data import default_dir
+
+        path = default_dir().parent / "last-error.txt"  # the user's cache, ~/.cache/mnistcnn
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{args.command_line}\n\n{traceback.format_exc()}")
+        print(f"mnistcnn: unexpected error: {type(e).__name__}: {e}\n(the full traceback is in {path}; "
+              "--debug shows it here)", file=sys.stderr)
+        return 1

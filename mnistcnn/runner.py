@@ -63,6 +63,16 @@ def _run_here(job: Job, data_dir, progress=False) -> RunResult:
 ERROR_FILE = "error.txt"
 
 
+def _die_with_parent() -> None:
+    """In the child, before it runs: on Linux, receive SIGTERM when the parent dies (even
+    by SIGKILL), so that no orphaned run keeps writing into the output directory."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _run_process(job: Job, data_dir) -> RunResult | RunError:
     """The job in a child process (``python -m mnistcnn.runner job.json``). The child
     writes the cause of a failure to error.txt itself; the parent reads that file, so
@@ -73,7 +83,7 @@ def _run_process(job: Job, data_dir) -> RunResult | RunError:
         "spec": S.to_dict(job.spec), "backend": job.backend, "config": asdict(job.config),
         "out": str(out), "data_dir": str(data_dir) if data_dir else None}))
     proc = subprocess.run([sys.executable, "-m", "mnistcnn.runner", str(job_file)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, preexec_fn=_die_with_parent)
     if proc.returncode == 0:
         return RunResult.from_json((out / "result.json").read_text())
     if (out / ERROR_FILE).exists():

@@ -39,3 +39,39 @@ def test_console_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "mnistcnn", "zoo"], capture_output=True, text=True,
                          check=True)
     assert "seed000-cnn" in out.stdout and "827,738" in out.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_how_to_resume(tmp_path, mnist_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mnistcnn", "train", "seed000-cnn", "--backend", "torch",
+                             "--epochs", "500", "--train-limit", "2000", "--val-size", "500", "--out", str(out),
+                             "--data-dir", str(mnist_path), "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "result.json").exists() and time.time() < deadline:  # one epoch done
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert "interrupted; finished epochs and runs are saved: resume with: mnistcnn train seed000-cnn" in err
+    assert err.strip().endswith("--resume")
+
+
+def test_an_unexpected_error_is_one_line_and_a_file(monkeypatch, capsys, tmp_path):
+    from mnistcnn import cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(cli, "cmd_zoo", lambda args: 1 / 0)  # a bug in a command
+    assert cli.main(["zoo"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error: ZeroDivisionError: division by zero" in err and "Traceback" not in err
+    assert "Traceback" in (tmp_path / "mnistcnn" / "last-error.txt").read_text()
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["--debug", "zoo"])
