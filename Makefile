@@ -2,9 +2,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The genuine MNIST files; missing ones are downloaded (md5-checked) into this directory.
+# The genuine MNIST files: ../shared/data/mnist where it exists (developers and CI), else
+# $MNISTCNN_DATA_DIR if set, else mnistcnn's own choice: the user's cache (~/.cache/mnistcnn),
+# where missing files are downloaded and md5-checked.
+ifneq ($(wildcard ../shared/data/mnist/train-images-idx3-ubyte.gz),)
 MNISTCNN_DATA_DIR ?= $(abspath ../shared/data/mnist)
+endif
+ifdef MNISTCNN_DATA_DIR
 export MNISTCNN_DATA_DIR
+endif
 
 .PHONY: setup main summary test results bench clean
 

@@ -99,6 +99,27 @@ def _error(job: Job, e: Exception) -> RunError:
     return error
 
 
+def _check_before_running(todo: list[Job], data_dir, workers: int) -> None:
+    """What would make every run fail, checked once, before any training: the worker
+    count, the data (one clear error instead of one per run) and the output directories."""
+    from . import data
+    from .errors import ConfigError
+
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"Invalid value for `workers`. Expected an integer >= 1. Received workers={workers!r}.")
+    for dataset in sorted({job.config.dataset for job in todo}):
+        data.load(dataset, data_dir)
+    for job in todo:
+        out = Path(job.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / ".write-check", "")
+            (out / ".write-check").unlink()
+        except OSError as e:
+            raise ConfigError(f"Cannot write the run directory {out}: {e.strerror or e}. Choose another "
+                              "--out.") from None
+
+
 def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = True,
              progress: bool = True) -> dict:
     """JobKey -> RunResult, or RunError for a run that failed."""
@@ -113,6 +134,7 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
             if isolate and job.config.threads is None:  # explicit, so it is recorded
                 job = replace(job, config=replace(job.config, threads=max(1, (os.cpu_count() or 1) // workers)))
             todo.append(job)
+    _check_before_running(todo, data_dir, workers)
     bar = tqdm(total=len(jobs), initial=len(results), unit="run", desc="runs", disable=not progress)
 
     def one(job):

@@ -43,3 +43,23 @@ def test_finished_runs_are_skipped(tmp_path, mnist_path, monkeypatch):
     assert first.completed and Path(j.out, "result.json").exists()
     monkeypatch.setattr(runner, "_run_here", lambda *a, **k: pytest.fail("ran a finished run again"))
     assert runner.run_jobs([j], data_dir=mnist_path, isolate=False, progress=False)[j.key] == first
+
+
+def test_what_would_fail_every_run_is_checked_once_before_any(tmp_path, mnist_path):
+    from mnistcnn.errors import ConfigError, DataError
+
+    j = job(tmp_path)
+    with pytest.raises(ConfigError, match="Received workers=0"):
+        runner.run_jobs([j], data_dir=mnist_path, workers=0, progress=False)
+    bad = tmp_path / "bad-data"
+    bad.mkdir()
+    for f in Path(mnist_path).iterdir():
+        (bad / f.name).write_bytes(f.read_bytes() if "train-images" not in f.name else b"not mnist")
+    with pytest.raises(DataError, match="train-images"):
+        runner.run_jobs([j], data_dir=bad, progress=False)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="Cannot write the run directory .*a-file"):
+        runner.run_jobs([Job(j.key, j.spec, "torch", TINY, blocker / "run")], data_dir=mnist_path,
+                        progress=False)
+    assert not j.out.exists()  # nothing was started
