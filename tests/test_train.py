@@ -159,23 +159,28 @@ def test_short_runs_agree_across_backends(short_runs):
 
 
 @pytest.fixture(scope="module")
-def short_bf16_runs(mnist_path, tmp_path_factory):
-    """The short runs again in bfloat16 mixed precision."""
-    cfg = train.TrainConfig(epochs=1, train_limit=12_800, val_size=5_000, batch_size=64, seed=0,
-                            precision="bfloat16")
+def bf16_and_fp32_runs(mnist_path, tmp_path_factory):
+    """seed000-cnn, 100 steps of 64 real images, in bfloat16 mixed precision and in float32
+    (bfloat16 is slow on a CPU without bfloat16 units, so these runs are short)."""
     out = tmp_path_factory.mktemp("short-bf16")
-    return {b: train.run("seed000-cnn", b, cfg, out / b, mnist_path, progress=False)
-            for b in (TORCH, KERAS)}
+    runs = {}
+    for precision in ("bfloat16", "float32"):
+        cfg = train.TrainConfig(epochs=1, train_limit=6_400, val_size=0, test_limit=2_000, batch_size=64,
+                                seed=0, precision=precision)
+        for b in (TORCH, KERAS):
+            runs[(precision, b)] = train.run("seed000-cnn", b, cfg, out / precision / b, mnist_path,
+                                             progress=False)
+    return runs
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", [TORCH, KERAS])
-def test_bfloat16_runs_learn_like_float32(short_runs, short_bf16_runs, backend):
+def test_bfloat16_runs_learn_like_float32(bf16_and_fp32_runs, backend):
     """bfloat16 keeps 8 bits of mantissa: the run differs from float32 in its details,
-    not in what it learns (within one point of test accuracy after 200 steps)."""
-    r, ref = short_bf16_runs[backend], short_runs[backend]
+    not in what it learns (within one point of test accuracy on 2,000 test images after 100 steps)."""
+    r, ref = bf16_and_fp32_runs[("bfloat16", backend)], bf16_and_fp32_runs[("float32", backend)]
     assert r.config["precision"] == "bfloat16"
-    assert r.test_acc > 0.95 and abs(r.test_acc - ref.test_acc) < 0.01, (r.test_acc, ref.test_acc)
+    assert r.test_acc > 0.9 and abs(r.test_acc - ref.test_acc) < 0.01, (r.test_acc, ref.test_acc)
     assert r.epochs[0].train_loss != ref.epochs[0].train_loss  # it did compute differently
 
 
