@@ -37,9 +37,10 @@ HARMONIZED_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-8}, "rmsprop": {"rho": 0.99,
                                  "adadelta": {"rho": 0.9, "eps": 1e-6}, "sgd": {}}
 
 #: The BatchNorm of compare's BN variant (BatchNorm after each hidden conv and dense
-#: layer): Keras' momentum 0.99 and epsilon 1e-3, as report 000's TensorFlow model had.
-#: Harmonized runs train it in both backends (the ledger's harmonized column: "the
-#: spec's value in both"); native runs replace it by each framework's own (train.run).
+#: layer): Keras' defaults, momentum 0.99 and epsilon 1e-3 (what a plain
+#: BatchNormalization() in report 000's TensorFlow model has). Harmonized runs train it in
+#: both backends (the ledger's harmonized column: "the spec's value in both"); native runs
+#: replace it by each framework's own (TrainConfig.trained_spec).
 BN_VARIANT = S.BatchNorm.preset("keras")
 
 

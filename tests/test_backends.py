@@ -71,7 +71,8 @@ def test_keras_private_internals_still_exist():
 
     from mnistcnn.backends.keras import KERAS_INTERNALS
 
-    probes = {keras.optimizers.Adam: keras.optimizers.Adam(), keras.optimizers.RMSprop:
+    probes = {keras.optimizers.SGD: keras.optimizers.SGD(momentum=0.9),
+              keras.optimizers.Adam: keras.optimizers.Adam(), keras.optimizers.RMSprop:
               keras.optimizers.RMSprop(momentum=0.5), keras.layers.Dropout: keras.layers.Dropout(0.5, seed=1)}
     for owner, attribute, used_by in KERAS_INTERNALS:
         target = probes.get(owner, owner)

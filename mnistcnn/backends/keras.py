@@ -36,6 +36,7 @@ NATIVE_BATCHNORM = L.BatchNorm.preset("keras")
 KERAS_INTERNALS = [
     (keras.layers.BatchNormalization, "_moments", "TorchBatchNormalization.call"),
     (keras.optimizers.Optimizer, "_get_variable_index", "TorchFormSGD/Adam/RMSprop.update_step"),
+    (keras.optimizers.SGD, "momentums", "TorchFormSGD.update_step (built by SGD.build with momentum)"),
     (keras.optimizers.Adam, "_momentums", "TorchFormAdam.update_step (built by Adam.build)"),
     (keras.optimizers.Adam, "_velocities", "TorchFormAdam.update_step (built by Adam.build)"),
     (keras.optimizers.RMSprop, "_velocities", "TorchFormRMSprop.update_step (built by RMSprop.build)"),
