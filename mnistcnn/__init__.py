@@ -15,6 +15,18 @@ from .spec import (
 
 __version__ = "0.1.0"
 
+#: submodules reachable as attributes (``mnistcnn.train.run(...)``), imported on first use
+#: so that ``import mnistcnn`` stays light
+_LAZY = ("compare", "config", "data", "parity", "reproduce", "results", "train", "transfer", "weights")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'mnistcnn' has no attribute {name!r}")
+
 
 def build(spec, backend: str = "torch"):
     """Compile a spec (a ModelSpec or a zoo name) into a native model of ``backend``:

@@ -1,4 +1,8 @@
-"""Command line: parses arguments and calls the library, nothing more."""
+"""mnistcnn: train the same CNN in PyTorch and in Keras on MNIST and compare them honestly
+(same weights, batches and rules, paired statistics over seeds), reproduce the reference
+reports' studies, and check that both frameworks compute the same function.
+
+The command line parses arguments and calls the library; nothing else lives here."""
 from __future__ import annotations
 
 import argparse
@@ -32,9 +36,11 @@ def cmd_summary(args) -> int:
 def cmd_zoo(args) -> int:
     from . import zoo
 
+    print(f"{'name':30s} {'trainable':>10s} {'BN stats':>9s} {'mult-adds':>12s}  source")
     for name in zoo.names():
-        entry = zoo.ZOO[name]
-        print(f"{name:30s} {zoo.get(name).trainable_params:>10,}  {entry.source}")
+        spec = zoo.get(name)
+        print(f"{name:30s} {spec.trainable_params:>10,} {spec.state_params:>9,} {spec.macs:>12,}  "
+              f"{zoo.ZOO[name].source}")
     return 0
 
 
@@ -198,7 +204,10 @@ def _add_model_args(p):
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mnistcnn", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="mnistcnn", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser.add_argument("--version", action="version", version=f"mnistcnn {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
 

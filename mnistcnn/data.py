@@ -169,6 +169,22 @@ def fetch(dataset: str, directory: Path, mirrors=None) -> None:
             )
 
 
+_CACHE: dict = {}
+
+
+def _read_cached(path: Path, md5: str):
+    """read_idx, once per file version in a process (many runs of a sweep or a study in
+    one process read the same files): keyed by path, size and modification time; the
+    arrays are read-only so that no caller can change them for the next."""
+    st = path.stat()
+    key = (str(path.resolve()), md5, st.st_size, st.st_mtime_ns)
+    if key not in _CACHE:
+        array = read_idx(path, md5)
+        array.flags.writeable = False
+        _CACHE[key] = array
+    return _CACHE[key]
+
+
 def load(dataset: str = "mnist", data_dir=None, download: bool = True) -> Dataset:
     """Load the raw train and test arrays, downloading missing files if allowed."""
     directory = locate(dataset, data_dir)
@@ -185,7 +201,7 @@ def load(dataset: str = "mnist", data_dir=None, download: bool = True) -> Datase
                 f"{path} is missing (downloading is off). Fix: copy the genuine file "
                 f"(md5 {md5}) there, or point --data-dir / {ENV_VAR} at a directory that has it."
             )
-        arrays[role] = read_idx(path, md5)
+        arrays[role] = _read_cached(path, md5)
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if x.ndim != 3 or y.ndim != 1:

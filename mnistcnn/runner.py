@@ -55,9 +55,12 @@ def finished(out: Path) -> RunResult | None:
 def _run_here(job: Job, data_dir, progress=False) -> RunResult:
     from . import train
 
-    resume = (Path(job.out) / "result.json").exists()
-    return train.run(job.spec, job.backend, job.config, job.out, data_dir, progress=progress,
-                     resume=resume)
+    # an interrupted run continues from its checkpoint; one whose checkpoint is gone (result
+    # files are committed, checkpoints are not) starts again
+    out = Path(job.out)
+    resume = (out / "result.json").exists() and (out / "checkpoint" / "weights.npz").exists()
+    return train.run(job.spec, job.backend, job.config, out, data_dir, progress=progress,
+                     resume=resume, overwrite=not resume)
 
 
 ERROR_FILE = "error.txt"

@@ -75,3 +75,18 @@ def test_an_unexpected_error_is_one_line_and_a_file(monkeypatch, capsys, tmp_pat
     assert "Traceback" in (tmp_path / "mnistcnn" / "last-error.txt").read_text()
     with pytest.raises(ZeroDivisionError):
         cli.main(["--debug", "zoo"])
+
+
+def test_version_help_and_zoo_table(capsys):
+    import mnistcnn
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"mnistcnn {mnistcnn.__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "train the same CNN in PyTorch and in Keras" in capsys.readouterr().out
+    assert main(["zoo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["name", "trainable", "BN", "stats"]
+    assert any(l.split()[:2] == ["seed000-cnn", "827,738"] for l in lines)

@@ -16,3 +16,11 @@ def test_core_imports_nothing_heavy():
     heavy, numpy = out.stdout.split("\n")[:2]
     assert heavy == "[]"
     assert numpy == "False"  # the spec is pure Python, not even numpy
+
+
+def test_submodules_are_attributes_loaded_on_first_use():
+    code = ("import sys, mnistcnn\n"
+            "print('mnistcnn.train' in sys.modules)\n"
+            "print(callable(mnistcnn.train.run), 'mnistcnn.train' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["False", "True True"]

@@ -63,3 +63,19 @@ def test_what_would_fail_every_run_is_checked_once_before_any(tmp_path, mnist_pa
         runner.run_jobs([Job(j.key, j.spec, "torch", TINY, blocker / "run")], data_dir=mnist_path,
                         progress=False)
     assert not j.out.exists()  # nothing was started
+
+
+def test_an_interrupted_run_without_its_checkpoint_starts_again(tmp_path, mnist_path):
+    """Result files are committed, checkpoints are not: a fresh checkout holds the
+    result.json of an unfinished run and no checkpoint."""
+    import shutil
+
+    from mnistcnn import train
+
+    j = job(tmp_path)
+    cfg2 = TrainConfig(**{**TINY.__dict__, "epochs": 2})
+    train.run(j.spec, "torch", cfg2, j.out, mnist_path, progress=False, stop_after=1)
+    shutil.rmtree(j.out / "checkpoint")
+    r = runner.run_jobs([Job(j.key, j.spec, "torch", cfg2, j.out)], data_dir=mnist_path, isolate=False,
+                        progress=False)[j.key]
+    assert isinstance(r, RunResult) and r.completed and len(r.epochs) == 2
