@@ -38,8 +38,8 @@ class CompareSummary:
     modes: list
     variants: list
     backends: list
-    batchnorm: str  # the BN variant's BatchNorm, in words (config.BN_VARIANT)
     params: dict  # variant -> {"trainable": n, "state": n}
+    batchnorm: str = ""  # the BN variant's BatchNorm, in words (config.BN_VARIANT); "" before it was recorded
     runs: list = field(default_factory=list)  # one row per run (error rows hold "error")
     groups: list = field(default_factory=list)  # per (mode, variant, backend): test metrics
     paired: list = field(default_factory=list)  # per (mode, variant): paired a - b
@@ -50,7 +50,7 @@ class CompareSummary:
     @classmethod
     def from_dict(cls, d: dict) -> "CompareSummary":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known} | {"batchnorm": d.get("batchnorm", "")})
+        return cls(**{k: v for k, v in d.items() if k in known})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

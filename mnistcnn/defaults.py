@@ -13,7 +13,6 @@ import os
 
 import numpy as np
 
-from . import spec as S
 
 
 def _default(fn, name):

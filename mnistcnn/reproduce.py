@@ -17,10 +17,10 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 from . import stats, zoo
 from ._io import atomic_write_text

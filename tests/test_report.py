@@ -33,8 +33,9 @@ def compared(tmp_path):
     summary = CompareSummary(
         "simple-fc", "mnistcnn compare simple-fc", "2026-11-23",
         {"epochs": 2, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "normalization": "standard",
-         "val_size": 100}, 2, ["harmonized"], ["no-bn", "bn"], ["torch", "keras"], "BatchNorm momentum 0.99",
-        {"no-bn": {"trainable": 7850, "state": 0}, "bn": {"trainable": 7850, "state": 0}},
+         "val_size": 100}, 2, ["harmonized"], ["no-bn", "bn"], ["torch", "keras"],
+        params={"no-bn": {"trainable": 7850, "state": 0}, "bn": {"trainable": 7850, "state": 0}},
+        batchnorm="BatchNorm momentum 0.99",
         runs=[{"mode": "harmonized", "variant": "bn", "backend": "keras", "seed": 1, "error": "DataError: simulated"}],
         groups=[{"mode": "harmonized", "variant": "no-bn", "backend": b, "test_acc": stats.describe([a, a]),
                  "test_loss": stats.describe([0.05, 0.05]), "epoch_time_s": stats.describe([1.0, 1.0]),
