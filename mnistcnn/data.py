@@ -7,6 +7,11 @@ Where the files are looked for, in order:
      or for Fashion-MNIST Debian's /usr/share/datasets/fashion-mnist when complete.
 A file missing from the chosen directory is downloaded there from the public mirrors
 (each tried in turn), its md5 verified, and written atomically (temp file + rename).
+
+Every file read, .gz or raw IDX, is verified by the SHA-256 of its decompressed bytes
+(measured from the genuine files), not by the md5 of its container: gzip headers differ
+between copies of the same data (Debian's Fashion-MNIST .gz files carry other header bytes
+than upstream's), while a flipped pixel in a raw file changes the content digest.
 """
 from __future__ import annotations
 
@@ -24,14 +29,18 @@ from .errors import DataError
 
 ENV_VAR = "MNISTCNN_DATA_DIR"
 
-#: role -> (file name, md5 of the .gz file)
+#: role -> (file name, md5 of the upstream .gz file (downloads), SHA-256 of the decompressed IDX bytes)
 DATASETS = {
     "mnist": {
         "files": {
-            "train_images": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-            "train_labels": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-            "test_images": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-            "test_labels": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+            "train_images": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                             "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+            "train_labels": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432",
+                             "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+            "test_images": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3",
+                             "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+            "test_labels": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c",
+                             "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
         },
         "mirrors": [
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -44,10 +53,14 @@ DATASETS = {
     },
     "fashion-mnist": {
         "files": {
-            "train_images": ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-            "train_labels": ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-            "test_images": ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-            "test_labels": ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+            "train_images": ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                             "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            "train_labels": ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe",
+                             "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            "test_images": ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79",
+                             "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            "test_labels": ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310",
+                             "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
         },
         "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
         "system_dirs": ["/usr/share/datasets/fashion-mnist"],
@@ -93,22 +106,23 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(data, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def read_idx(path, md5: str | None = None) -> np.ndarray:
-    """Read a .gz or plain IDX file, checking the md5 of a .gz file when given."""
+def read_idx(path, sha256: str | None = None) -> np.ndarray:
+    """Read a .gz or raw IDX file; with ``sha256``, check the digest of its decompressed bytes."""
     path = Path(path)
     raw = path.read_bytes()
-    if md5 and path.suffix == ".gz":
-        got = hashlib.md5(raw).hexdigest()
-        if got != md5:
-            raise DataError(
-                f"{path} has md5 {got}, expected {md5}: the file is corrupt or a different "
-                f"version. Delete it so it is downloaded again, or replace it with a genuine copy."
-            )
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as e:
             raise DataError(f"{path} is not a readable gzip file ({e}); delete it and download again.") from None
+    if sha256:
+        got = hashlib.sha256(raw).hexdigest()
+        if got != sha256:
+            raise DataError(
+                f"{path}: its content (decompressed IDX bytes) has SHA-256 {got}, expected {sha256}: "
+                f"the file is corrupt or a different version. Delete it so it is downloaded again, "
+                f"or replace it with a genuine copy."
+            )
     return parse_idx(raw, str(path))
 
 
@@ -118,7 +132,7 @@ def default_dir(dataset: str = "mnist") -> Path:
 
 
 def _complete(directory: Path, files) -> bool:
-    return all((directory / n).exists() or (directory / n[:-3]).exists() for n, _ in files.values())
+    return all((directory / n).exists() or (directory / n[:-3]).exists() for n, *_ in files.values())
 
 
 def locate(dataset: str = "mnist", data_dir=None) -> Path:
@@ -145,7 +159,7 @@ def fetch(dataset: str, directory: Path, mirrors=None) -> None:
     """Download every missing file of ``dataset`` into ``directory``, md5-verified."""
     info = DATASETS[dataset]
     mirrors = info["mirrors"] if mirrors is None else mirrors
-    for name, md5 in info["files"].values():
+    for name, md5, _ in info["files"].values():
         if (directory / name).exists() or (directory / name[:-3]).exists():
             continue
         errors = []
@@ -172,14 +186,14 @@ def fetch(dataset: str, directory: Path, mirrors=None) -> None:
 _CACHE: dict = {}
 
 
-def _read_cached(path: Path, md5: str):
+def _read_cached(path: Path, sha256: str):
     """read_idx, once per file version in a process (many runs of a sweep or a study in
     one process read the same files): keyed by path, size and modification time; the
     arrays are read-only so that no caller can change them for the next."""
     st = path.stat()
-    key = (str(path.resolve()), md5, st.st_size, st.st_mtime_ns)
+    key = (str(path.resolve()), sha256, st.st_size, st.st_mtime_ns)
     if key not in _CACHE:
-        array = read_idx(path, md5)
+        array = read_idx(path, sha256)
         array.flags.writeable = False
         _CACHE[key] = array
     return _CACHE[key]
@@ -192,7 +206,7 @@ def load(dataset: str = "mnist", data_dir=None, download: bool = True) -> Datase
     if download:
         fetch(dataset, directory)
     arrays = {}
-    for role, (name, md5) in files.items():
+    for role, (name, md5, sha256) in files.items():
         path = directory / name
         if not path.exists() and (directory / name[:-3]).exists():
             path = directory / name[:-3]
@@ -201,7 +215,7 @@ def load(dataset: str = "mnist", data_dir=None, download: bool = True) -> Datase
                 f"{path} is missing (downloading is off). Fix: copy the genuine file "
                 f"(md5 {md5}) there, or point --data-dir / {ENV_VAR} at a directory that has it."
             )
-        arrays[role] = _read_cached(path, md5)
+        arrays[role] = _read_cached(path, sha256)
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if x.ndim != 3 or y.ndim != 1:

@@ -46,6 +46,13 @@ def _idx(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
+def _entries(blobs):
+    """DATASETS file entries for blobs written by _write_set: (name, .gz md5, content SHA-256)."""
+    return {role: (name, hashlib.md5(blobs[name]).hexdigest(),
+                   hashlib.sha256(gzip.decompress(blobs[name])).hexdigest())
+            for role, (name, *_) in data.DATASETS["mnist"]["files"].items()}
+
+
 def _write_set(directory, n_train=6, n_test=4, labels_train=None):
     rng = np.random.default_rng(0)
     files = {
@@ -68,9 +75,7 @@ def tiny(tmp_path, monkeypatch):
     src = tmp_path / "src"
     src.mkdir()
     blobs = _write_set(src)
-    files = {role: (name, hashlib.md5(blobs[name]).hexdigest())
-             for role, (name, _) in data.DATASETS["mnist"]["files"].items()}
-    monkeypatch.setitem(data.DATASETS, "tiny", {"files": files, "mirrors": [], "system_dirs": [],
+    monkeypatch.setitem(data.DATASETS, "tiny", {"files": _entries(blobs), "mirrors": [], "system_dirs": [],
                                                 "mean_std": (0.5, 0.25)})
     return src, blobs
 
@@ -102,7 +107,7 @@ def test_corrupt_image_file(tiny, monkeypatch, corrupt, message):
     bad = gzip.compress(corrupt(gzip.decompress(blobs[name])), mtime=0)
     (src / name).write_bytes(bad)
     files = dict(data.DATASETS["tiny"]["files"])
-    files["train_images"] = (name, hashlib.md5(bad).hexdigest())  # only the content is wrong
+    files["train_images"] = (name, "", hashlib.sha256(gzip.decompress(bad)).hexdigest())  # only the structure is wrong
     monkeypatch.setitem(data.DATASETS["tiny"], "files", files)
     with pytest.raises(DataError) as e:
         data.load("tiny", src, download=False)
@@ -110,19 +115,74 @@ def test_corrupt_image_file(tiny, monkeypatch, corrupt, message):
     assert "delete" in str(e.value)
 
 
-def test_wrong_md5_names_file_and_expected_md5(tiny):
+def test_wrong_content_names_file_and_expected_digest(tiny):
     src, _ = tiny
     (src / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(np.zeros(4)), mtime=1))
-    expected = data.DATASETS["tiny"]["files"]["test_labels"][1]
-    with pytest.raises(DataError, match=f"t10k-labels-idx1-ubyte.gz has md5 [0-9a-f]{{32}}, expected {expected}"):
+    expected = data.DATASETS["tiny"]["files"]["test_labels"][2]
+    with pytest.raises(DataError, match=f"t10k-labels-idx1-ubyte.gz: its content .* has SHA-256 [0-9a-f]{{64}}, "
+                                        f"expected {expected}"):
         data.load("tiny", src, download=False)
+
+
+def test_same_content_in_another_gzip_container_is_accepted(tiny):
+    """Debian's .gz files differ from upstream's in header bytes only: the content decides."""
+    src, blobs = tiny
+    name = "train-images-idx3-ubyte.gz"
+    other = gzip.compress(gzip.decompress(blobs[name]), compresslevel=1, mtime=123456)
+    assert hashlib.md5(other).hexdigest() != hashlib.md5(blobs[name]).hexdigest()
+    (src / name).write_bytes(other)
+    assert data.load("tiny", src, download=False).x_train.shape == (6, 28, 28)
+
+
+def test_raw_file_with_flipped_pixels_is_refused(tiny, tmp_path):
+    src, blobs = tiny
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name, blob in blobs.items():
+        (plain / name[:-3]).write_bytes(gzip.decompress(blob))
+    raw = bytearray((plain / "train-images-idx3-ubyte").read_bytes())
+    raw[100:110] = bytes(255 - b for b in raw[100:110])
+    (plain / "train-images-idx3-ubyte").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: its content \(decompressed IDX bytes\) has SHA-256"):
+        data.load("tiny", plain, download=False)
+
+
+def test_genuine_mnist_content_digests(mnist):
+    """The content digests in DATASETS are those of the genuine files' decompressed bytes."""
+    for role, (name, md5, sha256) in data.DATASETS["mnist"]["files"].items():
+        path = mnist.directory / name
+        if not path.exists():
+            path = mnist.directory / name[:-3]
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            assert hashlib.md5(raw).hexdigest() == md5
+            raw = gzip.decompress(raw)
+        assert hashlib.sha256(raw).hexdigest() == sha256, role
+
+
+DEBIAN_FASHION = data.DATASETS["fashion-mnist"]["system_dirs"][0]
+
+
+@pytest.mark.skipif(not (data.Path(DEBIAN_FASHION) / "train-images-idx3-ubyte.gz").exists(),
+                    reason=f"Debian's dataset-fashion-mnist is not installed ({DEBIAN_FASHION} is missing; "
+                           "`apt-get install dataset-fashion-mnist`; .ci/run installs it where it can)")
+def test_debian_fashion_mnist_package_loads(monkeypatch):
+    """The real Debian package: its .gz md5s differ from upstream's, its content is genuine."""
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    gz = data.Path(DEBIAN_FASHION) / "train-images-idx3-ubyte.gz"
+    assert hashlib.md5(gz.read_bytes()).hexdigest() != data.DATASETS["fashion-mnist"]["files"]["train_images"][1]
+    assert data.locate("fashion-mnist") == data.Path(DEBIAN_FASHION)
+    ds = data.load("fashion-mnist", download=False)
+    assert ds.x_train.shape == (60_000, 28, 28) and ds.x_test.shape == (10_000, 28, 28)
+    assert np.bincount(ds.y_train).tolist() == [6000] * 10
+    assert np.bincount(ds.y_test).tolist() == [1000] * 10
 
 
 def test_not_gzip(tiny, monkeypatch):
     src, _ = tiny
     (src / "train-labels-idx1-ubyte.gz").write_bytes(b"plain text")
     files = dict(data.DATASETS["tiny"]["files"])
-    files["train_labels"] = ("train-labels-idx1-ubyte.gz", hashlib.md5(b"plain text").hexdigest())
+    files["train_labels"] = ("train-labels-idx1-ubyte.gz", "", "")
     monkeypatch.setitem(data.DATASETS["tiny"], "files", files)
     with pytest.raises(DataError, match="is not a readable gzip file"):
         data.load("tiny", src, download=False)
@@ -130,9 +190,7 @@ def test_not_gzip(tiny, monkeypatch):
 
 def test_label_count_mismatch(tmp_path, monkeypatch):
     blobs = _write_set(tmp_path, labels_train=np.zeros(5))
-    files = {role: (name, hashlib.md5(blobs[name]).hexdigest())
-             for role, (name, _) in data.DATASETS["mnist"]["files"].items()}
-    monkeypatch.setitem(data.DATASETS, "tiny", {"files": files, "mirrors": [], "system_dirs": []})
+    monkeypatch.setitem(data.DATASETS, "tiny", {"files": _entries(blobs), "mirrors": [], "system_dirs": []})
     with pytest.raises(DataError, match="6 train images but 5 train labels"):
         data.load("tiny", tmp_path, download=False)
 
