@@ -110,7 +110,7 @@ def cmd_parity(args) -> int:
 
     ds = data.load("mnist", args.data_dir)
     x, y = data.normalize(ds.x_test[:args.images]), ds.y_test[:args.images]
-    tiers = tuple(int(t) for t in args.tiers.split(","))
+    tiers = args.tiers
     result = parity.run(_spec(args), x, y, tiers=tiers, steps=args.steps, seed=args.seed)
     print(parity.format_report(result))
     if args.json:
@@ -158,6 +158,13 @@ def cmd_evaluate(args) -> int:
                                   args.normalization, args.backend)
     print(json.dumps({k: v for k, v in r.items() if k != "confusion"}))
     return 0
+
+
+def _int_list(text: str) -> tuple:
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,3, got {text!r}") from None
 
 
 def _config_fields():
@@ -286,7 +293,8 @@ def make_parser() -> argparse.ArgumentParser:
                                    "tier 3: weight drift over optimizer steps. Exit status 1 if tier 1 or 2 "
                                    "exceeds its tolerance.")
     _add_model_args(p)
-    p.add_argument("--tiers", default="1,2,3", help="comma-separated tiers (default 1,2,3)")
+    p.add_argument("--tiers", default=(1, 2, 3), type=_int_list, metavar="1,2,3",
+                   help="comma-separated tiers: 1 forward, 2 loss and gradients, 3 drift (default 1,2,3)")
     p.add_argument("--images", type=int, default=64, help="real MNIST test images used (default 64)")
     p.add_argument("--steps", type=int, default=20, help="optimizer steps for tier 3 (default 20)")
     p.add_argument("--seed", type=int, default=0)
@@ -313,8 +321,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a neutral checkpoint, e.g. runs/x/checkpoint/weights.npz")
     p.add_argument("--backend", choices=("torch", "keras"), default="torch")
     p.add_argument("--data-dir")
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
-    p.add_argument("--normalization", choices=("standard", "unit"), default="standard")
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"),
+                   help="override the dataset the checkpoint records (older checkpoints: mnist)")
+    p.add_argument("--normalization", choices=("standard", "unit"),
+                   help="override the normalisation the checkpoint records (older checkpoints: standard)")
     p.set_defaults(func=cmd_evaluate)
     return parser
 

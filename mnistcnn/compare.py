@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import stats, zoo
-from ._io import atomic_write_text
+from ._io import atomic_write_text, dir_lock
 from .config import BN_VARIANT, DEFAULT_ITEMS, TrainConfig, mode_config
 from .errors import ConfigError, SpecError
 from .results import RunError
@@ -102,53 +102,54 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
         for mode in modes for variant, s in specs.items() for seed in _seeds(cfg, seeds)
         for backend in backends
     ]
-    results = run_jobs(jobs, data_dir, workers, isolate, progress)
+    with dir_lock(out):  # one writer per report directory
+        results = run_jobs(jobs, data_dir, workers, isolate, progress)
 
-    summary = CompareSummary(
-        spec=spec.name, command=command, date=datetime.date.today().isoformat(),
-        config=json.loads(json.dumps(asdict(cfg))), seeds=seeds, modes=modes, variants=list(specs),
-        backends=list(backends),
-        batchnorm=(f"the BN variant has {batchnorm_words(BN_VARIANT)}, in every backend under "
-                   f"harmonized; under native each framework's own" if bn else "as in the spec"),
-        params={v: {"trainable": s.trainable_params, "state": s.state_params} for v, s in specs.items()},
-        runs=[_run_row(j.key, results[j.key]) for j in jobs])
-    ok = {k: r for k, r in results.items() if not isinstance(r, RunError)}
-    for mode, variant in itertools.product(modes, specs):
-        runs = {b: {s: ok.get(JobKey(mode, variant, b, s)) for s in _seeds(cfg, seeds)} for b in backends}
-        for backend in backends:
-            rs = [r for r in runs[backend].values() if r is not None]
-            if rs:
-                summary.groups.append({
-                    "mode": mode, "variant": variant, "backend": backend,
-                    "test_acc": stats.describe([r.test_acc for r in rs]),
-                    "test_loss": stats.describe([r.test_loss for r in rs]),
-                    "epoch_time_s": stats.describe([sum(e.time_s for e in r.epochs) / len(r.epochs) for r in rs]),
-                    "images_per_s": stats.describe([e.images_per_s for r in rs for e in r.epochs]),
-                })
-        if len(backends) == 2:
-            a, b = backends
-            both = [s for s in _seeds(cfg, seeds) if runs[a][s] and runs[b][s]]
-            if both:
-                acc = stats.paired([runs[a][s].test_acc for s in both], [runs[b][s].test_acc for s in both])
-                loss = stats.paired([runs[a][s].test_loss for s in both], [runs[b][s].test_loss for s in both])
-                summary.paired.append({
-                    "mode": mode, "variant": variant, "a": a, "b": b, "test_acc": acc, "test_loss": loss,
-                    "verdict": stats.verdict(acc, a, b),
-                    "loss_verdict": stats.verdict(loss, a, b, "test loss", scale=1.0, unit=""),
-                })
-    if ablate:
-        summary.ablation = _ablation(summary)
-    summary.environment = {b: next((r.environment for k, r in ok.items() if k.backend == b), {})
-                           for b in backends}
-    # results first, so that they are on disk even if plotting fails; results.json is
-    # written again below with the plots' names
-    atomic_write_text(out / "results.json", summary.to_json())
-    atomic_write_text(out / "results.csv", report.runs_csv(jobs, results))
-    if plots:
-        summary.plots = report.compare_plots(out, jobs, results, summary)
-    atomic_write_text(out / "report.md", report.compare_markdown(summary))
-    atomic_write_text(out / "results.json", summary.to_json())
-    return summary
+        summary = CompareSummary(
+            spec=spec.name, command=command, date=datetime.date.today().isoformat(),
+            config=json.loads(json.dumps(asdict(cfg))), seeds=seeds, modes=modes, variants=list(specs),
+            backends=list(backends),
+            batchnorm=(f"the BN variant has {batchnorm_words(BN_VARIANT)}, in every backend under "
+                       f"harmonized; under native each framework's own" if bn else "as in the spec"),
+            params={v: {"trainable": s.trainable_params, "state": s.state_params} for v, s in specs.items()},
+            runs=[_run_row(j.key, results[j.key]) for j in jobs])
+        ok = {k: r for k, r in results.items() if not isinstance(r, RunError)}
+        for mode, variant in itertools.product(modes, specs):
+            runs = {b: {s: ok.get(JobKey(mode, variant, b, s)) for s in _seeds(cfg, seeds)} for b in backends}
+            for backend in backends:
+                rs = [r for r in runs[backend].values() if r is not None]
+                if rs:
+                    summary.groups.append({
+                        "mode": mode, "variant": variant, "backend": backend,
+                        "test_acc": stats.describe([r.test_acc for r in rs]),
+                        "test_loss": stats.describe([r.test_loss for r in rs]),
+                        "epoch_time_s": stats.describe([sum(e.time_s for e in r.epochs) / len(r.epochs) for r in rs]),
+                        "images_per_s": stats.describe([e.images_per_s for r in rs for e in r.epochs]),
+                    })
+            if len(backends) == 2:
+                a, b = backends
+                both = [s for s in _seeds(cfg, seeds) if runs[a][s] and runs[b][s]]
+                if both:
+                    acc = stats.paired([runs[a][s].test_acc for s in both], [runs[b][s].test_acc for s in both])
+                    loss = stats.paired([runs[a][s].test_loss for s in both], [runs[b][s].test_loss for s in both])
+                    summary.paired.append({
+                        "mode": mode, "variant": variant, "a": a, "b": b, "test_acc": acc, "test_loss": loss,
+                        "verdict": stats.verdict(acc, a, b),
+                        "loss_verdict": stats.verdict(loss, a, b, "test loss", scale=1.0, unit=""),
+                    })
+        if ablate:
+            summary.ablation = _ablation(summary)
+        summary.environment = {b: next((r.environment for k, r in ok.items() if k.backend == b), {})
+                               for b in backends}
+        # results first, so that they are on disk even if plotting fails; results.json is
+        # written again below with the plots' names
+        atomic_write_text(out / "results.json", summary.to_json())
+        atomic_write_text(out / "results.csv", report.runs_csv(jobs, results))
+        if plots:
+            summary.plots = report.compare_plots(out, jobs, results, summary)
+        atomic_write_text(out / "report.md", report.compare_markdown(summary))
+        atomic_write_text(out / "results.json", summary.to_json())
+        return summary
 
 
 def _ablation(summary) -> list:
@@ -200,6 +201,22 @@ def parse_grid(items) -> dict:
     return grid
 
 
+def _check_axes_apply(spec, grid: dict) -> None:
+    """Refuse a spec axis whose values give the same model (an axis that does not apply to
+    the architecture, such as hidden= on a model without a hidden layer): its cells would
+    be identical runs under different names."""
+    for arch in grid.get("arch", [spec]):
+        base = zoo.resolve(arch)
+        for axis, values in grid.items():
+            if axis in variants.SPEC_AXES and len(values) > 1:
+                built = {variants.SPEC_AXES[axis](base, v).layers for v in values}
+                if len(built) < len(set(values)):
+                    raise ConfigError(
+                        f"Grid axis {axis}={','.join(map(str, values))} does not change {base.name!r}: "
+                        f"its values give the same model ({axis} does not apply to this architecture). "
+                        "Drop the axis, or choose an architecture it applies to.")
+
+
 def _cell_name(cell: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in cell.items()) or "base"
 
@@ -214,6 +231,7 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
 
     cfg, out = cfg or TrainConfig(), Path(out)
     cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    _check_axes_apply(spec, grid)
     jobs = []
     for cell in cells:
         s = zoo.resolve(cell.get("arch", spec))
@@ -226,34 +244,35 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
             for backend in backends:
                 jobs.append(Job(JobKey(c.defaults, _cell_name(cell), backend, seed), s, backend,
                                 replace(c, seed=seed), out / "runs" / name / backend / f"seed{seed}"))
-    results = run_jobs(jobs, data_dir, workers, isolate, progress)
-    by_cell = {}
-    for job in jobs:
-        by_cell.setdefault((job.key.variant, job.key.backend), []).append(results[job.key])
-    rows = []
-    for cell in cells:
-        for backend in backends:
-            rs = by_cell[(_cell_name(cell), backend)]
-            good = [r for r in rs if not isinstance(r, RunError)]
-            row = {"cell": _cell_name(cell), **cell, "backend": backend, "runs": len(good),
-                   "errors": [r.message for r in rs if isinstance(r, RunError)]}
-            if good:
-                epochs = min(len(r.epochs) for r in good)
-                val = [sum(r.epochs[e].val_acc or 0 for r in good) / len(good) for e in range(epochs)]
-                row.update(
-                    val_acc_per_epoch=val,
-                    test_acc=stats.describe([r.test_acc for r in good]),
-                    test_loss=stats.describe([r.test_loss for r in good]),
-                    epoch_time_s=sum(e.time_s for r in good for e in r.epochs) / sum(len(r.epochs) for r in good),
-                    total_time_s=sum(sum(e.time_s for e in r.epochs) for r in good) / len(good),
-                    # mean epoch-to-epoch gain in validation accuracy, in points
-                    improvement_pp_per_epoch=((val[-1] - val[0]) / (len(val) - 1) * 100) if len(val) > 1 else None,
-                )
-            rows.append(row)
-    summary = {"spec": zoo.resolve(spec).name, "grid": grid, "seeds": seeds, "backends": list(backends),
-               "config": json.loads(json.dumps(asdict(cfg))), "date": datetime.date.today().isoformat(),
-               "command": command, "rows": rows}
-    atomic_write_text(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(out / "sweep.csv", report.runs_csv(jobs, results))
-    atomic_write_text(out / "sweep.md", report.sweep_markdown(summary))
-    return summary
+    with dir_lock(out):  # one writer per sweep directory
+        results = run_jobs(jobs, data_dir, workers, isolate, progress)
+        by_cell = {}
+        for job in jobs:
+            by_cell.setdefault((job.key.variant, job.key.backend), []).append(results[job.key])
+        rows = []
+        for cell in cells:
+            for backend in backends:
+                rs = by_cell[(_cell_name(cell), backend)]
+                good = [r for r in rs if not isinstance(r, RunError)]
+                row = {"cell": _cell_name(cell), **cell, "backend": backend, "runs": len(good),
+                       "errors": [r.message for r in rs if isinstance(r, RunError)]}
+                if good:
+                    epochs = min(len(r.epochs) for r in good)
+                    val = [sum(r.epochs[e].val_acc or 0 for r in good) / len(good) for e in range(epochs)]
+                    row.update(
+                        val_acc_per_epoch=val,
+                        test_acc=stats.describe([r.test_acc for r in good]),
+                        test_loss=stats.describe([r.test_loss for r in good]),
+                        epoch_time_s=sum(e.time_s for r in good for e in r.epochs) / sum(len(r.epochs) for r in good),
+                        total_time_s=sum(sum(e.time_s for e in r.epochs) for r in good) / len(good),
+                        # mean epoch-to-epoch gain in validation accuracy, in points
+                        improvement_pp_per_epoch=((val[-1] - val[0]) / (len(val) - 1) * 100) if len(val) > 1 else None,
+                    )
+                rows.append(row)
+        summary = {"spec": zoo.resolve(spec).name, "grid": grid, "seeds": seeds, "backends": list(backends),
+                   "config": json.loads(json.dumps(asdict(cfg))), "date": datetime.date.today().isoformat(),
+                   "command": command, "rows": rows}
+        atomic_write_text(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(out / "sweep.csv", report.runs_csv(jobs, results))
+        atomic_write_text(out / "sweep.md", report.sweep_markdown(summary))
+        return summary

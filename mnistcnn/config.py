@@ -176,6 +176,9 @@ class TrainConfig:
         """The spec a backend actually trains under this config: without a softmax head
         (the loss is cross-entropy on logits in every backend, computed stably), and
         with the backend's own BatchNorm momentum/epsilon where batchnorm is native."""
+        from .data import check_fits
+
+        check_fits(spec, self.dataset)
         trained = variants.logits_head(spec)
         if not self.harmonized("batchnorm"):
             from .backends import get_backend

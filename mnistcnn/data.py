@@ -50,6 +50,8 @@ DATASETS = {
         "system_dirs": [],
         # mean and std of the training pixels scaled to [0, 1]
         "mean_std": (0.1307, 0.3081),
+        "input_shape": (1, 28, 28),
+        "classes": 10,
     },
     "fashion-mnist": {
         "files": {
@@ -65,6 +67,8 @@ DATASETS = {
         "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
         "system_dirs": ["/usr/share/datasets/fashion-mnist"],
         "mean_std": (0.2860, 0.3530),
+        "input_shape": (1, 28, 28),
+        "classes": 10,
     },
 }
 
@@ -228,8 +232,28 @@ def load(dataset: str = "mnist", data_dir=None, download: bool = True) -> Datase
                 f"{directory}: {len(x)} {split} images but {len(y)} {split} labels; "
                 "the files do not belong together."
             )
+        classes = DATASETS[dataset].get("classes", 10)
+        if len(y) and int(y.max()) >= classes:
+            raise DataError(f"{directory}: {split} labels go up to {int(y.max())}, but {dataset} has "
+                            f"{classes} classes (0-{classes - 1}): the label file is damaged or another dataset's.")
     return Dataset(dataset, directory, arrays["train_images"], arrays["train_labels"],
                    arrays["test_images"], arrays["test_labels"])
+
+
+def check_fits(spec, dataset: str = "mnist") -> None:
+    """SpecError unless ``spec`` takes the dataset's images and gives one score per class:
+    caught before training, not by a framework's shape error in the first step."""
+    from .errors import SpecError
+
+    info = DATASETS[dataset]
+    if tuple(spec.input_shape) != info["input_shape"]:
+        raise SpecError(f"Spec '{spec.name}' takes input_shape {tuple(spec.input_shape)}, but {dataset} images "
+                        f"are {info['input_shape']} (channels, height, width). Set input_shape to "
+                        f"{list(info['input_shape'])}.")
+    out = spec.output_shape
+    if len(out) == 1 and out[0] != info["classes"]:
+        raise SpecError(f"Spec '{spec.name}' ends in {out[0]} classes, but {dataset} has {info['classes']}: "
+                        f"give its last Dense layer units={info['classes']}.")
 
 
 NORMALIZATIONS = ("unit", "standard")

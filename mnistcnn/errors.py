@@ -23,3 +23,7 @@ class ConfigError(MnistCnnError, ValueError):
 
 class TrainingDiverged(MnistCnnError, ArithmeticError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointError(MnistCnnError, OSError):
+    """A checkpoint file that is missing, damaged or not a mnistcnn checkpoint."""

@@ -146,6 +146,16 @@ def drift(spec, weights: dict, x: np.ndarray, y: np.ndarray, steps: int = 20,
 
 def run(spec, x: np.ndarray, y: np.ndarray, tiers=(1, 2, 3), steps: int = 20, seed: int = 0) -> dict:
     """All asked tiers on the comparison spec (no dropout; softmax head kept for tier 1)."""
+    from .errors import ConfigError
+
+    if not tiers or not set(tiers) <= {1, 2, 3}:
+        raise ConfigError(f"Unknown parity tier(s) {sorted(set(tiers) - {1, 2, 3}) or tiers}: the tiers are "
+                          "1 (forward), 2 (loss and gradients) and 3 (drift over steps).")
+    if len(x) < 1 or len(x) != len(y):
+        raise ConfigError(f"Parity needs at least 1 image with its label; received {len(x)} images and "
+                          f"{len(y)} labels (--images must be >= 1).")
+    if 3 in tiers and (not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"Invalid value for `steps`. Expected an integer >= 1. Received steps={steps!r}.")
     spec = variants.without_dropout(spec)
     out = {"spec": spec.name, "images": len(x)}
     if 1 in tiers:

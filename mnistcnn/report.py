@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
 from .results import EpochRecord, RunError
 
 COLORS = {"torch": "#d62728", "keras": "#1f77b4"}
@@ -329,4 +330,7 @@ def results_doc(report_dirs, doc_dir="docs") -> str:
             s = json.loads((d / "sweep.json").read_text())
             lines += [f"## {d.name}", "", f"Command: `{s['command']}` ({s['date']})", ""]
             lines += sweep_markdown(s).split("\n")[4:]
+        else:
+            raise ConfigError(f"{d} holds no results.json, reproduce.json or sweep.json: give the output "
+                              "directories of `mnistcnn compare`, `sweep` or `reproduce REPORT`.")
     return "\n".join(lines) + "\n"

@@ -286,6 +286,9 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
 
     if report not in STUDIES:
         raise ConfigError(f"Unknown report {report!r}. Valid: {', '.join(STUDIES)}, or all.")
+    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
+        raise ConfigError(f"Invalid value for `seeds`. Expected an integer >= 1 (or none: the study's "
+                          f"own). Received seeds={seeds!r}.")
     study, base = STUDIES[report], Path(out) / report
     started, rows = time.perf_counter(), []
     for setting in study.settings:

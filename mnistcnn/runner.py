@@ -113,6 +113,8 @@ def _check_before_running(todo: list[Job], data_dir, workers: int) -> None:
     for dataset in sorted({job.config.dataset for job in todo}):
         data.load(dataset, data_dir)
     for job in todo:
+        data.check_fits(job.spec, job.config.dataset)
+    for job in todo:
         out = Path(job.out)
         try:
             out.mkdir(parents=True, exist_ok=True)

@@ -51,11 +51,36 @@ def cpu_name() -> str:
     return platform.processor()
 
 
+def git_commit() -> str | None:
+    """The commit of the mnistcnn checkout that runs (with '+dirty' for uncommitted
+    changes), or None outside a git checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "."],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def environment(backend) -> dict:
-    """Versions, threads, flags and CPU: what a timing or a number depends on.
-    ``backend`` is a backend module (its own part: ``backend.environment()``)."""
+    """Provenance (mnistcnn version, git commit, date), versions, threads, flags and CPU:
+    what a timing or a number depends on. ``backend`` is a backend module (its own part:
+    ``backend.environment()``)."""
+    from datetime import datetime, timezone
+
     import numpy as np
 
-    return {"python": platform.python_version(), "machine": platform.machine(),
+    from . import __version__
+
+    return {"mnistcnn": __version__, "git_commit": git_commit(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "python": platform.python_version(), "machine": platform.machine(),
             "cpu": cpu_name(), "cpu_count": os.cpu_count(), "numpy": np.__version__,
             "allocator": _tuned or "glibc defaults (not tuned)", **backend.environment()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 from . import runtime
 from . import spec as S
 from . import weights as W
-from ._io import atomic_write_text
+from ._io import atomic_write_text, dir_lock
 from .config import (  # noqa: F401  (TrainConfig and the constants: the public training API)
     DEFAULT_ITEMS, DEFAULTS_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES, Optimizer, TrainConfig,
 )
@@ -64,49 +65,50 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
 
     from . import zoo
 
-    if out is not None and not resume and not overwrite and (Path(out) / "result.json").exists():
-        saved = json.loads((Path(out) / "result.json").read_text())
-        state = "a finished run" if saved.get("completed") else \
-            f"an interrupted run ({len(saved.get('epochs', []))} epochs done)"
-        raise ConfigError(f"{out} already holds {state}. Resume it with --resume, replace it with "
-                          "--overwrite, or choose another --out.")
-    spec = zoo.resolve(spec)
-    b = get_backend(backend)
-    b.start_run(cfg.threads)
-    runtime.tune_allocator()
-    trained = cfg.trained_spec(spec, backend)
-    opt = cfg.optimizer_for(backend)
-    init_weights = W.initial(trained, cfg.seed, cfg.init) if cfg.harmonized("init") else None
-    trainer = b.Trainer(trained, opt, cfg.seed, init_weights, bn_rules=cfg.bn_rules(),
-                        precision=cfg.precision)
-    (xt, yt), (xv, yv), (xs, ys) = prepare_data(cfg, data_dir)
-    trainer.set_data(xt, yt)
+    with dir_lock(out) if out is not None else nullcontext():  # one writer per run directory
+        if out is not None and not resume and not overwrite and (Path(out) / "result.json").exists():
+            saved = json.loads((Path(out) / "result.json").read_text())
+            state = "a finished run" if saved.get("completed") else \
+                f"an interrupted run ({len(saved.get('epochs', []))} epochs done)"
+            raise ConfigError(f"{out} already holds {state}. Resume it with --resume, replace it with "
+                              "--overwrite, or choose another --out.")
+        spec = zoo.resolve(spec)
+        b = get_backend(backend)
+        b.start_run(cfg.threads)
+        runtime.tune_allocator()
+        trained = cfg.trained_spec(spec, backend)
+        opt = cfg.optimizer_for(backend)
+        init_weights = W.initial(trained, cfg.seed, cfg.init) if cfg.harmonized("init") else None
+        trainer = b.Trainer(trained, opt, cfg.seed, init_weights, bn_rules=cfg.bn_rules(),
+                            precision=cfg.precision)
+        (xt, yt), (xv, yv), (xs, ys) = prepare_data(cfg, data_dir)
+        trainer.set_data(xt, yt)
 
-    plain_config = json.loads(json.dumps(asdict(cfg)))  # as it reads back from result.json
-    result = RunResult(backend, S.to_dict(trained), plain_config, opt,
-                       trainable_params=trained.trainable_params, state_params=trained.state_params,
-                       environment=runtime.environment(b))
-    out = Path(out) if out else None
-    if resume:
-        result = _restore(out, trainer, result)
-        if result.completed:
-            return result
-    for epoch in range(len(result.epochs), cfg.epochs):
-        if stop_after is not None and epoch >= stop_after:
-            return result
-        result.epochs.append(_one_epoch(trainer, cfg, epoch, len(xt), (xv, yv), (xs, ys), progress,
-                                        backend, result.steps))
+        plain_config = json.loads(json.dumps(asdict(cfg)))  # as it reads back from result.json
+        result = RunResult(backend, S.to_dict(trained), plain_config, opt,
+                           trainable_params=trained.trainable_params, state_params=trained.state_params,
+                           environment=runtime.environment(b))
+        out = Path(out) if out else None
+        if resume:
+            result = _restore(out, trainer, result)
+            if result.completed:
+                return result
+        for epoch in range(len(result.epochs), cfg.epochs):
+            if stop_after is not None and epoch >= stop_after:
+                return result
+            result.epochs.append(_one_epoch(trainer, cfg, epoch, len(xt), (xv, yv), (xs, ys), progress,
+                                            backend, result.steps))
+            if out:
+                _checkpoint(out, trainer, trained, result)
+        test_loss, test_acc, preds = trainer.evaluate(xs, ys)
+        result.test_loss, result.test_acc = test_loss, test_acc
+        result.confusion = _confusion(ys, preds)
+        result.completed = True
         if out:
-            _checkpoint(out, trainer, trained, result)
-    test_loss, test_acc, preds = trainer.evaluate(xs, ys)
-    result.test_loss, result.test_acc = test_loss, test_acc
-    result.confusion = _confusion(ys, preds)
-    result.completed = True
-    if out:
-        _write_result(out, result)
-    if progress:
-        print(f"[{backend}] test loss {test_loss:.4f}  test accuracy {test_acc:.4f}", flush=True)
-    return result
+            _write_result(out, result)
+        if progress:
+            print(f"[{backend}] test loss {test_loss:.4f}  test accuracy {test_acc:.4f}", flush=True)
+        return result
 
 
 def _one_epoch(trainer, cfg, epoch, n_train, val, test, progress, backend, steps) -> EpochRecord:
@@ -172,7 +174,9 @@ def _checkpoint(out: Path, trainer, trained, result: RunResult) -> None:
     """Neutral weights, native model + optimizer state, then the result that points at
     them: each file is atomic, and result.json (written last) names a complete set."""
     ckpt = out / "checkpoint"
-    W.save(ckpt / "weights.npz", trained, trainer.get_weights(), {"epoch": len(result.epochs)})
+    W.save(ckpt / "weights.npz", trained, trainer.get_weights(),
+           {"epoch": len(result.epochs), "backend": result.backend, "seed": result.config["seed"],
+            "dataset": result.config["dataset"], "normalization": result.config["normalization"]})
     trainer.save(ckpt)
     _write_result(out, result)
 
@@ -194,16 +198,24 @@ def _restore(out: Path | None, trainer, fresh: RunResult) -> RunResult:
     return fresh
 
 
-def evaluate_checkpoint(path, data_dir=None, dataset: str = "mnist", normalization="standard",
+def evaluate_checkpoint(path, data_dir=None, dataset: str | None = None, normalization: str | None = None,
                         backend: str = "torch") -> dict:
-    """Test loss/accuracy of a neutral checkpoint (weights.npz) in either backend."""
+    """Test loss/accuracy of a neutral checkpoint (weights.npz) in either backend. The
+    dataset and normalisation are the checkpoint's own (recorded by training); an argument
+    given overrides it, and a checkpoint that records none is read as MNIST, 'standard'.
+    The loss is cross-entropy on logits, as in training: a softmax head is left out."""
     from . import data
     from .backends import get_backend
+    from .spec.variants import logits_head
 
     spec, weights, meta = W.load(path)
+    dataset = dataset or meta.get("dataset") or "mnist"
+    normalization = normalization or meta.get("normalization") or "standard"
+    spec = logits_head(spec)
     b = get_backend(backend)
     trainer = b.Trainer(spec, TrainConfig().optimizer_for(backend), 0, weights)  # for evaluate only
     ds = data.load(dataset, data_dir)
     loss, acc, preds = trainer.evaluate(data.normalize(ds.x_test, normalization, dataset), ds.y_test)
-    return {"backend": backend, "checkpoint": str(path), "epoch": meta.get("epoch"),
-            "test_loss": loss, "test_acc": acc, "confusion": _confusion(ds.y_test, preds)}
+    return {"backend": backend, "checkpoint": str(path), "epoch": meta.get("epoch"), "dataset": dataset,
+            "normalization": normalization, "test_loss": loss, "test_acc": acc,
+            "confusion": _confusion(ds.y_test, preds)}

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import spec as S
 from ._io import atomic_write_bytes
-from .errors import SpecError
+from .errors import CheckpointError, SpecError
 
 INITS = ("glorot_uniform", "torch_default")
 
@@ -67,7 +67,7 @@ def initial(spec, seed: int, init: str = "glorot_uniform") -> dict[str, np.ndarr
 
 
 def check(spec, weights: dict) -> None:
-    """SpecError unless ``weights`` has exactly the spec's arrays and shapes."""
+    """SpecError unless ``weights`` has exactly the spec's arrays and shapes, as finite floats."""
     expected = shapes(spec)
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
@@ -78,6 +78,13 @@ def check(spec, weights: dict) -> None:
             f"Weights do not fit spec '{spec.name}': missing {missing}, unexpected {extra}, "
             f"wrong shapes {wrong}"
         )
+    not_float = [f"{n} ({np.asarray(w).dtype})" for n, w in weights.items() if np.asarray(w).dtype.kind != "f"]
+    not_finite = [n for n, w in weights.items() if np.asarray(w).dtype.kind == "f" and not np.isfinite(w).all()]
+    if not_float or not_finite:
+        raise SpecError(f"Weights of spec '{spec.name}' must be finite floats: "
+                        + "; ".join(filter(None, [not_float and f"not floats: {', '.join(not_float)}",
+                                                  not_finite and f"NaN or inf in: {', '.join(not_finite)}"]))
+                        + ". The checkpoint is damaged or was saved from a diverged model.")
 
 
 def save(path, spec, weights: dict, meta: dict | None = None) -> Path:
@@ -91,10 +98,32 @@ def save(path, spec, weights: dict, meta: dict | None = None) -> Path:
 
 
 def load(path) -> tuple:
-    """(spec, weights, meta) from a neutral checkpoint."""
-    with np.load(path) as z:
-        spec = S.from_json(str(z["__spec__"]))
-        meta = json.loads(str(z["__meta__"]))
-        weights = {k: z[k] for k in z.files if not k.startswith("__")}
+    """(spec, weights, meta) from a neutral checkpoint; anything else is a CheckpointError
+    that names the file (never a hint to unpickle it)."""
+    import zipfile
+
+    path = Path(path)
+    fix = "Give the weights.npz that training writes (e.g. runs/<name>/checkpoint/weights.npz)."
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file. {fix}")
+    try:
+        with open(path, "rb") as f:  # our handle: closed on any error
+            z = np.load(f, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile) or "__spec__" not in z.files:
+                raise CheckpointError(f"{path} is not a mnistcnn checkpoint: it holds no spec. {fix}")
+            spec = S.from_json(str(z["__spec__"]), f"The spec inside {path}")
+            meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
+            weights = {k: z[k] for k in z.files if not k.startswith("__")}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist. {fix}") from None
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise CheckpointError(f"{path} is not a mnistcnn checkpoint: it holds pickled Python objects, "
+                                  f"which mnistcnn never loads. {fix}") from None
+        raise CheckpointError(f"{path} is not a readable mnistcnn checkpoint ({e}). {fix}") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as e:
+        what = "empty" if path.exists() and path.stat().st_size == 0 else f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"{path} is not a readable mnistcnn checkpoint ({what}): it is damaged or "
+                              f"another kind of file. {fix}") from None
     check(spec, weights)
     return spec, weights, meta

@@ -193,6 +193,9 @@ def names() -> list[str]:
 
 def get(name: str, **kwargs) -> ModelSpec:
     """The spec of a zoo architecture. ``name`` may carry arguments: 'bottleneck-cnn:features=8'."""
+    if not isinstance(name, str):
+        raise SpecError(f"A zoo name must be a string such as 'seed000-cnn'. Received {name!r}. "
+                        f"Valid names: {', '.join(names())}.")
     base, _, args = name.partition(":")
     for item in filter(None, args.split(",")):
         key, _, value = item.partition("=")

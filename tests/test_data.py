@@ -195,6 +195,13 @@ def test_label_count_mismatch(tmp_path, monkeypatch):
         data.load("tiny", tmp_path, download=False)
 
 
+def test_labels_out_of_range(tmp_path, monkeypatch):
+    blobs = _write_set(tmp_path, labels_train=np.array([0, 1, 2, 3, 4, 12]))
+    monkeypatch.setitem(data.DATASETS, "tiny", {"files": _entries(blobs), "mirrors": [], "system_dirs": []})
+    with pytest.raises(DataError, match=r"train labels go up to 12, but tiny has 10 classes \(0-9\)"):
+        data.load("tiny", tmp_path, download=False)
+
+
 def test_missing_file_without_download(tiny):
     src, _ = tiny
     (src / "t10k-images-idx3-ubyte.gz").unlink()

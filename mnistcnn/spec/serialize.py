@@ -33,8 +33,14 @@ def from_dict(data: dict) -> ModelSpec:
             f"Spec format version {data.get('version')!r} is not supported; this mnistcnn "
             f"reads version {VERSION}. Upgrade mnistcnn or re-export the spec."
         )
+    if not isinstance(data.get("layers"), list):
+        raise SpecError(f"Spec '{data.get('name')}': \"layers\" must be a list of layer objects "
+                        f"(each {{\"kind\": ..., arguments}}). Received {type(data.get('layers')).__name__}.")
     layers = []
-    for i, d in enumerate(data.get("layers", [])):
+    for i, d in enumerate(data["layers"]):
+        if not isinstance(d, dict):
+            raise SpecError(f"Layer {i} of spec '{data.get('name')}' is {d!r}, not an object like "
+                            "{\"kind\": \"Dense\", \"units\": 10}.")
         d = dict(d)
         kind = d.pop("kind", None)
         if kind not in LAYER_KINDS:
@@ -53,17 +59,25 @@ def to_json(spec: ModelSpec, indent: int = 2) -> str:
     return json.dumps(to_dict(spec), indent=indent)
 
 
-def from_json(text: str) -> ModelSpec:
+def from_json(text: str, source: str = "Spec") -> ModelSpec:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise SpecError(f"Spec is not valid JSON: {e}") from None
+        raise SpecError(f"{source} is not valid JSON: {e}. A spec file is what "
+                        "mnistcnn.spec.save() or `mnistcnn import` writes.") from None
     return from_dict(data)
 
 
 def load(path) -> ModelSpec:
-    with open(path, encoding="utf-8") as f:
-        return from_json(f.read())
+    """A spec from its JSON file; a file that cannot be read is a SpecError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise SpecError(f"Spec file {path} is not JSON text (it holds binary data).") from None
+    except OSError as e:
+        raise SpecError(f"Cannot read the spec file {path}: {e.strerror or e}.") from None
+    return from_json(text, f"Spec file {path}")
 
 
 def save(spec: ModelSpec, path) -> None:

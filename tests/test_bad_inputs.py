@@ -1,0 +1,151 @@
+"""A permanent bad-input suite: every CLI subcommand given bad values, bad files and bad
+places must end with exit status 2, one message that names the cause, and no traceback.
+Every case fails before any training, so the whole table runs in seconds."""
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from mnistcnn.cli import main
+
+TRAIN = ["train", "simple-fc", "--backend", "torch", "--epochs", "1", "--train-limit", "64", "--quiet"]
+COMPARE = ["compare", "simple-fc", "--seeds", "1", "--epochs", "1", "--train-limit", "64", "--quiet", "--in-process"]
+SWEEP = ["sweep", "simple-fc", "--epochs", "1", "--train-limit", "64", "--quiet", "--in-process"]
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Bad files of every kind, and a few good ones to point at."""
+    f = {"dir": tmp_path / "a-directory", "missing": tmp_path / "missing.json", "empty": tmp_path / "empty",
+         "binary": tmp_path / "binary.bin", "text": tmp_path / "text.txt", "a_file": tmp_path / "a-file"}
+    f["dir"].mkdir()
+    f["empty"].write_bytes(b"")
+    f["binary"].write_bytes(bytes(range(256)) * 4)
+    f["text"].write_text("hello\n")
+    f["a_file"].write_text("I am a file, not a directory\n")
+    for name, doc in {"layers_not_list": {"name": "x", "input_shape": [1, 28, 28], "layers": {"a": 1}},
+                      "unknown_field": {"name": "x", "input_shape": [1, 28, 28], "layers": [], "colour": "red"},
+                      "evil_name": {"name": "../../evil", "input_shape": [1, 28, 28],
+                                    "layers": [{"kind": "Flatten"}, {"kind": "Dense", "units": 10}]},
+                      "unknown_kind": {"name": "x", "input_shape": [1, 28, 28], "layers": [{"kind": "Conv3D"}]},
+                      "bad_shape": {"name": "x", "input_shape": [1, 28, 28],
+                                    "layers": [{"kind": "Conv2D", "filters": 4, "kernel_size": 40}]},
+                      "wrong_classes": {"name": "x", "input_shape": [1, 28, 28],
+                                        "layers": [{"kind": "Flatten"}, {"kind": "Dense", "units": 7}]},
+                      "wrong_input": {"name": "x", "input_shape": [3, 32, 32],
+                                      "layers": [{"kind": "Flatten"}, {"kind": "Dense", "units": 10}]}}.items():
+        f[name] = tmp_path / f"{name}.json"
+        f[name].write_text(json.dumps({"format": "mnistcnn.spec", "version": 1, **doc}))
+    # checkpoints: a zip that is not an npz of ours, a truncated npz, an npz without a spec
+    f["zip"] = tmp_path / "other.npz"
+    with zipfile.ZipFile(f["zip"], "w") as z:
+        z.writestr("readme.txt", "not a checkpoint")
+    f["nospec"] = tmp_path / "nospec.npz"
+    np.savez(f["nospec"], w=np.zeros(3))
+    f["npy"] = tmp_path / "array.npy"
+    np.save(f["npy"], np.zeros(3))
+    from mnistcnn import weights, zoo
+
+    spec = zoo.get("simple-fc")
+    good = weights.initial(spec, 0)
+    f["nan_weights"] = weights.save(tmp_path / "nan.npz", spec, {**good, "dense_1.kernel": good["dense_1.kernel"] * np.nan})
+    f["int_weights"] = weights.save(tmp_path / "int.npz", spec, {k: v.astype(np.int32) for k, v in good.items()})
+    f["truncated"] = tmp_path / "truncated.npz"
+    f["truncated"].write_bytes(f["nospec"].read_bytes()[:40])
+    # data directories: garbage and empty files under the genuine names
+    for kind, blob in {"garbage_data": bytes(range(256)) * 40, "empty_data": b""}.items():
+        f[kind] = tmp_path / kind
+        f[kind].mkdir()
+        for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                     "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+            (f[kind] / name).write_bytes(blob)
+    return f
+
+
+# (id, argv with {placeholders} for the files fixture, words the message must contain)
+CASES = [
+    # values: non-positive, non-finite, out of range, wrong type
+    ("lr-zero", TRAIN + ["--lr", "0"], ["Invalid value for `lr`"]),
+    ("lr-inf", TRAIN + ["--lr", "inf"], ["Invalid value for `lr`"]),
+    ("lr-nan", TRAIN + ["--lr", "nan"], ["Invalid value for `lr`"]),
+    ("lr-word", TRAIN + ["--lr", "fast"], ["--lr", "invalid float value"]),
+    ("epochs-zero", TRAIN + ["--epochs", "0"], ["Invalid value for `epochs`"]),
+    ("batch-negative", TRAIN + ["--batch-size", "-2"], ["Invalid value for `batch_size`"]),
+    ("train-limit-zero", TRAIN + ["--train-limit", "0"], ["Invalid value for `train_limit`"]),
+    ("test-limit-negative", TRAIN + ["--test-limit", "-5"], ["Invalid value for `test_limit`"]),
+    ("threads-zero", TRAIN + ["--threads", "0"], ["Invalid value for `threads`"]),
+    ("beta1-one", TRAIN + ["--optimizer", "adam", "--beta1", "1"], ["Invalid value for `beta1`"]),
+    ("eps-negative", TRAIN + ["--eps=-1e-8"], ["Invalid value for `eps`"]),
+    ("momentum-word", TRAIN + ["--momentum", "high"], ["--momentum", "invalid float value"]),
+    ("optimizer-unknown", TRAIN + ["--optimizer", "lbfgs"], ["invalid choice: 'lbfgs'"]),
+    ("harmonize-unknown", TRAIN + ["--defaults", "native", "--harmonize", "colour"], ["invalid choice: 'colour'"]),
+    ("backend-unknown", ["train", "simple-fc", "--backend", "caffe"], ["invalid choice: 'caffe'"]),
+    ("arch-unknown", TRAIN[:1] + ["resnet50"] + TRAIN[2:], ["Unknown model 'resnet50'", "Valid names"]),
+    ("seeds-zero", COMPARE + ["--seeds", "0", "--out", "{tmp}/c"], ["Invalid value for `seeds`"]),
+    ("workers-zero", COMPARE + ["--workers", "0", "--out", "{tmp}/c"], ["Invalid value for `workers`"]),
+    ("sweep-axis-not-applicable", SWEEP + ["--grid", "hidden=5,6", "--out", "{tmp}/s"], ["hidden"]),
+    ("sweep-grid-syntax", SWEEP + ["--grid", "lr", "--out", "{tmp}/s"], ["Bad grid axis 'lr'", "key=value1,value2"]),
+    ("sweep-grid-unknown-key", SWEEP + ["--grid", "colour=1,2", "--out", "{tmp}/s"], ["colour"]),
+    ("reproduce-seeds-zero", ["reproduce", "000", "--smoke", "--seeds", "0", "--out", "{tmp}/r"], ["seeds"]),
+    ("parity-images-zero", ["parity", "simple-fc", "--images", "0", "--tiers", "1"], ["images"]),
+    ("parity-tier-unknown", ["parity", "simple-fc", "--tiers", "1,7"], ["tier", "7"]),
+    # spec files
+    ("spec-missing", ["summary", "--spec", "{missing}"], ["missing.json", "No such file"]),
+    ("spec-directory", ["summary", "--spec", "{dir}"], ["a-directory", "directory"]),
+    ("spec-binary", ["summary", "--spec", "{binary}"], ["binary.bin", "JSON"]),
+    ("spec-empty", ["summary", "--spec", "{empty}"], ["empty", "JSON"]),
+    ("spec-text", ["summary", "--spec", "{text}"], ["text.txt", "JSON"]),
+    ("spec-layers-not-list", ["summary", "--spec", "{layers_not_list}"], ["layers", "list"]),
+    ("spec-unknown-field", ["summary", "--spec", "{unknown_field}"], ["colour"]),
+    ("spec-unknown-kind", ["summary", "--spec", "{unknown_kind}"], ["Conv3D"]),
+    ("spec-bad-shape", ["summary", "--spec", "{bad_shape}"], ["Conv2D", "kernel"]),
+    ("spec-evil-name", ["summary", "--spec", "{evil_name}"], ["../../evil"]),
+    ("spec-wrong-classes", TRAIN[:1] + ["--spec", "{wrong_classes}"] + TRAIN[2:] + ["--out", "{tmp}/t"],
+     ["7 classes", "10"]),
+    ("spec-wrong-input", TRAIN[:1] + ["--spec", "{wrong_input}"] + TRAIN[2:] + ["--out", "{tmp}/t"],
+     ["(3, 32, 32)", "(1, 28, 28)"]),
+    # data
+    ("data-garbage", TRAIN + ["--data-dir", "{garbage_data}", "--out", "{tmp}/t"], ["garbage_data", "gzip"]),
+    ("data-empty", TRAIN + ["--data-dir", "{empty_data}", "--out", "{tmp}/t"], ["empty_data"]),
+    ("data-dir-is-file", TRAIN + ["--data-dir", "{a_file}", "--out", "{tmp}/t"], ["a-file"]),
+    ("compare-data-garbage", COMPARE + ["--data-dir", "{garbage_data}", "--out", "{tmp}/c"], ["garbage_data"]),
+    # output places
+    ("train-out-is-file", TRAIN + ["--out", "{a_file}"], ["a-file"]),
+    ("compare-out-is-file", COMPARE + ["--out", "{a_file}"], ["a-file"]),
+    ("sweep-out-is-file", SWEEP + ["--grid", "lr=0.1", "--out", "{a_file}"], ["a-file"]),
+    # checkpoints
+    ("ckpt-missing", ["evaluate", "{missing}"], ["missing.json"]),
+    ("ckpt-directory", ["evaluate", "{dir}"], ["a-directory"]),
+    ("ckpt-empty", ["evaluate", "{empty}"], ["empty", "checkpoint"]),
+    ("ckpt-binary", ["evaluate", "{binary}"], ["binary.bin", "checkpoint"]),
+    ("ckpt-other-zip", ["evaluate", "{zip}"], ["other.npz", "checkpoint"]),
+    ("ckpt-no-spec", ["evaluate", "{nospec}"], ["nospec.npz", "checkpoint"]),
+    ("ckpt-npy", ["evaluate", "{npy}"], ["array.npy", "checkpoint"]),
+    ("ckpt-nan-weights", ["evaluate", "{nan_weights}"], ["NaN or inf in: dense_1.kernel"]),
+    ("ckpt-int-weights", ["evaluate", "{int_weights}"], ["not floats", "int32"]),
+    ("ckpt-truncated", ["evaluate", "{truncated}"], ["truncated.npz", "checkpoint"]),
+    # reports
+    ("results-doc-missing-report", ["results-doc", "{missing}", "--out", "{tmp}/r.md"], ["missing.json"]),
+]
+
+
+@pytest.mark.parametrize("case,argv,words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_with_one_clear_message(case, argv, words, files, tmp_path, mnist_path, capsys,
+                                                  monkeypatch):
+    monkeypatch.setenv("MNISTCNN_DATA_DIR", str(mnist_path))
+    monkeypatch.chdir(tmp_path)  # a default output directory would land here
+    argv = [a.format(tmp=tmp_path, **{k: str(v) for k, v in files.items()}) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors: usage and exit status 2
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and "unexpected error" not in err, err
+    for w in words:
+        assert w in err, f"{w!r} not in {err!r}"
+    assert "allow_pickle" not in err and "weights_only" not in err
+    assert not (tmp_path / "runs").exists() or case.startswith("spec-wrong")
+    assert os.listdir(tmp_path / "a-directory") == []
