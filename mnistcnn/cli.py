@@ -334,17 +334,22 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["mnistcnn"] + argv)
+    import signal
+
+    from .errors import Terminated, raise_terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)  # SIGTERM ends like Ctrl-C
     try:
         return args.func(args)
     except MnistCnnError as e:
         print(f"mnistcnn: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         again = args.command_line if getattr(args, "resume", True) or args.command != "train" \
             else args.command_line + " --resume"
-        print(f"mnistcnn: interrupted; finished epochs and runs are saved: resume with: {again}",
-              file=sys.stderr)
-        return 130
+        print(f"mnistcnn: {'terminated' if isinstance(e, Terminated) else 'interrupted'}; finished epochs "
+              f"and runs are saved: resume with: {again}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except Exception as e:  # a bug, or a failure no check foresaw: one line, the rest in a file
         if args.debug:
             raise
@@ -358,3 +363,5 @@ def main(argv=None) -> int:
         print(f"mnistcnn: unexpected error: {type(e).__name__}: {e}\n(the full traceback is in {path}; "
               "--debug shows it here)", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -27,3 +27,13 @@ class TrainingDiverged(MnistCnnError, ArithmeticError):
 
 class CheckpointError(MnistCnnError, OSError):
     """A checkpoint file that is missing, damaged or not a mnistcnn checkpoint."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interruption so that locks are released, children stopped
+    and finished work kept, as for Ctrl-C (mnistcnn.cli installs the handler)."""
+
+
+def raise_terminated(signum=None, frame=None):
+    """A SIGTERM handler: ``signal.signal(signal.SIGTERM, raise_terminated)``."""
+    raise Terminated()

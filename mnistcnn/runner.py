@@ -76,6 +76,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+#: the child processes running now (stopped when the parent is interrupted)
+_LIVE: set = set()
+
+
+def _stop_children() -> None:
+    """SIGTERM to every running child (each releases its lock and keeps its last finished
+    epoch), then wait for them: an interrupted compare leaves no run behind."""
+    for proc in list(_LIVE):
+        proc.terminate()
+    for proc in list(_LIVE):
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _run_process(job: Job, data_dir) -> RunResult | RunError:
     """The job in a child process (``python -m mnistcnn.runner job.json``). The child
     writes the cause of a failure to error.txt itself; the parent reads that file, so
@@ -85,14 +101,20 @@ def _run_process(job: Job, data_dir) -> RunResult | RunError:
     atomic_write_text(job_file, json.dumps({
         "spec": S.to_dict(job.spec), "backend": job.backend, "config": asdict(job.config),
         "out": str(out), "data_dir": str(data_dir) if data_dir else None}))
-    proc = subprocess.run([sys.executable, "-m", "mnistcnn.runner", str(job_file)],
-                          capture_output=True, text=True, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen([sys.executable, "-m", "mnistcnn.runner", str(job_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_die_with_parent)
+    _LIVE.add(proc)
+    try:
+        _, stderr = proc.communicate()
+    finally:
+        _LIVE.discard(proc)
     if proc.returncode == 0:
         return RunResult.from_json((out / "result.json").read_text())
     if (out / ERROR_FILE).exists():
         return RunError((out / ERROR_FILE).read_text().strip())
     # killed, or died in native code: all there is, is the end of stderr
-    tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+    tail = "\n".join(stderr.strip().splitlines()[-5:])
     return RunError(f"the run's process ended with exit status {proc.returncode}: {tail}")
 
 
@@ -149,15 +171,25 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
         except Exception as e:  # a failed run is reported; the others go on
             return job, _error(job, e)
 
-    if isolate and workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            outcomes = (f.result() for f in as_completed([pool.submit(one, j) for j in todo]))
-            for job, outcome in outcomes:
-                _record(results, job, outcome, bar)
-    else:
-        for job in todo:
-            _record(results, *one(job), bar)
-    bar.close()
+    try:
+        if isolate and workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                try:
+                    outcomes = (f.result() for f in as_completed([pool.submit(one, j) for j in todo]))
+                    for job, outcome in outcomes:
+                        _record(results, job, outcome, bar)
+                except BaseException:  # Ctrl-C or SIGTERM: no new runs, the running ones stopped
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    _stop_children()
+                    raise
+        else:
+            for job in todo:
+                _record(results, *one(job), bar)
+    except BaseException:
+        _stop_children()
+        raise
+    finally:
+        bar.close()
     return results
 
 
@@ -172,6 +204,11 @@ def _record(results, job, outcome, bar):
 
 def main(job_file) -> int:
     """One job in this (child) process; a failure is written to the run's error.txt."""
+    import signal
+
+    from .errors import raise_terminated
+
+    signal.signal(signal.SIGTERM, raise_terminated)  # the parent stops us: release the lock, keep the epochs
     d = json.loads(Path(job_file).read_text())
     job = Job(None, S.from_dict(d["spec"]), d["backend"], TrainConfig(**d["config"]), Path(d["out"]))
     try:

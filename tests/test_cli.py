@@ -42,26 +42,38 @@ def test_console_entry_point_runs():
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_130_with_how_to_resume(tmp_path, mnist_path):
+@pytest.mark.parametrize("command,sig,code,word", [
+    ("train", "SIGINT", 130, "interrupted"), ("train", "SIGTERM", 143, "terminated"),
+    ("compare", "SIGTERM", 143, "terminated")])
+def test_interruption_exits_cleanly_with_how_to_resume(command, sig, code, word, tmp_path, mnist_path):
+    """Ctrl-C or SIGTERM: no traceback, the lock released, no child left running, and the
+    printed command continues the work."""
+    import os
     import signal
-    import subprocess
-    import sys
     import time
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "mnistcnn", "train", "seed000-cnn", "--backend", "torch",
-                             "--epochs", "500", "--train-limit", "2000", "--val-size", "500", "--out", str(out),
-                             "--data-dir", str(mnist_path), "--quiet"],
-                            stderr=subprocess.PIPE, text=True)
+    args = ["--epochs", "500", "--train-limit", "2000", "--val-size", "500", "--out", str(out),
+            "--data-dir", str(mnist_path), "--quiet"]
+    argv = (["train", "seed000-cnn", "--backend", "torch"] if command == "train"
+            else ["compare", "simple-fc", "--seeds", "1", "--no-bn", "--workers", "2"]) + args
+    proc = subprocess.Popen([sys.executable, "-m", "mnistcnn", *argv], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (out / "result.json").exists() and time.time() < deadline:  # one epoch done
+    while not list(out.rglob("result.json")) and time.time() < deadline:  # one epoch done
         time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == code, err[-2000:]
     assert "Traceback" not in err
-    assert "interrupted; finished epochs and runs are saved: resume with: mnistcnn train seed000-cnn" in err
-    assert err.strip().endswith("--resume")
+    assert f"{word}; finished epochs and runs are saved: resume with: mnistcnn {command}" in err
+    if command == "train":
+        assert err.strip().endswith("--resume")
+    time.sleep(1)
+    for pid in children:  # compare's training children were stopped, not orphaned
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+    for lock in out.rglob(".mnistcnn.lock"):  # only a child killed after 30 s leaves one: stale
+        assert not os.path.exists(f"/proc/{lock.read_text().split()[0]}"), lock
 
 
 def test_an_unexpected_error_is_one_line_and_a_file(monkeypatch, capsys, tmp_path):
