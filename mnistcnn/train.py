@@ -24,7 +24,7 @@ from ._io import atomic_write_text, dir_lock
 from .config import (  # noqa: F401  (TrainConfig and the constants: the public training API)
     DEFAULT_ITEMS, DEFAULTS_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES, Optimizer, TrainConfig,
 )
-from .errors import ConfigError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .results import EpochRecord, RunResult  # noqa: F401
 
 
@@ -193,7 +193,14 @@ def _restore(out: Path | None, trainer, fresh: RunResult) -> RunResult:
         )
     if saved.completed:
         return saved
-    trainer.restore(out / "checkpoint")
+    try:
+        trainer.restore(out / "checkpoint")
+    except Exception as e:  # a damaged or missing native file: say which, and what to do
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(
+            f"Cannot resume {out}: its checkpoint ({out / 'checkpoint'}) cannot be read ({type(e).__name__}: "
+            f"{first[:200]}). It is damaged or incomplete; start the run again with --overwrite "
+            f"(its {len(saved.epochs)} finished epochs are trained again).") from None
     fresh.epochs, fresh.steps = saved.epochs, saved.steps  # the loss log before the interruption too
     return fresh
 

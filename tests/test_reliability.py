@@ -101,3 +101,17 @@ def test_a_successful_rerun_removes_the_old_error_file(tmp_path, mnist_path):
     results = run_jobs([job], mnist_path, isolate=False, progress=False)
     assert results[job.key].completed and not (out / ERROR_FILE).exists()
     assert np.isfinite(results[job.key].test_loss)
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_resume_from_a_damaged_native_checkpoint_names_it_and_the_fix(backend, tmp_path, mnist_path):
+    from mnistcnn.errors import CheckpointError
+
+    cfg = train.TrainConfig(**{**TINY.__dict__, "epochs": 2})
+    train.run("simple-fc", backend, cfg, tmp_path, mnist_path, progress=False, stop_after=1)
+    native = next(p for p in (tmp_path / "checkpoint").iterdir() if p.name.startswith("model."))
+    native.write_bytes(native.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"Cannot resume .*checkpoint.* cannot be read .* --overwrite "
+                                              r"\(its 1 finished epochs are trained again\)"):
+        train.run("simple-fc", backend, cfg, tmp_path, mnist_path, progress=False, resume=True)
+    assert not (tmp_path / LOCK_NAME).exists()

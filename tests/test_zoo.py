@@ -95,3 +95,10 @@ def test_unknown_name_lists_valid_names():
     assert "Unknown model 'resnet50'. Valid names: bottleneck-cnn, complex-cnn" in str(e.value)
     with pytest.raises(SpecError, match="takes no argument"):
         zoo.get("mlp:features=3")
+
+
+def test_a_name_that_is_not_a_string_is_a_clear_error():
+    from mnistcnn.errors import SpecError
+
+    with pytest.raises(SpecError, match="A zoo name must be a string such as 'seed000-cnn'. Received None"):
+        zoo.get(None)
