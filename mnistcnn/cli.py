@@ -149,6 +149,34 @@ def cmd_results_doc(args) -> int:
     return 0
 
 
+def cmd_tensorboard(args) -> int:
+    from pathlib import Path
+
+    from .callbacks import TENSORBOARD_DIR, write_tensorboard
+    from .errors import ConfigError
+    from .results import RunResult
+
+    root = Path(args.directory)
+    results = sorted(root.rglob("result.json")) if root.is_dir() else []
+    if not results:
+        raise ConfigError(f"No run results (result.json) under {root}: give a run, compare, sweep or "
+                          "reproduce output directory.")
+    written = 0
+    for path in results:
+        logdir = path.parent / TENSORBOARD_DIR
+        if logdir.exists() and not args.overwrite:
+            continue
+        if logdir.exists():
+            import shutil
+
+            shutil.rmtree(logdir)
+        write_tensorboard(RunResult.from_json(path.read_text()), logdir)
+        written += 1
+    print(f"event files for {written} of {len(results)} runs ({len(results) - written} had them already); "
+          f"view with: tensorboard --logdir {root}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     import json
 
@@ -316,6 +344,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("reports", nargs="*", help="compare or sweep output directories")
     p.add_argument("--out", default="docs/results.md")
     p.set_defaults(func=cmd_results_doc)
+
+    p = sub.add_parser("tensorboard", help="write TensorBoard event files for the runs under a directory",
+                       description="Runs write their event files while they train when the tensorboard "
+                                   "package is installed; this writes them afterwards from result.json (for "
+                                   "runs made without it, or committed results), one log per run, so that "
+                                   "`tensorboard --logdir DIR` overlays PyTorch and Keras runs.")
+    p.add_argument("directory", help="a run, compare, sweep or reproduce output directory")
+    p.add_argument("--overwrite", action="store_true", help="rewrite event files that exist")
+    p.set_defaults(func=cmd_tensorboard)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (weights.npz) in a backend")
     p.add_argument("checkpoint", help="a neutral checkpoint, e.g. runs/x/checkpoint/weights.npz")

@@ -162,7 +162,10 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
                 job = replace(job, config=replace(job.config, threads=max(1, (os.cpu_count() or 1) // workers)))
             todo.append(job)
     _check_before_running(todo, data_dir, workers)
-    bar = tqdm(total=len(jobs), initial=len(results), unit="run", desc="runs", disable=not progress)
+    # a bar on a terminal; elsewhere (CI, a log file) one line per finished run
+    bar = tqdm(total=len(jobs), initial=len(results), unit="run", desc="runs",
+               disable=True if not progress else None)
+    bar.log_lines = progress and bar.disable
 
     def one(job):
         (Path(job.out) / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt
@@ -196,7 +199,9 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
 def _record(results, job, outcome, bar):
     results[job.key] = outcome
     if isinstance(outcome, RunError):
-        bar.write(f"run {job.key} failed: {outcome.last_line}")
+        bar.write(f"run {job.key} failed: {outcome.last_line}", file=sys.stderr)
+    elif bar.log_lines:
+        print(f"run {len(results)}/{bar.total} {job.key}: test accuracy {outcome.test_acc:.4f}", flush=True)
     else:
         bar.set_postfix_str(f"last: {job.key} test acc {outcome.test_acc:.4f}")
     bar.update(1)

@@ -54,13 +54,18 @@ def _confusion(y, preds, classes=10) -> list:
 
 
 def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=True,
-        resume: bool = False, stop_after: int | None = None, overwrite: bool = False) -> RunResult:
+        resume: bool = False, stop_after: int | None = None, overwrite: bool = False,
+        callbacks=(), tensorboard: bool | None = None) -> RunResult:
     """Train ``spec`` in ``backend`` under ``cfg``; with ``out``, write result.json,
     epochs.csv and a checkpoint (neutral + native) after every epoch. ``resume``
     continues from the checkpoint in ``out``; a run already in ``out`` is otherwise
     refused unless ``overwrite``. ``stop_after`` ends after that many epochs in total
     without testing (to simulate an interruption). A non-finite training loss stops the
-    run (TrainingDiverged) and keeps the last good checkpoint."""
+    run (TrainingDiverged) and keeps the last good checkpoint.
+
+    ``callbacks``: mnistcnn.callbacks.Callback objects, called with the plain records.
+    ``tensorboard``: event files in ``out``/tensorboard; None writes them when ``out`` is
+    given and the tensorboard package is installed, True requires it, False never."""
     from .backends import get_backend
 
     from . import zoo
@@ -93,6 +98,9 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
             result = _restore(out, trainer, result)
             if result.completed:
                 return result
+        callbacks = list(callbacks) + _tensorboard_callback(out, tensorboard)
+        for c in callbacks:
+            c.on_train_begin(result)
         for epoch in range(len(result.epochs), cfg.epochs):
             if stop_after is not None and epoch >= stop_after:
                 return result
@@ -100,15 +108,27 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
                                             backend, result.steps))
             if out:
                 _checkpoint(out, trainer, trained, result)
+            for c in callbacks:
+                c.on_epoch_end(result.epochs[-1], result)
         test_loss, test_acc, preds = trainer.evaluate(xs, ys)
         result.test_loss, result.test_acc = test_loss, test_acc
         result.confusion = _confusion(ys, preds)
         result.completed = True
         if out:
             _write_result(out, result)
+        for c in callbacks:
+            c.on_train_end(result)
         if progress:
             print(f"[{backend}] test loss {test_loss:.4f}  test accuracy {test_acc:.4f}", flush=True)
         return result
+
+
+def _tensorboard_callback(out, wanted: bool | None) -> list:
+    from .callbacks import TENSORBOARD_DIR, TensorBoard, tensorboard_available
+
+    if wanted is False or out is None or (wanted is None and not tensorboard_available()):
+        return []
+    return [TensorBoard(Path(out) / TENSORBOARD_DIR)]
 
 
 def _one_epoch(trainer, cfg, epoch, n_train, val, test, progress, backend, steps) -> EpochRecord:
@@ -136,7 +156,8 @@ def _one_epoch(trainer, cfg, epoch, n_train, val, test, progress, backend, steps
     order = epoch_order(cfg.seed, epoch, n_train)
     lr = cfg.lr_at(epoch)
     bar = tqdm(total=len(order), unit="img", desc=f"[{backend}] epoch {epoch + 1}/{cfg.epochs}",
-               disable=not progress, leave=False, mininterval=0.5)
+               disable=True if not progress else None,  # None: no bar where stderr is not a terminal
+               leave=False, mininterval=0.5)
     start = time.perf_counter()
     try:
         train_loss, train_acc = trainer.train_epoch(order, cfg.batch_size, lr,

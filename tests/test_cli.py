@@ -102,3 +102,16 @@ def test_version_help_and_zoo_table(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["name", "trainable", "BN", "stats"]
     assert any(l.split()[:2] == ["seed000-cnn", "827,738"] for l in lines)
+
+
+def test_output_that_is_not_a_terminal_gets_one_line_per_epoch_and_no_cuda_noise(tmp_path, mnist_path):
+    """CI logs and `> log.txt`: no redrawn progress bar; TensorFlow's CUDA probing on a
+    machine without a GPU ('failed call to cuInit') does not reach the user."""
+    proc = subprocess.run([sys.executable, "-m", "mnistcnn", "train", "simple-fc", "--backend", "keras",
+                           "--epochs", "2", "--train-limit", "256", "--out", str(tmp_path / "r"),
+                           "--data-dir", str(mnist_path)], capture_output=True, text=True, check=True)
+    assert "\r" not in proc.stdout + proc.stderr
+    assert [line.split("  ")[0] for line in proc.stdout.splitlines() if " epoch " in line] == \
+        ["[keras] epoch 1/2", "[keras] epoch 2/2"]
+    for noise in ("cuInit", "cudart_stub", "absl::InitializeLog"):
+        assert noise not in proc.stderr
