@@ -110,7 +110,9 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
             config=json.loads(json.dumps(asdict(cfg))), seeds=seeds, modes=modes, variants=list(specs),
             backends=list(backends),
             batchnorm=(f"the BN variant has {batchnorm_words(BN_VARIANT)}, in every backend under "
-                       f"harmonized; under native each framework's own" if bn else "as in the spec"),
+                       f"harmonized; under native each framework's own" if "bn" in specs
+                   else f"as in the spec ({spec.name} has no layer to put BatchNorm after)" if bn
+                   else "as in the spec"),
             params={v: {"trainable": s.trainable_params, "state": s.state_params} for v, s in specs.items()},
             runs=[_run_row(j.key, results[j.key]) for j in jobs])
         ok = {k: r for k, r in results.items() if not isinstance(r, RunError)}

@@ -43,10 +43,14 @@ def _plt():
     return plt
 
 
-def _mean_curve(runs, get):
-    curves = [np.asarray(get(r), dtype=float) for r in runs]
-    n = min(len(c) for c in curves)
-    return np.mean([c[:n] for c in curves], axis=0)
+def _band(ax, x, ys, **style):
+    """Mean over seeds as a line, the seeds' min-max as a band; returns the line."""
+    n = min(len(y) for y in ys)
+    arr = np.asarray([list(y[:n]) for y in ys], dtype=float)
+    line, = ax.plot(np.asarray(x)[:n], arr.mean(0), **style)
+    if len(ys) > 1:
+        ax.fill_between(np.asarray(x)[:n], arr.min(0), arr.max(0), color=line.get_color(), alpha=0.15, lw=0)
+    return line
 
 
 def curves_figure(path: Path, title: str, ylabel: str, panels: list, log: bool = False) -> str:
@@ -70,7 +74,7 @@ def curves_figure(path: Path, title: str, ylabel: str, panels: list, log: bool =
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(f"{title}\n(lines: mean over seeds; bands: min–max of the seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -78,15 +82,16 @@ def curves_figure(path: Path, title: str, ylabel: str, panels: list, log: bool =
 
 
 def compare_plots(out: Path, jobs, results, summary) -> list[str]:
-    """The comparison's figures, one PNG each; returns their file names."""
+    """The comparison's figures, one PNG each, the headline (forest.png) first; returns
+    their file names. Curves: the mean over seeds with the seeds' min-max as a band."""
     plt = _plt()
     mode = "harmonized" if "harmonized" in summary.modes else summary.modes[0]
     backends, variants = summary.backends, summary.variants
     by = {}
     for job in jobs:
         r = results[job.key]
-        if job.key.mode == mode and not isinstance(r, RunError):
-            by.setdefault((job.key.variant, job.key.backend), []).append(r)
+        if not isinstance(r, RunError):
+            by.setdefault((job.key.mode, job.key.variant, job.key.backend), []).append(r)
     names = []
 
     def save(fig, name):
@@ -95,84 +100,157 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
         plt.close(fig)
         names.append(name)
 
-    # 1. training loss vs step, with and without batch norm: one panel per backend + overlay
+    # 1. the headline: paired torch - keras difference in test accuracy with its 95% CI
+    if summary.paired:
+        fig = forest_figure(summary.paired, f"{summary.spec}: {backends[0]} − {backends[1]} test accuracy, "
+                                            "paired by seed")
+        save(fig, "forest.png")
+
+    # 2. training loss vs step, with and without batch norm: one panel per backend + overlay
     fig, axes = plt.subplots(1, len(backends) + 1, figsize=(5 * (len(backends) + 1), 4), sharey=True)
     for ax, panel in zip(axes, list(backends) + ["both"]):
-        for (variant, backend), runs in sorted(by.items()):
-            if panel not in ("both", backend) or not runs[0].steps:
+        for (m, variant, backend), runs in sorted(by.items()):
+            if m != mode or panel not in ("both", backend) or not runs[0].steps:
                 continue
             steps = np.asarray(runs[0].steps)[:, 0]
-            loss = _mean_curve(runs, lambda r: [v for _, v in r.steps])
-            ax.plot(steps[:len(loss)], loss, STYLES.get(variant, "-"), color=COLORS.get(backend),
-                    label=f"{backend}, {variant}")
+            _band(ax, steps, [[v for _, v in r.steps] for r in runs], ls=STYLES.get(variant, "-"),
+                  color=COLORS.get(backend), label=f"{backend}, {variant} (n={len(runs)})")
         ax.set_yscale("log")
         ax.set_title(f"{panel}: training loss ({mode})" if panel != "both" else f"both backends ({mode})")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    axes[0].set_ylabel(f"cross-entropy (mean of {summary.seeds} seeds, log scale)")
+            ax.legend(fontsize=8)
+    axes[0].set_ylabel("cross-entropy, mean of logged steps (log scale)")
+    fig.suptitle("Training loss: mean over seeds, band = min–max of the seeds", fontsize=10)
     save(fig, "loss_bn.png")
 
-    # 2. train vs validation loss per epoch, 3. validation accuracy per epoch
-    for name, metrics, ylabel in (("train_val_loss.png", ("train_loss", "val_loss"), "loss"),
-                                  ("accuracy.png", ("train_acc", "val_acc"), "accuracy")):
+    # 3. train vs validation loss per epoch, 4. accuracy per epoch (percent)
+    labels = {"train": "train (running mean over the epoch)", "val": "validation (end of epoch)"}
+    for name, metrics, ylabel, scale in (("train_val_loss.png", ("train_loss", "val_loss"), "cross-entropy", 1),
+                                         ("accuracy.png", ("train_acc", "val_acc"), "accuracy %", 100)):
         fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False)
         for ax, variant in zip(axes[0], variants):
             for backend in backends:
-                runs = by.get((variant, backend))
+                runs = by.get((mode, variant, backend))
                 if not runs:
                     continue
                 for metric, style in zip(metrics, ("-", ":")):
-                    y = _mean_curve(runs, lambda r: [getattr(e, metric) or np.nan for e in r.epochs])
-                    ax.plot(np.arange(1, len(y) + 1), y, style, marker="o", color=COLORS.get(backend),
-                            label=f"{backend} {metric.split('_')[0]}")
-            ax.set_title(f"{summary.spec} {variant} ({mode})")
+                    ys = [[(getattr(e, metric) if getattr(e, metric) is not None else np.nan) * scale
+                           for e in r.epochs] for r in runs]
+                    _band(ax, np.arange(1, len(ys[0]) + 1), ys, ls=style, marker="o", ms=3,
+                          color=COLORS.get(backend), label=f"{backend} {labels[metric.split('_')[0]]}")
+            ax.set_title(f"{summary.spec} {variant} ({mode}, n={summary.seeds} seeds)", fontsize=10)
             ax.set_xlabel("epoch")
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
-                ax.legend()
+                ax.legend(fontsize=7)
+        fig.suptitle(f"{'Loss' if scale == 1 else 'Accuracy'} per epoch: mean over seeds, band = min–max",
+                     fontsize=10)
         save(fig, name)
 
-    # 4. final test accuracy per backend and variant, mean +- sd over seeds (every mode)
+    # 5. final test accuracy, every group: a dot plot with mean ± sd (no truncated bars)
     groups = summary.groups
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(groups)), 4))
-    labels = [f"{g['variant']}\n{g['mode']}" for g in groups]
-    means = [g["test_acc"]["mean"] * 100 for g in groups]
-    sds = [(g["test_acc"]["sd"] or 0) * 100 for g in groups]
-    ax.bar(range(len(groups)), means, yerr=sds, capsize=4,
-           color=[COLORS.get(g["backend"]) for g in groups])
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(groups) + 1.4))
     for i, g in enumerate(groups):
-        ax.text(i, means[i], f"{g['backend']}\n{means[i]:.2f}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(groups)), labels, fontsize=7)
-    lo = min(m - s for m, s in zip(means, sds)) if means else 0
-    ax.set_ylim(max(0, lo - 1), 100)
-    ax.set_ylabel(f"test accuracy % (mean ± sd, {summary.seeds} seeds)")
-    ax.set_title(f"{summary.spec}: final test accuracy")
+        sd = (g["test_acc"]["sd"] or 0) * 100
+        ax.errorbar(g["test_acc"]["mean"] * 100, i, xerr=sd, fmt="o", capsize=4, color=COLORS.get(g["backend"]))
+        ax.annotate(f"{g['test_acc']['mean'] * 100:.2f}", (g["test_acc"]["mean"] * 100, i),
+                    textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    ax.set_yticks(range(len(groups)), [f"{g['mode']} · {g['variant']} · {g['backend']}" for g in groups],
+                  fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"test accuracy % (mean ± sd over {summary.seeds} seeds)")
+    ax.set_title(f"{summary.spec}: final test accuracy", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
     save(fig, "test_accuracy.png")
 
-    # 5. confusion matrices, summed over seeds
-    fig, axes = plt.subplots(len(variants), len(backends), figsize=(4 * len(backends), 3.6 * len(variants)),
+    # 6. confusion matrices, summed over seeds and normalised per true class
+    fig, axes = plt.subplots(len(variants), len(backends), figsize=(4.6 * len(backends), 3.9 * len(variants)),
                              squeeze=False)
     for i, variant in enumerate(variants):
         for j, backend in enumerate(backends):
             ax = axes[i][j]
-            runs = by.get((variant, backend))
-            if runs:
-                m = np.sum([np.asarray(r.confusion) for r in runs], axis=0)
-                ax.imshow(np.log1p(m), cmap="Blues")
-                for (t, p), v in np.ndenumerate(m):
-                    if t != p and v:
-                        ax.text(p, t, str(v), ha="center", va="center", fontsize=6)
-            ax.set_title(f"{backend}, {variant}: errors off the diagonal", fontsize=9)
+            runs = by.get((mode, variant, backend))
+            if not runs:
+                ax.axis("off")
+                continue
+            m = np.sum([np.asarray(r.confusion) for r in runs], axis=0)
+            pct = per_true_class(m)
+            image = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
+            for (t, p), v in np.ndenumerate(pct):
+                if t != p and v >= 0.05:
+                    ax.text(p, t, f"{v:.1f}", ha="center", va="center", fontsize=5.5)
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of the true class")
+            ax.set_title(f"{backend}, {variant}: sum of {len(runs)} seeds", fontsize=9)
             ax.set_xlabel("predicted")
             ax.set_ylabel("true")
             ax.set_xticks(range(10))
             ax.set_yticks(range(10))
+    fig.suptitle(f"Confusion matrices ({mode}), per true class in %; off-diagonal numbers are errors",
+                 fontsize=10)
     save(fig, "confusion.png")
+
+    # 7. the ablation: one panel per variant
+    if summary.ablation:
+        fig = ablation_figure(summary.ablation)
+        save(fig, "ablation.png")
     return names
+
+
+def per_true_class(m) -> np.ndarray:
+    """A confusion matrix [true][predicted] as percent of each true class (rows sum to 100)."""
+    m = np.asarray(m, dtype=float)
+    return 100 * m / np.maximum(m.sum(1, keepdims=True), 1)
+
+
+def forest_figure(paired: list, title: str):
+    """Paired differences in test accuracy (pp) with their 95% CI, one row per mode and
+    variant; a single seed is a point without an interval."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(paired) + 1.5))
+    for i, p in enumerate(paired):
+        a = p["test_acc"]
+        mean = a["mean_diff"] * 100
+        if a["ci_low"] is not None:
+            ax.errorbar(mean, i, xerr=[[mean - a["ci_low"] * 100], [a["ci_high"] * 100 - mean]], fmt="s",
+                        capsize=5, color="black")
+            text = f"{mean:+.2f} ({a['ci_low'] * 100:+.2f} to {a['ci_high'] * 100:+.2f}), n={a['n']}"
+        else:
+            ax.plot(mean, i, "s", mfc="white", color="black")
+            text = f"{mean:+.2f} (n={a['n']}: no CI)"
+        ax.annotate(text, (mean, i), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set_yticks(range(len(paired)), [f"{p['mode']} · {p['variant']}" for p in paired], fontsize=8)
+    ax.set_ylim(len(paired) - 0.4, -0.7)
+    ax.set_xlabel("difference in test accuracy, percentage points (95% CI, paired t)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def ablation_figure(ablation: list):
+    """Native gap with one default at a time harmonized, one panel per variant (dots; the
+    all-native gap as a dashed line, zero as a grey one)."""
+    plt = _plt()
+    variants = list(dict.fromkeys(a["variant"] for a in ablation))
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 0.45 * len(ablation) / len(variants) + 2),
+                             squeeze=False, sharex=True)
+    for ax, variant in zip(axes[0], variants):
+        rows = [a for a in ablation if a["variant"] == variant]
+        ax.plot([a["gap_with_item_harmonized"] * 100 for a in rows], range(len(rows)), "o", color="black")
+        ax.axvline(rows[0]["native_gap"] * 100, color="#d62728", ls="--", lw=1, label="all native")
+        ax.axvline(0, color="grey", lw=1)
+        ax.set_yticks(range(len(rows)), [a["item"] for a in rows], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"{variant}", fontsize=10)
+        ax.set_xlabel("torch − keras test accuracy, pp")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Native gap with one default harmonized at a time", fontsize=10)
+    return fig
 
 
 def _pct(d, key="mean"):

@@ -345,7 +345,8 @@ def _curve(r, metric: str):
     if metric == "val_gain_pp":
         acc = [e.val_acc for e in r.epochs]
         return x[1:], [(b - a) * 100 for a, b in zip(acc, acc[1:])]
-    return x, [getattr(e, metric) for e in r.epochs]
+    scale = 100 if metric.endswith("_acc") else 1  # accuracies in percent, as everywhere
+    return x, [None if getattr(e, metric) is None else getattr(e, metric) * scale for e in r.epochs]
 
 
 def _figure(base: Path, study: Study, figure, seeds: dict) -> str | None:

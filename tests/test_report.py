@@ -2,6 +2,7 @@
 import csv
 import io
 
+import numpy as np
 import pytest
 
 from mnistcnn import report, stats, zoo
@@ -68,7 +69,29 @@ def test_plots_are_real_pictures(compared, tmp_path):
 
     jobs, results, summary = compared
     names = report.compare_plots(tmp_path, jobs, results, summary)
-    assert names == ["loss_bn.png", "train_val_loss.png", "accuracy.png", "test_accuracy.png", "confusion.png"]
+    assert names == ["forest.png", "loss_bn.png", "train_val_loss.png", "accuracy.png", "test_accuracy.png",
+                     "confusion.png"]
     for n in names:
         img = matplotlib.image.imread(tmp_path / n)
-        assert img.shape[0] > 300 and img.std() > 0.01, n
+        assert img.shape[0] > 200 and img.shape[1] > 600 and img.std() > 0.01, n
+
+
+def test_confusion_in_percent_of_each_true_class():
+    m = np.array([[8, 2], [0, 0]])
+    assert report.per_true_class(m).tolist() == [[80.0, 20.0], [0.0, 0.0]]
+
+
+def test_forest_and_ablation_figures(tmp_path):
+    import matplotlib.image
+
+    one = {"mode": "native", "variant": "bn", "test_acc": stats.paired([0.9], [0.8])}
+    two = {"mode": "harmonized", "variant": "bn", "test_acc": stats.paired([0.9, 0.91], [0.9, 0.92])}
+    fig = report.forest_figure([two, one], "t")
+    fig.savefig(tmp_path / "f.png")
+    ablation = [{"variant": v, "item": i, "native_gap": -0.01, "gap_with_item_harmonized": g}
+                for v in ("no-bn", "bn") for i, g in (("init", -0.002), ("optimizer", -0.009))]
+    fig = report.ablation_figure(ablation)
+    assert len(fig.axes) == 2  # one panel per variant
+    fig.savefig(tmp_path / "a.png")
+    for n in ("f.png", "a.png"):
+        assert matplotlib.image.imread(tmp_path / n).std() > 0.01

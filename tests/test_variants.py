@@ -46,3 +46,8 @@ def test_batchnorm_settings_and_dropout_removal():
     plain = variants.without_dropout(zoo.get("complex-cnn"))
     assert not any(isinstance(l, S.Dropout) for l in plain.layers)
     assert plain.trainable_params == zoo.get("complex-cnn").trainable_params
+
+
+def test_no_batchnorm_pair_where_there_is_nothing_to_normalise():
+    spec = zoo.get("simple-fc")
+    assert variants.batchnorm_pair(spec, BN_VARIANT) == {"as-is": spec}

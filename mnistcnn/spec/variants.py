@@ -45,9 +45,13 @@ def with_batchnorm(spec, bn: S.BatchNorm) -> ModelSpec:
 
 def batchnorm_pair(spec, bn: S.BatchNorm) -> dict:
     """{'no-bn': spec without BatchNorm, 'bn': spec with BatchNorm ``bn``} for the BN
-    comparison."""
+    comparison; {'as-is': spec} where there is no layer to put BatchNorm after (a lone
+    classifier such as simple-fc): the pair would be the same model twice."""
     plain = without_batchnorm(spec)
-    return {"no-bn": plain, "bn": with_batchnorm(plain, bn)}
+    with_bn = with_batchnorm(plain, bn)
+    if with_bn.layers == plain.layers:
+        return {"as-is": spec}
+    return {"no-bn": plain, "bn": with_bn}
 
 
 def with_batchnorm_settings(spec, bn: S.BatchNorm) -> ModelSpec:
