@@ -14,11 +14,21 @@ from .errors import MnistCnnError
 
 
 def _spec(args):
-    from . import spec, zoo
+    """The model the user named: one MODEL, a zoo name or a spec JSON file (--arch and
+    --spec are older spellings of the same, kept working)."""
+    from pathlib import Path
 
-    if args.spec:
-        return spec.load(args.spec)
-    return zoo.get(args.arch or args.arch_flag)
+    from . import spec, zoo
+    from .errors import ConfigError
+
+    given = [v for v in (args.model, args.arch_flag, args.spec) if v]
+    if len(given) != 1:
+        raise ConfigError("Name one model: a zoo name (see `mnistcnn zoo`) or a spec JSON file, e.g. "
+                          f"`mnistcnn {args.command} seed000-cnn`." + (f" Received {given}." if given else ""))
+    name = given[0]
+    if args.spec or name.endswith(".json") or Path(name).is_file():
+        return spec.load(name)
+    return zoo.get(name)
 
 
 def cmd_summary(args) -> int:
@@ -44,15 +54,26 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+def _backends(args) -> tuple:
+    from .backends import BACKENDS
+
+    return tuple(BACKENDS) if args.backend == "both" else (args.backend,)
+
+
 def cmd_train(args) -> int:
     from . import train
 
     cfg, spec = _config(args), _spec(args)
-    out = args.out or f"runs/{spec.name}-{args.backend}-seed{cfg.seed}"
-    result = train.run(spec, args.backend, cfg, out=out, data_dir=args.data_dir,
-                       progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
-    print(f"wrote {out}/result.json, {out}/epochs.csv and {out}/checkpoint/ "
-          f"(test accuracy {result.test_acc:.4f})")
+    backends = _backends(args)
+    for backend in backends:
+        if args.out:
+            out = args.out if len(backends) == 1 else f"{args.out}/{backend}"
+        else:
+            out = f"runs/{spec.name}-{backend}-seed{cfg.seed}"
+        result = train.run(spec, backend, cfg, out=out, data_dir=args.data_dir,
+                           progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
+        print(f"wrote {out}/result.json, {out}/epochs.csv and {out}/checkpoint/ "
+              f"({backend} test accuracy {result.test_acc:.4f})")
     return 0
 
 
@@ -132,7 +153,7 @@ def cmd_defaults(args) -> int:
             mark = "DIFFERS" if r["differs"] else "same"
             print(f"{r['label']} [{mark}]\n  torch:      {r['torch']}\n  keras:      {r['keras']}\n"
                   f"  harmonized: {r['harmonized']}")
-    if args.arch or args.arch_flag or args.spec:
+    if args.model or args.arch_flag or args.spec:
         from .spec.lint import lint
 
         for w in lint(_spec(args)):
@@ -182,9 +203,9 @@ def cmd_evaluate(args) -> int:
 
     from . import train
 
-    r = train.evaluate_checkpoint(args.checkpoint, args.data_dir, args.dataset,
-                                  args.normalization, args.backend)
-    print(json.dumps({k: v for k, v in r.items() if k != "confusion"}))
+    for backend in _backends(args):
+        r = train.evaluate_checkpoint(args.checkpoint, args.data_dir, args.dataset, args.normalization, backend)
+        print(json.dumps({k: v for k, v in r.items() if k != "confusion"}))
     return 0
 
 
@@ -204,38 +225,35 @@ def _config_fields():
 
 
 def _add_config_args(p):
-    """One flag per TrainConfig field (--batch-size for batch_size), typed from its default."""
+    """One flag per TrainConfig field (--batch-size for batch_size): its type from the field's
+    annotation (so a flag cannot be typed differently from the field it fills), its choices
+    and help text from config.CHOICES and config.HELP."""
+    import typing
+
     from . import config
 
-    choices = {"optimizer": config.OPTIMIZERS, "schedule": config.SCHEDULES,
-               "defaults": config.DEFAULTS_MODES, "normalization": ("standard", "unit"),
-               "init": ("glorot_uniform", "torch_default"), "dataset": ("mnist", "fashion-mnist"),
-               "precision": config.PRECISIONS}
-    floats = {"lr", "momentum", "beta1", "beta2", "eps", "rho", "weight_decay", "gamma"}
-    for name, f in _config_fields().items():
-        flag = "--" + name.replace("_", "-")
-        helptext = f"default: {f.default!r}"
-        if name == "nesterov":
-            p.add_argument(flag, action="store_true", default=None, help="Nesterov momentum (SGD)")
-        elif name == "test_every_epoch":
-            p.add_argument(flag, action="store_true", default=None,
-                           help="also measure test loss and accuracy after every epoch")
-        elif name == "milestones":
-            p.add_argument(flag, type=int, nargs="+", help="multistep: 0-based epochs where lr *= gamma")
-        elif name == "harmonize":
-            p.add_argument(flag, nargs="+", choices=config.DEFAULT_ITEMS,
-                           help="with --defaults native: the default items kept harmonized")
-        elif name in choices:
-            p.add_argument(flag, choices=choices[name], help=helptext)
+    hints = typing.get_type_hints(config.TrainConfig)
+    for name in _config_fields():
+        flag, kind = "--" + name.replace("_", "-"), hints[name]
+        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None -> X
+        helptext = config.HELP[name]
+        if base is bool:
+            p.add_argument(flag, action="store_true", default=None, help=helptext)
+        elif base is tuple:  # a list of values: choices, or integers
+            p.add_argument(flag, nargs="+", help=helptext,
+                           **({"choices": config.CHOICES[name]} if name in config.CHOICES else {"type": int}))
+        elif name in config.CHOICES:
+            p.add_argument(flag, choices=config.CHOICES[name], help=helptext)
         else:
-            p.add_argument(flag, type=float if name in floats else int, help=helptext)
+            p.add_argument(flag, type=base, help=helptext, metavar=name.upper())
 
 
-def _add_model_args(p):
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("arch", nargs="?", help="zoo model name (see `mnistcnn zoo`), e.g. seed000-cnn")
-    g.add_argument("--arch", dest="arch_flag", metavar="ARCH", help="the same, as an option")
-    g.add_argument("--spec", help="a spec JSON file instead of a zoo name")
+def _add_model_args(p, required: bool = True):
+    p.add_argument("model", nargs="?", metavar="MODEL",  # "?": --arch/--spec may name it instead
+                   help="a zoo name (see `mnistcnn zoo`; e.g. seed000-cnn, bottleneck-cnn:features=8) or a "
+                        "spec JSON file" + ("" if required else " (optional)"))
+    p.add_argument("--arch", dest="arch_flag", help=argparse.SUPPRESS)  # older spellings of MODEL
+    p.add_argument("--spec", help=argparse.SUPPRESS)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -259,7 +277,9 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Train under mnistcnn's shared protocol; writes result.json, "
                                    "epochs.csv and a checkpoint after every epoch.")
     _add_model_args(p)
-    p.add_argument("--backend", choices=("torch", "keras"), required=True)
+    p.add_argument("--backend", choices=("torch", "keras", "both"), default="both",
+                   help="the framework to train in; both trains one run in each (into --out/torch and "
+                        "--out/keras) (default both)")
     _add_config_args(p)
     p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
     p.add_argument("--out", help="run directory (default runs/<spec>-<backend>-seed<seed>)")
@@ -294,7 +314,8 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Each --grid key=v1,v2 is an axis: arch, activation, pooling, hidden, "
                                    "kernel, conv_blocks, or a training setting (lr, epochs, ...).")
     _add_model_args(p)
-    p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2")
+    p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                   help="an axis of the grid, repeatable: e.g. --grid activation=relu,tanh --grid lr=0.01,0.001")
     p.add_argument("--out", required=True, help="sweep directory (finished runs there are skipped)")
     add_run_args(p, workers=2)
     p.set_defaults(func=cmd_sweep)
@@ -304,7 +325,8 @@ def make_parser() -> argparse.ArgumentParser:
                                    "size, optimizer, schedule, split and normalisation, both frameworks, native "
                                    "and harmonized, over seeds; writes reproduce.json/.md per report. Finished "
                                    "runs are skipped, so an interrupted study continues where it stopped.")
-    p.add_argument("report", choices=["000", "001", "002", "003", "004", "all"])
+    p.add_argument("report", choices=["000", "001", "002", "003", "004", "all"],
+                   help="the reference report (see ../shared/seeds or docs/results.md), or all")
     p.add_argument("--out", default="reports/reproduce", help="parent directory (default reports/reproduce)")
     p.add_argument("--seeds", type=int, help="seeds per setting (default: each study's own, 2 or 3)")
     p.add_argument("--workers", type=int, default=1, help="runs at a time, each in its own process (default 1)")
@@ -325,24 +347,21 @@ def make_parser() -> argparse.ArgumentParser:
                    help="comma-separated tiers: 1 forward, 2 loss and gradients, 3 drift (default 1,2,3)")
     p.add_argument("--images", type=int, default=64, help="real MNIST test images used (default 64)")
     p.add_argument("--steps", type=int, default=20, help="optimizer steps for tier 3 (default 20)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled weights (default 0)")
+    p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
     p.add_argument("--json", help="also write the full result as JSON here")
     p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("defaults", help="the defaults ledger: native torch vs native keras vs harmonized",
                        description="Every implicit setting, read from the installed frameworks; with a "
                                    "model, also lint warnings for known mistakes.")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("arch", nargs="?", help="a zoo model to lint")
-    g.add_argument("--arch", dest="arch_flag", metavar="ARCH", help="the same, as an option")
-    g.add_argument("--spec", help="a spec JSON file to lint")
+    _add_model_args(p, required=False)
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
     p.set_defaults(func=cmd_defaults)
 
     p = sub.add_parser("results-doc", help="write docs/results.md from report directories")
     p.add_argument("reports", nargs="*", help="compare or sweep output directories")
-    p.add_argument("--out", default="docs/results.md")
+    p.add_argument("--out", default="docs/results.md", help="the Markdown file to write (default docs/results.md)")
     p.set_defaults(func=cmd_results_doc)
 
     p = sub.add_parser("tensorboard", help="write TensorBoard event files for the runs under a directory",
@@ -356,8 +375,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (weights.npz) in a backend")
     p.add_argument("checkpoint", help="a neutral checkpoint, e.g. runs/x/checkpoint/weights.npz")
-    p.add_argument("--backend", choices=("torch", "keras"), default="torch")
-    p.add_argument("--data-dir")
+    p.add_argument("--backend", choices=("torch", "keras", "both"), default="both",
+                   help="the framework to evaluate in; both gives one line per framework (default both)")
+    p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"),
                    help="override the dataset the checkpoint records (older checkpoints: mnist)")
     p.add_argument("--normalization", choices=("standard", "unit"),

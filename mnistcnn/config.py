@@ -44,6 +44,49 @@ HARMONIZED_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-8}, "rmsprop": {"rho": 0.99,
 BN_VARIANT = S.BatchNorm.preset("keras")
 
 
+#: What each TrainConfig field means, with its unit: the command line's help text (a test
+#: checks that every field has one)
+HELP = {
+    "epochs": "passes over the training images (default 5)",
+    "batch_size": "images per training step (default 128)",
+    "optimizer": "the update rule (default adam)",
+    "lr": "learning rate, the step size of the first epoch (default 0.001)",
+    "momentum": "SGD and RMSprop momentum, 0 to 1 (default 0)",
+    "nesterov": "Nesterov momentum (SGD)",
+    "beta1": "Adam's first-moment decay, 0 to 1 exclusive (default 0.9)",
+    "beta2": "Adam's second-moment decay, 0 to 1 exclusive (default 0.999)",
+    "eps": "the optimizer's epsilon (default: the defaults mode's; harmonized: PyTorch's, e.g. 1e-8 for Adam)",
+    "rho": "RMSprop's alpha / Adadelta's rho, 0 to 1 (default: the defaults mode's)",
+    "weight_decay": "L2 weight decay per step, PyTorch's coupled form (default 0)",
+    "schedule": "learning-rate schedule: constant, step (x gamma every --step-size epochs) or multistep "
+                "(x gamma at --milestones) (default constant)",
+    "step_size": "schedule step: epochs between learning-rate drops (default 1)",
+    "gamma": "factor of each learning-rate drop (default 0.1)",
+    "milestones": "schedule multistep: the 0-based epochs at which the learning rate is multiplied by gamma",
+    "seed": "seed of the initial weights, batch order and dropout (default 0; compare and sweep use "
+            "SEED, SEED+1, ...)",
+    "val_size": "the last N training images validate instead of training, 0 for none (default 10000: 50k/10k)",
+    "train_limit": "train on the first N training images only (default: all)",
+    "test_limit": "test on the first N test images only (default: all 10000)",
+    "test_every_epoch": "also measure test loss and accuracy after every epoch",
+    "normalization": "input scaling: standard (mean 0.1307, sd 0.3081 for MNIST) or unit (/255) (default standard)",
+    "defaults": "harmonized (the same weights, rules and optimizer formulas in both frameworks) or native "
+                "(each framework's own defaults) (default harmonized)",
+    "harmonize": "with --defaults native: the default items kept harmonized (to find which default matters)",
+    "log_every": "record the running training loss every N steps (default 10)",
+    "init": "initial weights under harmonized (default glorot_uniform)",
+    "dataset": "the images: mnist or fashion-mnist (default mnist)",
+    "threads": "CPU threads of each framework (default: the framework's own choice; compare/sweep: cores "
+               "divided by --workers)",
+    "precision": "float32, or bfloat16 mixed precision on CPUs with bfloat16 units (default float32)",
+}
+
+#: the allowed values of TrainConfig's text fields (the command line's choices)
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "defaults": DEFAULTS_MODES,
+           "normalization": ("standard", "unit"), "init": ("glorot_uniform", "torch_default"),
+           "dataset": ("mnist", "fashion-mnist"), "precision": PRECISIONS, "harmonize": DEFAULT_ITEMS}
+
+
 @dataclass(frozen=True)
 class Optimizer:
     """A fully resolved optimizer: every value explicit, and whose update formulas."""

@@ -28,10 +28,11 @@ def paired(a, b, confidence: float = 0.95) -> dict:
     if d.size < 2:
         return out
     sd = float(d.std(ddof=1))
-    half = float(stats.t.ppf((1 + confidence) / 2, d.size - 1)) * sd / math.sqrt(d.size)
-    out.update(sd_diff=sd, ci_low=float(d.mean()) - half, ci_high=float(d.mean()) + half)
-    if sd > 0:
-        out["p_value"] = float(stats.ttest_rel(a, b).pvalue)
+    out.update(sd_diff=sd, ci_low=float(d.mean()), ci_high=float(d.mean()))  # every seed the same gap
+    if sd > 0:  # scipy's paired t-test and its interval
+        test = stats.ttest_rel(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+        ci = test.confidence_interval(confidence)
+        out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(test.pvalue))
     return out
 
 

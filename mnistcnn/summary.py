@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .backends import get_backend
+from .spec.model import param_memory
 
 
 def backend_rows(spec, backend: str) -> list[tuple[tuple, int]]:
@@ -39,9 +40,10 @@ def side_by_side(spec, backends=("torch", "keras")) -> str:
     return "\n".join([
         f'Model: "{spec.name}"  input (C, H, W) = {_shape(spec.input_shape)}',
         rule, fmt(head), rule, *map(fmt, body), rule,
-        f"Total params (trainable + BatchNorm statistics): spec: {spec.total_params:,}  {totals}",
+        f"Total params (trainable + BatchNorm statistics): spec: {spec.total_params:,}  {totals}  "
+        f"({param_memory(spec.total_params)} in float32)",
         f"Trainable: {spec.trainable_params:,}  BatchNorm statistics: {spec.state_params:,}  "
-        f"Forward mult-adds per example: {spec.macs:,}",
+        f"Forward mult-adds per example: {spec.macs:,} (one multiply-add = 2 FLOPs)",
         f"Check: {verdict}.",
     ])
 

@@ -1,4 +1,5 @@
 """The command line: the README's commands and clear errors for bad flags."""
+import json
 import subprocess
 import sys
 
@@ -115,3 +116,36 @@ def test_output_that_is_not_a_terminal_gets_one_line_per_epoch_and_no_cuda_noise
         ["[keras] epoch 1/2", "[keras] epoch 2/2"]
     for noise in ("cuInit", "cudart_stub", "absl::InitializeLog"):
         assert noise not in proc.stderr
+
+
+def test_every_flag_says_what_it_does():
+    import argparse
+
+    from mnistcnn.cli import make_parser
+
+    sub = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS:
+                continue
+            assert action.help and "default: None" not in action.help, (name, action.option_strings or action.dest)
+
+
+def test_one_way_to_name_the_model_and_both_backends_by_default(tmp_path, mnist_path, capsys):
+    from mnistcnn import spec, zoo
+
+    spec.save(zoo.get("simple-fc"), tmp_path / "fc.json")
+    assert main(["summary", str(tmp_path / "fc.json"), "--backend", "spec"]) == 0  # MODEL as a file
+    assert "Total params: 7,850" in capsys.readouterr().out
+    assert main(["summary", "--arch", "mlp", "--backend", "spec"]) == 0  # the older spelling still works
+    assert main(["summary", "mlp", "--arch", "mlp", "--backend", "spec"]) == 2
+    assert "Name one model" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "fc.json"), "--epochs", "1", "--train-limit", "128", "--test-limit", "100",
+                 "--out", str(tmp_path / "r"), "--data-dir", str(mnist_path), "--quiet"]) == 0
+    assert (tmp_path / "r" / "torch" / "result.json").exists() and (tmp_path / "r" / "keras" / "result.json").exists()
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "r" / "keras" / "checkpoint" / "weights.npz"),
+                 "--data-dir", str(mnist_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(x)["backend"] for x in lines] == ["torch", "keras"]
+    assert json.loads(lines[0])["test_acc"] == pytest.approx(json.loads(lines[1])["test_acc"], abs=2e-4)

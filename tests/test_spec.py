@@ -145,7 +145,7 @@ def test_summary_lists_every_layer_and_the_totals(capsys):
     out = capsys.readouterr().out
     for row in spec.rows:
         assert row.name in out
-    assert "Total params: 832,026" in out
+    assert "Total params: 832,026 (3.17 MiB)" in out  # as Keras says it: 3.17 MB
     assert "Non-trainable params (BatchNorm running statistics): 2,144" in out
     assert f"Forward mult-adds per example: {spec.macs:,}" in out
 

@@ -11,6 +11,16 @@ from ..errors import SpecError
 from .layers import BatchNorm, Layer, _fmt
 
 
+def param_memory(count: int, bytes_per_param: int = 4) -> str:
+    """Parameter memory in float32, as Keras' summary gives it (binary units: 1 MiB =
+    1,048,576 bytes; torchinfo's "Params size (MB)" divides by 1,000,000 instead)."""
+    size = count * bytes_per_param
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.2f} {unit}"
+    return f"{size} B"
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     """One row of a spec's summary: what a layer receives, gives and holds."""
@@ -126,10 +136,11 @@ class ModelSpec:
             f'Model: "{self.name}"  input (C, H, W) = {_fmt(self.input_shape)}',
             rule.replace("-", "="), line(head), rule.replace("-", "="),
             *[line(b) for b in body], rule.replace("-", "="),
-            f"Total params: {self.total_params:,}",
-            f"Trainable params: {self.trainable_params:,}",
-            f"Non-trainable params (BatchNorm running statistics): {self.state_params:,}",
-            f"Forward mult-adds per example: {self.macs:,}",
+            f"Total params: {self.total_params:,} ({param_memory(self.total_params)})",
+            f"Trainable params: {self.trainable_params:,} ({param_memory(self.trainable_params)})",
+            f"Non-trainable params (BatchNorm running statistics): {self.state_params:,} "
+            f"({param_memory(self.state_params)})",
+            f"Forward mult-adds per example: {self.macs:,} (one multiply-add = 2 FLOPs)",
         ])
 
     def summary(self, print_fn=print) -> None:
