@@ -397,6 +397,8 @@ def results_doc(report_dirs, doc_dir="docs") -> str:
                 lines += ["", "| variant | default harmonized | native gap pp | gap then pp |", "|---|---|---:|---:|"]
                 lines += [f"| {a['variant']} | {a['item']} | {a['native_gap'] * 100:+.2f} | "
                           f"{a['gap_with_item_harmonized'] * 100:+.2f} |" for a in s.ablation]
+            rel = os.path.relpath(d, doc_dir)
+            lines += [""] + [f"![{n}]({rel}/{n})" for n in s.plots if (d / n).exists()][:2]  # the headline figures
             lines.append("")
         elif (d / "reproduce.json").exists():
             from .reproduce import markdown

@@ -29,7 +29,8 @@ SIZE = st.integers(0, 4)  # 0 is invalid: the spec must refuse it
 PAD = st.sampled_from(["valid", "same"])
 
 # layers as partials, constructed in the test: a constructor may refuse its arguments too
-conv = st.builds(partial, st.just(S.Conv2D), st.integers(1, 4), SIZE, st.integers(1, 2), PAD, ACT)
+conv = st.builds(partial, st.just(S.Conv2D), st.integers(1, 4), SIZE, stride=st.integers(1, 2), padding=PAD,
+                 activation=ACT)
 pool = st.builds(partial, st.sampled_from([S.MaxPool2D, S.AvgPool2D]), SIZE, st.sampled_from([None, 1, 2]), PAD)
 feature = st.one_of(
     st.builds(partial, st.just(S.BatchNorm), st.sampled_from([0.9, 0.99]), st.sampled_from([1e-5, 1e-3])),

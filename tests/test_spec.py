@@ -161,3 +161,20 @@ def test_spec_json_with_an_unknown_field_is_refused():
 def test_spec_names_stay_inside_directories(name):
     with pytest.raises(SpecError, match="cannot contain"):
         S.ModelSpec(name, [S.Flatten(), S.Dense(10)])
+
+
+def test_the_spellings_users_bring():
+    """Keras' and PyTorch's argument names are taken; a wrong call is a SpecError that shows
+    the arguments and the likely confusion, never a raw TypeError or a silent misreading."""
+    from mnistcnn.errors import SpecError
+
+    assert S.Conv2D(8, 3, strides=2).stride == (2, 2)
+    assert S.Dense(out_features=4).units == 4 and S.Dropout(p=0.5).rate == 0.5
+    assert S.BatchNorm(momentum=0.9, eps=1e-5).epsilon == 1e-5
+    with pytest.raises(SpecError, match=r"PyTorch's Conv2d\(in_channels, out_channels, kernel_size\) is "
+                                        r"Conv2D\(out_channels, kernel_size\)"):
+        S.Conv2D(1, 32, 3)
+    with pytest.raises(SpecError, match=r"BatchNorm\(momentum, epsilon\): .*BatchNorm.preset\('torch'\)"):
+        S.BatchNorm()
+    with pytest.raises(SpecError, match=r"Dense\(units, activation=\.\.\., use_bias=\.\.\.\): .*'colour'"):
+        S.Dense(3, colour="red")

@@ -21,8 +21,10 @@ ModelSpec adds which layer of which spec it was.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import ClassVar, Union
+
+from dataclasses import MISSING as _MISSING
 
 from ..errors import SpecError
 from .shapes import window_1d
@@ -94,8 +96,33 @@ def _need_map(layer: "Layer", in_shape: Shape) -> tuple[int, int, int]:
     return in_shape
 
 
-class Layer:
+#: spellings users bring from Keras or PyTorch -> the spec's argument name
+ALIASES = {"strides": "stride", "kernel": "kernel_size", "p": "rate", "out_features": "units", "eps": "epsilon"}
+
+
+class _LayerType(type):
+    """Constructs layers: takes the other frameworks' spellings of an argument (strides=,
+    eps=, out_features=, p=) and turns a wrong call into a SpecError that shows the kind's
+    arguments and, where one is known, the confusion behind it (``usage``)."""
+
+    def __call__(cls, *args, **kwargs):
+        names = {f.name for f in fields(cls)} if hasattr(cls, "__dataclass_fields__") else set()
+        for alias, name in ALIASES.items():
+            if alias in kwargs and alias not in names and name in names and name not in kwargs:
+                kwargs[name] = kwargs.pop(alias)
+        try:
+            return super().__call__(*args, **kwargs)
+        except TypeError as e:
+            signature = ", ".join(f.name if f.default is f.default_factory is _MISSING else f"{f.name}=..."
+                                  for f in fields(cls))
+            raise SpecError(f"{cls.__name__}({signature}): {e}. {cls.usage}".strip()) from None
+
+
+class Layer(metaclass=_LayerType):
     """Base of every layer kind. Subclasses are frozen dataclasses."""
+
+    #: what a wrong call to this kind most likely meant (shown with the error)
+    usage: ClassVar[str] = ""
 
     #: Whether the layer changes behaviour between training and inference.
     has_training_mode: ClassVar[bool] = False
@@ -141,10 +168,14 @@ class Conv2D(Layer):
 
     filters: int
     kernel_size: int | tuple = 3
-    stride: int | tuple = 1
-    padding: Padding = "valid"
-    activation: str | None = None
-    use_bias: bool = True
+    # keyword-only: Conv2D(1, 32, 3), PyTorch's (in, out, kernel) order, must not read as a stride
+    stride: int | tuple = field(default=1, kw_only=True)
+    padding: Padding = field(default="valid", kw_only=True)
+    activation: str | None = field(default=None, kw_only=True)
+    use_bias: bool = field(default=True, kw_only=True)
+    usage: ClassVar[str] = ("Conv2D takes filters and kernel_size positionally, as Keras' Conv2D does, and the rest "
+                            "by keyword; the input channels come from the previous layer, so PyTorch's "
+                            "Conv2d(in_channels, out_channels, kernel_size) is Conv2D(out_channels, kernel_size).")
 
     def __post_init__(self):
         _positive_int("Conv2D", "filters", self.filters)
@@ -258,6 +289,10 @@ class BatchNorm(Layer):
     epsilon: float
     has_training_mode: ClassVar[bool] = True
     per_feature: ClassVar[bool] = True
+    usage: ClassVar[str] = ("BatchNorm needs momentum and epsilon, because the frameworks' defaults differ: "
+                            "BatchNorm.preset('torch') is (0.9, 1e-5), BatchNorm.preset('keras') (0.99, 1e-3). "
+                            "momentum is Keras' (the share of the running value kept): PyTorch's momentum=0.1 "
+                            "is 0.9 here.")
 
     def __post_init__(self):
         if not isinstance(self.momentum, (int, float)) or not 0.0 <= self.momentum < 1.0:

@@ -50,7 +50,7 @@ def from_dict(data: dict) -> ModelSpec:
             )
         try:
             layers.append(LAYER_KINDS[kind](**d))
-        except TypeError as e:
+        except (TypeError, SpecError) as e:
             raise SpecError(f"Layer {i} ({kind}) of spec '{data.get('name')}': {e}") from None
     return ModelSpec(data.get("name"), layers, tuple(data.get("input_shape", (1, 28, 28))))
 
