@@ -16,9 +16,7 @@ from .errors import MnistCnnError
 def _spec(args):
     """The model the user named: one MODEL, a zoo name or a spec JSON file (--arch and
     --spec are older spellings of the same, kept working)."""
-    from pathlib import Path
-
-    from . import spec, zoo
+    from . import spec
     from .errors import ConfigError
 
     given = [v for v in (args.model, args.arch_flag, args.spec) if v]
@@ -26,9 +24,11 @@ def _spec(args):
         raise ConfigError("Name one model: a zoo name (see `mnistcnn zoo`) or a spec JSON file, e.g. "
                           f"`mnistcnn {args.command} seed000-cnn`." + (f" Received {given}." if given else ""))
     name = given[0]
-    if args.spec or name.endswith(".json") or Path(name).is_file():
+    if args.spec:
         return spec.load(name)
-    return zoo.get(name)
+    from .importers import load_model
+
+    return load_model(name)[0]  # a zoo name, a spec JSON, a .keras or TorchScript file, module:Class
 
 
 def cmd_summary(args) -> int:
@@ -167,6 +167,36 @@ def cmd_results_doc(args) -> int:
 
     atomic_write_text(args.out, results_doc(args.reports, doc_dir=os.path.dirname(os.path.abspath(args.out))))
     print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from pathlib import Path
+
+    from . import spec as specs
+    from . import weights as W
+    from .importers import from_torch, load_model
+
+    if args.torch_class:  # a state dict for a class of the user's
+        import importlib
+
+        import torch
+
+        module_name, _, cls_name = args.torch_class.partition(":")
+        module = getattr(importlib.import_module(module_name), cls_name)()
+        module.load_state_dict(torch.load(args.model, map_location="cpu", weights_only=True))
+        spec, weights = from_torch(module, tuple(args.input_shape), with_weights=True, name=cls_name)
+    else:
+        spec, weights = load_model(args.model, tuple(args.input_shape))
+    out = Path(args.out or f"imported/{spec.name}")
+    specs.save(spec, out / "spec.json")
+    written = [str(out / "spec.json")]
+    if weights is not None:
+        W.save(out / "weights.npz", spec, weights, {"from": str(args.model)})
+        written.append(str(out / "weights.npz"))
+    print(f"{spec.name}: {len(spec.layers)} layers, {spec.total_params:,} parameters; wrote {', '.join(written)}")
+    print(f"next: mnistcnn summary {out / 'spec.json'}  |  mnistcnn compare {out / 'spec.json'} --out reports/mine"
+          + (f"  |  mnistcnn evaluate {out / 'weights.npz'}" if weights is not None else ""))
     return 0
 
 
@@ -363,6 +393,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("reports", nargs="*", help="compare or sweep output directories")
     p.add_argument("--out", default="docs/results.md", help="the Markdown file to write (default docs/results.md)")
     p.set_defaults(func=cmd_results_doc)
+
+    p = sub.add_parser("import", help="a Keras or PyTorch model of yours as a spec JSON and neutral weights",
+                       description="Reads a .keras file, a TorchScript file, 'package.module:Class' (a PyTorch "
+                                   "module built without arguments) or a state dict (.pt/.pth) with --torch-class; "
+                                   "writes spec.json and weights.npz. Exact or refused: a layer the spec cannot "
+                                   "represent is named with its argument.")
+    p.add_argument("model", metavar="MODEL", help="a .keras file, a TorchScript file, module:Class, or a state dict "
+                                                  "with --torch-class")
+    p.add_argument("--torch-class", metavar="MODULE:CLASS",
+                   help="the PyTorch class whose state dict MODEL holds (built without arguments)")
+    p.add_argument("--input-shape", type=int, nargs=3, default=(1, 28, 28), metavar=("C", "H", "W"),
+                   help="the input a PyTorch model takes (default 1 28 28)")
+    p.add_argument("--out", help="output directory (default imported/<model name>)")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("tensorboard", help="write TensorBoard event files for the runs under a directory",
                        description="Runs write their event files while they train when the tensorboard "

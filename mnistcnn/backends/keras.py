@@ -247,7 +247,7 @@ def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
     variables = [model.get_layer(r.name).trainable_weights for r in rows]
     grads = tape.gradient(loss, variables)
     per_layer = {r.name: [g.numpy() for g in gs] for r, gs in zip(rows, grads)}
-    return float(loss), _neutral(spec, per_layer)
+    return float(loss), neutral_from_keras(spec, per_layer)
 
 
 def predict(model, spec, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -288,7 +288,7 @@ def _weighted_rows(spec) -> list:
     return [r for r in spec.rows if r.layer.weight_shapes(r.input_shape)]
 
 
-def _neutral(spec, per_layer: dict) -> dict:
+def neutral_from_keras(spec, per_layer: dict) -> dict:
     """Keras-layout arrays {row name: [its weights in Keras' order]} to the neutral form:
     kernels transposed, flat features back in (C, H, W) order. Keras lists a layer's
     weights in the order of the layer kind's weight_shapes (kernel, bias; gamma, beta,
@@ -311,7 +311,7 @@ def _neutral(spec, per_layer: dict) -> dict:
 
 
 def get_weights(model, spec) -> dict:
-    return _neutral(spec, {r.name: model.get_layer(r.name).get_weights() for r in _weighted_rows(spec)})
+    return neutral_from_keras(spec, {r.name: model.get_layer(r.name).get_weights() for r in _weighted_rows(spec)})
 
 
 def _unorder_rows(v, order):

@@ -1,0 +1,305 @@
+"""Bring your own model: models written the way users write them (not through mnistcnn)
+come in as a spec with their weights, and the other framework then predicts the same on
+all 10,000 MNIST test images. Unsupported models are refused, naming layer and argument."""
+import numpy as np
+import pytest
+
+import mnistcnn
+from mnistcnn import data
+from mnistcnn.backends import get_backend
+from mnistcnn.importers import ModelImportError, from_keras, from_torch
+
+#: largest |difference| of outputs (logits, probabilities or log-probabilities) allowed
+#: between the original model and the imported one in the other framework, float32
+TOL = 2e-4
+
+
+@pytest.fixture(scope="module")
+def test_images(mnist):
+    return data.normalize(mnist.x_test, "standard"), mnist.y_test
+
+
+# -- models as users write them --------------------------------------------------------
+def keras_simple_convnet():
+    """keras.io's "Simple MNIST convnet" (34,826 parameters)."""
+    import keras
+
+    return keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        keras.layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        keras.layers.MaxPooling2D(pool_size=(2, 2)),
+        keras.layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        keras.layers.MaxPooling2D(pool_size=(2, 2)),
+        keras.layers.Flatten(),
+        keras.layers.Dropout(0.5),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+
+
+def keras_bn_model():
+    """A functional Keras model with BatchNorm, activation layers and a LeakyReLU."""
+    import keras
+
+    inputs = keras.Input(shape=(28, 28, 1))
+    x = keras.layers.Conv2D(16, 5, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(8, 3, strides=2)(x)
+    x = keras.layers.LeakyReLU(negative_slope=0.1)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(32)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+    x = keras.layers.Activation("tanh")(x)
+    outputs = keras.layers.Dense(10)(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # running statistics that are not the identity
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([g * 1.5, b + 0.1, rng.normal(0, 0.5, m.shape), rng.uniform(0.5, 2, v.shape)])
+    return model
+
+
+def torch_modules():
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class ExamplesNet(nn.Module):
+        """pytorch/examples' mnist Net today: functional calls in forward (1,199,882 parameters)."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 32, 3, 1)
+            self.conv2 = nn.Conv2d(32, 64, 3, 1)
+            self.dropout1 = nn.Dropout(0.25)
+            self.dropout2 = nn.Dropout(0.5)
+            self.fc1 = nn.Linear(9216, 128)
+            self.fc2 = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = self.conv1(x)
+            x = F.relu(x)
+            x = self.conv2(x)
+            x = F.relu(x)
+            x = F.max_pool2d(x, 2)
+            x = self.dropout1(x)
+            x = torch.flatten(x, 1)
+            x = self.fc1(x)
+            x = F.relu(x)
+            x = self.dropout2(x)
+            x = self.fc2(x)
+            return F.log_softmax(x, dim=1)
+
+    class Net2019(nn.Module):
+        """Report 001's 2019 pytorch/examples Net (21,840 parameters)."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+            self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+            self.conv2_drop = nn.Dropout2d()
+            self.fc1 = nn.Linear(320, 50)
+            self.fc2 = nn.Linear(50, 10)
+
+        def forward(self, x):
+            x = F.relu(F.max_pool2d(self.conv1(x), 2))
+            x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+            x = x.view(-1, 320)
+            x = F.relu(self.fc1(x))
+            x = F.dropout(x, training=self.training)
+            x = self.fc2(x)
+            return F.log_softmax(x, dim=1)
+
+    torch.manual_seed(0)
+    sequential = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16, momentum=0.3), nn.ELU(),
+        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16 * 3 * 3, 64), nn.BatchNorm1d(64), nn.GELU(),
+        nn.Dropout(0.2), nn.Linear(64, 10))
+    with torch.no_grad():
+        for m in sequential.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    return {"examples-net": (ExamplesNet(), 1_199_882), "net-2019": (Net2019(), 21_840),
+            "sequential-bn": (sequential, None)}
+
+
+# -- tests -------------------------------------------------------------------------------
+@pytest.mark.parametrize("make,total", [(keras_simple_convnet, 34_826), (keras_bn_model, None)],
+                         ids=["keras-io-convnet", "keras-bn"])
+def test_keras_model_comes_in_and_predicts_the_same_in_torch(make, total, test_images):
+    model = make()
+    spec, weights = from_keras(model, with_weights=True)
+    assert spec.total_params == model.count_params() == (total or model.count_params())
+    assert spec.state_params == sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    kb = get_backend("keras")
+    built = mnistcnn.build(spec, backend="keras")  # the spec's shapes are Keras' own, layer by layer
+    assert [tuple(s) for s in kb.layer_output_shapes(built, spec)] == [r.output_shape for r in spec.rows]
+    x, _ = test_images
+    original = model.predict(x.transpose(0, 2, 3, 1), batch_size=1000, verbose=0)
+    tb = get_backend("torch")
+    twin = tb.build(spec)
+    tb.set_weights(twin, spec, weights)
+    ours = tb.predict(twin, spec, x)
+    diff = float(np.abs(ours - original).max())
+    assert diff < TOL, diff
+    assert (ours.argmax(1) == original.argmax(1)).all()
+
+
+@pytest.mark.parametrize("name", ["examples-net", "net-2019", "sequential-bn"])
+def test_torch_module_comes_in_and_predicts_the_same_in_keras(name, test_images):
+    import torch
+
+    module, total = torch_modules()[name]
+    module.eval()
+    spec, weights = from_torch(module, with_weights=True)
+    counted = sum(p.numel() for p in module.parameters()) + sum(
+        b.numel() for n, b in module.named_buffers() if n.endswith(("running_mean", "running_var")))
+    assert spec.total_params == counted == (total or counted)
+    x, _ = test_images
+    with torch.no_grad():
+        original = module(torch.from_numpy(x)).numpy()
+    kb = get_backend("keras")
+    twin = kb.build(spec)
+    kb.set_weights(twin, spec, weights)
+    ours = kb.predict(twin, spec, x)
+    diff = float(np.abs(ours - original).max())
+    assert diff < TOL, diff
+    assert (ours.argmax(1) == original.argmax(1)).all()
+
+
+def test_the_2019_net_is_the_zoo_entry():
+    module, _ = torch_modules()["net-2019"]
+    spec = from_torch(module)
+    assert spec.total_params == mnistcnn.zoo.get("pytorch-examples-net").total_params
+
+
+def test_a_saved_keras_file_and_a_torch_class_through_the_command_line(tmp_path, mnist_path, capsys):
+    import json
+    import sys
+
+    from mnistcnn.cli import main
+
+    keras_simple_convnet().save(tmp_path / "convnet.keras")
+    assert main(["import", str(tmp_path / "convnet.keras"), "--out", str(tmp_path / "imported")]) == 0
+    out = capsys.readouterr().out
+    assert "34,826 parameters" in out
+    doc = json.loads((tmp_path / "imported" / "spec.json").read_text())
+    assert [layer["kind"] for layer in doc["layers"]][:2] == ["Conv2D", "MaxPool2D"]
+    assert main(["evaluate", str(tmp_path / "imported" / "weights.npz"), "--data-dir", str(mnist_path)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert lines[0]["test_acc"] == pytest.approx(lines[1]["test_acc"], abs=2e-4)
+    # summary and compare take the .keras file where they take a zoo name
+    assert main(["summary", str(tmp_path / "convnet.keras"), "--backend", "both"]) == 0
+    assert "all backends agree with the spec" in capsys.readouterr().out
+    (tmp_path / "usernet.py").write_text(
+        "import torch.nn as nn\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))\n\n"
+        "    def forward(self, x):\n        return self.body(x)\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert main(["import", "usernet:Net", "--out", str(tmp_path / "net")]) == 0
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "7,850 parameters" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda nn: nn.Sequential(nn.Conv2d(1, 4, 3, dilation=2), nn.Flatten(), nn.Linear(4 * 24 * 24, 10)),
+     ["0 (Conv2d)", "dilation=(2, 2)", "Supported: Conv2d"]),
+    (lambda nn: nn.Sequential(nn.Conv2d(1, 4, 3, groups=1, padding=1, padding_mode="reflect")),
+     ["padding_mode='reflect'"]),
+    (lambda nn: nn.Sequential(nn.Conv2d(1, 4, 3), nn.Upsample(scale_factor=2)),
+     ["Upsample has no spec equivalent"]),
+    (lambda nn: nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.BatchNorm1d(10, affine=False)),
+     ["affine=False"]),
+    (lambda nn: nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)), ["ceil_mode=True"]),
+], ids=["dilation", "padding-mode", "upsample", "bn-no-affine", "ceil-mode"])
+def test_unsupported_torch_modules_are_refused_by_name(make, words):
+    import torch.nn as nn
+
+    with pytest.raises(ModelImportError) as e:
+        from_torch(make(nn))
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_a_residual_connection_is_refused():
+    import torch.nn as nn
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x):
+            return x + self.conv(x)
+
+    with pytest.raises(ModelImportError, match="not a straight chain|combines two tensors"):
+        from_torch(Residual())
+
+
+def test_unsupported_keras_layers_are_refused_by_name():
+    import keras
+
+    bad_axis = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3),
+                                 keras.layers.BatchNormalization(axis=1)])
+    with pytest.raises(ModelImportError, match=r"axis=1 normalises over a non-channel axis.*mnistcnn defaults"):
+        from_keras(bad_axis)
+    dilated = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, dilation_rate=2)])
+    with pytest.raises(ModelImportError, match=r"layer 'conv2d.*' \(Conv2D\).*dilation_rate=\[?\(?2, 2"):
+        from_keras(dilated)
+    swish = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="swish")])
+    with pytest.raises(ModelImportError, match="activation='silu'.*Supported: linear, relu"):
+        from_keras(swish)
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")  # users still have such files
+@pytest.mark.parametrize("name", ["examples-net", "net-2019", "sequential-bn"])
+def test_torchscript_file_gives_the_same_spec_and_weights_as_the_module(name, tmp_path):
+    import torch
+
+    from mnistcnn.importers import from_torchscript
+
+    module, _ = torch_modules()[name]
+    module.eval()
+    torch.jit.save(torch.jit.script(module), str(tmp_path / "m.pt"))
+    spec, weights = from_torchscript(tmp_path / "m.pt", with_weights=True)
+    ref, ref_weights = from_torch(module, with_weights=True)
+    assert spec.layers == ref.layers
+    assert all(np.array_equal(weights[k], ref_weights[k]) for k in ref_weights)
+
+
+def test_view_by_batch_size_and_a_state_dict_with_its_class(tmp_path, capsys):
+    import sys
+
+    import torch
+
+    from mnistcnn.cli import main
+
+    (tmp_path / "sizenet.py").write_text(
+        "import torch.nn as nn\nimport torch.nn.functional as F\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(1, 4, 3)\n"
+        "        self.fc = nn.Linear(4 * 13 * 13, 10)\n\n"
+        "    def forward(self, x):\n        x = F.max_pool2d(F.relu(self.conv(x)), 2)\n"
+        "        return self.fc(x.view(x.size(0), -1))\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import sizenet
+
+        net = sizenet.Net()
+        assert [r.kind for r in from_torch(net).rows] == ["Conv2D", "Activation", "MaxPool2D", "Flatten", "Dense"]
+        torch.save(net.state_dict(), tmp_path / "state.pth")
+        assert main(["import", str(tmp_path / "state.pth"), "--torch-class", "sizenet:Net",
+                     "--out", str(tmp_path / "out")]) == 0
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "6,810 parameters" in capsys.readouterr().out
+    from mnistcnn import weights as W
+
+    _, saved, _ = W.load(tmp_path / "out" / "weights.npz")
+    assert np.array_equal(saved["conv2d_0.kernel"], net.conv.weight.detach().numpy())
