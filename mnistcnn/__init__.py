@@ -17,14 +17,19 @@ __version__ = "0.1.0"
 
 #: submodules reachable as attributes (``mnistcnn.train.run(...)``), imported on first use
 #: so that ``import mnistcnn`` stays light
-_LAZY = ("compare", "config", "data", "parity", "reproduce", "results", "train", "transfer", "weights")
+_LAZY = ("callbacks", "compare", "config", "data", "importers", "parity", "reproduce", "results", "train",
+         "transfer", "weights")
+#: functions reachable as attributes, from the submodule that holds them
+_LAZY_FUNCTIONS = {"from_keras": "importers", "from_torch": "importers", "from_torchscript": "importers"}
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(f".{_LAZY_FUNCTIONS[name]}", __name__), name)
     raise AttributeError(f"module 'mnistcnn' has no attribute {name!r}")
 
 
@@ -39,5 +44,5 @@ def build(spec, backend: str = "torch"):
 __all__ = [
     "Activation", "AvgPool2D", "BackendUnavailableError", "BatchNorm", "ConfigError", "Conv2D", "DataError",
     "Dense", "Dropout", "Flatten", "GlobalAvgPool2D", "MaxPool2D", "MnistCnnError", "ModelSpec", "SpatialDropout2D",
-    "SpecError", "TrainingDiverged", "build", "zoo",
+    "SpecError", "TrainingDiverged", "build", "from_keras", "from_torch", "from_torchscript", "zoo",
 ]

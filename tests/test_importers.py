@@ -303,3 +303,19 @@ def test_view_by_batch_size_and_a_state_dict_with_its_class(tmp_path, capsys):
 
     _, saved, _ = W.load(tmp_path / "out" / "weights.npz")
     assert np.array_equal(saved["conv2d_0.kernel"], net.conv.weight.detach().numpy())
+
+
+def test_the_readme_examples_run():
+    """The README's "Compare your own model" section, as written there."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Compare your own model", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        scope = {}
+        exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 (our own README)
+        assert scope["spec"].total_params in (34_826, 1_199_882)
+        assert ("torch_model" in scope) or ("keras_model" in scope)
