@@ -418,7 +418,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tensorboard)
 
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (weights.npz) in a backend")
-    p.add_argument("checkpoint", help="a neutral checkpoint, e.g. runs/x/checkpoint/weights.npz")
+    p.add_argument("checkpoint", help="a neutral checkpoint (e.g. runs/x/checkpoint/weights.npz), or a .keras or "
+                                      "TorchScript model file")
     p.add_argument("--backend", choices=("torch", "keras", "both"), default="both",
                    help="the framework to evaluate in; both gives one line per framework (default both)")
     p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")

@@ -228,7 +228,8 @@ def _restore(out: Path | None, trainer, fresh: RunResult) -> RunResult:
 
 def evaluate_checkpoint(path, data_dir=None, dataset: str | None = None, normalization: str | None = None,
                         backend: str = "torch") -> dict:
-    """Test loss/accuracy of a neutral checkpoint (weights.npz) in either backend. The
+    """Test loss/accuracy of a neutral checkpoint (weights.npz), or of a .keras or
+    TorchScript model file (imported with its weights), in either backend. The
     dataset and normalisation are the checkpoint's own (recorded by training); an argument
     given overrides it, and a checkpoint that records none is read as MNIST, 'standard'.
     The loss is cross-entropy on logits, as in training: a softmax head is left out."""
@@ -236,7 +237,12 @@ def evaluate_checkpoint(path, data_dir=None, dataset: str | None = None, normali
     from .backends import get_backend
     from .spec.variants import logits_head
 
-    spec, weights, meta = W.load(path)
+    if Path(str(path)).suffix in (".keras", ".h5", ".pt", ".pth", ".ts"):  # a model of the user's, imported
+        from .importers import load_model
+
+        (spec, weights), meta = load_model(path), {}
+    else:
+        spec, weights, meta = W.load(path)
     dataset = dataset or meta.get("dataset") or "mnist"
     normalization = normalization or meta.get("normalization") or "standard"
     spec = logits_head(spec)

@@ -193,6 +193,9 @@ def test_a_saved_keras_file_and_a_torch_class_through_the_command_line(tmp_path,
     assert main(["evaluate", str(tmp_path / "imported" / "weights.npz"), "--data-dir", str(mnist_path)]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert lines[0]["test_acc"] == pytest.approx(lines[1]["test_acc"], abs=2e-4)
+    assert main(["evaluate", str(tmp_path / "convnet.keras"), "--data-dir", str(mnist_path)]) == 0  # the file itself
+    direct = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert direct[0]["test_acc"] == pytest.approx(lines[0]["test_acc"], abs=2e-4)
     # summary and compare take the .keras file where they take a zoo name
     assert main(["summary", str(tmp_path / "convnet.keras"), "--backend", "both"]) == 0
     assert "all backends agree with the spec" in capsys.readouterr().out
