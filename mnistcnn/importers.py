@@ -190,12 +190,16 @@ def from_torch(module, input_shape=(1, 28, 28), with_weights: bool = False, name
 
     get_backend("torch")
     name = _safe_name(name or type(module).__name__)
+    was_training = module.training
+    module.eval()  # so that F.dropout(x, training=self.training) traces as False, and a bare F.dropout as True
     try:
         graph = torch.fx.symbolic_trace(module).graph
     except Exception as e:
         raise ModelImportError(f"Cannot trace {type(module).__name__} with torch.fx ({type(e).__name__}: "
                                f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}): its forward "
                                "must be a straight chain without data-dependent control flow.") from None
+    finally:
+        module.train(was_training)
     steps = []
     for node in graph.nodes:
         if node.op == "call_module":
@@ -410,6 +414,11 @@ def _torch_step(step, where: str, in_shape) -> list:
                     [("divisor_override", _arg(step, 6, "divisor_override") is None, _arg(step, 6, "divisor_override"))])
     if fn in (F.dropout, F.dropout2d) or name in ("dropout", "dropout2d", "feature_dropout"):
         p = float(_arg(step, 1, "p", 0.5))
+        if _arg(step, 2, "training", True) is True:  # F.dropout's default: on in inference too
+            raise _refuse(where, f"F.{name}(x, p={p:g}) without training=self.training stays on when the model "
+                          "is evaluated (F.dropout's default is training=True); the spec's dropout is off in "
+                          f"inference. Write F.{name}(x, p={p:g}, training=self.training) or use nn.Dropout",
+                          SUPPORTED_TORCH)
         return [(S.SpatialDropout2D(p) if fn is F.dropout2d or name in ("dropout2d", "feature_dropout")
                  else S.Dropout(p), False)]
     if fn is torch.flatten or name == "flatten":

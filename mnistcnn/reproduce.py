@@ -53,6 +53,10 @@ class Setting:
     seeds: int = 3
     bn_pair: bool = False  # also the spec with/without BatchNorm (report 000)
     axes: tuple = ()  # spec variants applied to the zoo model: (("activation", "tanh"),)
+    #: what is known to differ between the report's runs and ours (from its text: its
+    #: protocol, versions, bugs): the named causes a published value outside our runs' range
+    #: is read against
+    differences: str = ""
 
     def spec(self):
         from .spec import variants
@@ -90,6 +94,12 @@ _SGD_003 = dict(optimizer="sgd", momentum=0.9, batch_size=50, normalization="sta
                 test_every_epoch=True)
 _KERAS_004 = dict(optimizer="adam", lr=1e-3, batch_size=128, epochs=12, normalization="unit",
                   val_size=0, test_every_epoch=True)
+_D001_KERAS = ("Its Keras optimizer is not in the text (Adadelta with tf.keras' default lr 1e-3 here; the "
+               "keras-relu-adam row shows Adam); it ran Keras 2.x; one run per number.")
+_D001_TORCH = ("The 2019 pytorch/examples main.py protocol is assumed (SGD lr 0.01, momentum 0.5); one run per "
+               "number.")
+_D003 = ("Its 'final loss' is one batch's loss (ours: the mean of the last 10 logged steps); one run per "
+         "number.")
 #: report 004: its own framework natively, both frameworks harmonized, 2 seeds (the costly one)
 _RUNS_004 = (("native", ("keras",)), ("harmonized", BACKENDS))
 
@@ -104,7 +114,11 @@ STUDIES = {s.report: s for s in [
           (Setting("seed000-cnn", "seed000-cnn", _ADAM_64_UNIT, (
               _pub("PyTorch test accuracy", 0.988, "test_acc", "torch"),
               _pub("TensorFlow test accuracy", 0.9909, "test_acc", "keras"),
-          ), bn_pair=True),),
+          ), bn_pair=True,
+              differences="The report states neither epochs, optimizer, batch size nor preprocessing (ours: Adam 1e-3, batch 64, "
+                          "/255, 10 epochs; the sensitivity rows give 1, 2 and 5 epochs); it ran torch 1.7.0 and "
+                          "TensorFlow 2.3.1 (ours 2.13.0 and 2.21.0); it names no activation for the 1024-wide "
+                          "layer (ReLU here); one run per number."),),
           sensitivity_epochs=(1, 2, 5, 10),
           figures=(("loss_bn.png", "Report 000's figure: training loss per epoch, with and without BatchNorm",
                     "training loss (mean over the epoch)", "train_loss",
@@ -122,27 +136,30 @@ STUDIES = {s.report: s for s in [
               _pub("test accuracy, relu", 0.9733, "test_acc", "keras"),
               _pub("test loss, relu", 0.0853, "test_loss", "keras"),
               _pub("test accuracy, two conv blocks (second run of the relu model)", 0.9745, "test_acc", "keras"),
-              _pub("test loss, two conv blocks (second run of the relu model)", 0.0852, "test_loss", "keras"))),
+              _pub("test loss, two conv blocks (second run of the relu model)", 0.0852, "test_loss", "keras")),
+              differences=_D001_KERAS),
            *(Setting(f"keras-{act}", "keras-bn-cnn", _KERAS_001, (
                _pub(f"test accuracy, {act}", acc, "test_acc", "keras"),
-               _pub(f"test loss, {act}", loss, "test_loss", "keras")), axes=(("activation", act),))
+               _pub(f"test loss, {act}", loss, "test_loss", "keras")), axes=(("activation", act),),
+               differences=_D001_KERAS)
              for act, acc, loss in (("sigmoid", 0.9674, 0.1096), ("tanh", 0.9687, 0.1239))),
            Setting("keras-one-conv", "keras-bn-cnn-1conv", _KERAS_001, (
                _pub("test accuracy, one conv block", 0.9773, "test_acc", "keras"),
-               _pub("test loss, one conv block", 0.0719, "test_loss", "keras"))),
+               _pub("test loss, one conv block", 0.0719, "test_loss", "keras")), differences=_D001_KERAS),
            Setting("keras-relu-adam", "keras-bn-cnn", {**_KERAS_001, "optimizer": "adam", "rho": None,
                                                       "eps": None}),
            Setting("torch-net-50", "pytorch-examples-net", _TORCH_001, (
                _pub("test accuracy, 50 hidden (first run)", 0.9660, "test_acc", "torch"),
                _pub("test loss, 50 hidden (first run)", 0.1065, "test_loss", "torch"),
                _pub("test accuracy, max pooling (second run of the same Net)", 0.9658, "test_acc", "torch"),
-               _pub("test loss, max pooling (second run of the same Net)", 0.1073, "test_loss", "torch"))),
+               _pub("test loss, max pooling (second run of the same Net)", 0.1073, "test_loss", "torch")),
+               differences=_D001_TORCH),
            Setting("torch-net-25", "pytorch-examples-net-25", _TORCH_001, (
                _pub("test accuracy, 25 hidden", 0.9624, "test_acc", "torch"),
-               _pub("test loss, 25 hidden", 0.1313, "test_loss", "torch"))),
+               _pub("test loss, 25 hidden", 0.1313, "test_loss", "torch")), differences=_D001_TORCH),
            Setting("torch-net-avgpool", "pytorch-examples-net-avgpool", _TORCH_001, (
                _pub("test accuracy, average pooling", 0.9359, "test_acc", "torch"),
-               _pub("test loss, average pooling", 0.2147, "test_loss", "torch"))))),
+               _pub("test loss, average pooling", 0.2147, "test_loss", "torch")), differences=_D001_TORCH))),
     Study("002", "PyTorch CNN with a 2-feature bottleneck",
           "Stated: Adam lr 1e-3, batch 64, 50,000 training / 10,000 validation / 10,000 test images, "
           "10 and 20 epochs. One 20-epoch run per seed gives both: with a constant learning rate and "
@@ -158,7 +175,10 @@ STUDIES = {s.report: s for s in [
               _pub("last-epoch training accuracy, 20 epochs", 0.4834, "train_acc", "torch", 20),
               _pub("last-epoch validation accuracy, 20 epochs", 0.4904, "val_acc", "torch", 20),
               _pub("test accuracy, 20 epochs", 0.4854, "test_acc", "torch", 20),
-              _pub("total training time s, 20 epochs", 426, "total_time_s", "torch", 20))),),
+              _pub("total training time s, 20 epochs", 426, "total_time_s", "torch", 20)),
+              differences="Its architecture is not in the text (the zoo's is reconstructed from its error "
+                          "message); its times are its own machine's, which it does not name; one run per "
+                          "number."),),
           figures=tuple((f"{metric}.png", f"Report 002's figure: {words}", words, metric,
                          (("bottleneck-cnn, 2 features", tuple(("bottleneck-2", "as-is", m, b)
                                                                for m in ("native", "harmonized") for b in BACKENDS)),))
@@ -173,12 +193,17 @@ STUDIES = {s.report: s for s in [
           "the other models of the report.",
           (Setting("simple-fc", "simple-fc", {**_SGD_003, "lr": 1e-3, "epochs": 5}, (
               _pub("test accuracy, 5 epochs", 0.9210, "test_acc", "torch"),
-              _pub("final training loss", 0.368408, "train_loss_last", "torch"))),
+              _pub("final training loss", 0.368408, "train_loss_last", "torch")), differences=_D003),
            Setting("simple-cnn", "simple-cnn", {**_SGD_003, "lr": 1e-3, "epochs": 5}, (
                _pub("test accuracy, 5 epochs", 0.9828, "test_acc", "torch"),
-               _pub("final training loss", 0.065379, "train_loss_last", "torch"))),
+               _pub("final training loss", 0.065379, "train_loss_last", "torch")),
+               differences=_D003 + " Its text (line 222) puts a ReLU after each max pooling, its assignment "
+                                   "(line 463, used here) one after the second only."),
            *(Setting(f"mlp-lr{lr:g}", "mlp", {**_SGD_003, "lr": lr, "epochs": 5}, (
-               _pub(f"test accuracy, lr {lr:g}", acc, "test_acc", "torch"),))
+               _pub(f"test accuracy, lr {lr:g}", acc, "test_acc", "torch"),),
+               differences="Its dropout stays on when it tests (F.dropout(x, p=0.2) without "
+                           "training=self.training, lines 316-322; ours is off in inference); its epochs are "
+                           "not stated (5 here); one run per number.")
              for lr, acc in ((0.01, 0.9786), (1e-3, 0.9597), (1e-4, 0.8953))),
            # the learning-rate figures' other curves (no published number)
            *(Setting(f"{arch}-lr{lr:g}", arch, {**_SGD_003, "lr": lr, "epochs": 5})
@@ -187,11 +212,15 @@ STUDIES = {s.report: s for s in [
                    {**_SGD_003, "lr": 1e-3, "epochs": 15, "schedule": "multistep", "milestones": (5, 10)}, (
                _pub("test accuracy after 5 epochs at lr 1e-3", 0.9770, "test_acc", "torch", 5),
                _pub("test accuracy after 5 more at lr 1e-4", 0.9853, "test_acc", "torch", 10),
-               _pub("test accuracy after 5 more at lr 1e-5", 0.9854, "test_acc", "torch", 15))),
+               _pub("test accuracy after 5 more at lr 1e-5", 0.9854, "test_acc", "torch", 15)),
+               differences="It does not say whether the optimizer (its momentum buffer) was kept across the "
+                           "three stages (one run with a multistep schedule here); one run per number."),
            Setting("complex-cnn", "complex-cnn",
                    {**_SGD_003, "lr": 0.01, "epochs": 4, "schedule": "multistep", "milestones": (2,)}, (
                _pub("test accuracy, 2 epochs at lr 0.01", 0.9902, "test_acc", "torch", 2),
-               _pub("test accuracy, 2 more at lr 0.001", 0.9932, "test_acc", "torch", 4)))),
+               _pub("test accuracy, 2 more at lr 0.001", 0.9932, "test_acc", "torch", 4)),
+               differences="As for the continued simple CNN: a multistep schedule in one run here; one run "
+                           "per number.")),
           figures=(("lr_loss.png", "Report 003's figure: training loss per learning rate (PyTorch, native)",
                     "training loss (mean of 10 steps), by step", "steps",
                     (("simple FC", tuple((n, "as-is", "native", "torch") for n in ("simple-fc-lr0.01", "simple-fc",
@@ -210,12 +239,16 @@ STUDIES = {s.report: s for s in [
           tuple(setting for arch, acc in (("keras3-cnn", 0.9860), ("keras5-cnn", 0.9932), ("keras7-cnn", 0.9911))
                 for setting in (
                     Setting(arch, arch, _KERAS_004, (_pub("test accuracy, 12 epochs", acc, "test_acc", "keras"),),
-                            runs=_RUNS_004, seeds=2),
+                            runs=_RUNS_004, seeds=2,
+                            differences="The report trained BatchNormalization(axis=1), the height (the -axis1 "
+                                        "rows train it so; these, on the channel axis); Keras 2.x then; one run "
+                                        "per number."),
                     # as published: BatchNormalization(axis=1), the height axis (Keras, natively)
                     Setting(f"{arch}-axis1", arch, _KERAS_004,
                             (_pub("test accuracy, 12 epochs, BatchNorm on axis 1 as published", acc,
                                   "test_acc", "keras"),),
-                            runs=(("native", ("keras",)),), seeds=2, axes=(("batchnorm_axis", "height"),)))),
+                            runs=(("native", ("keras",)),), seeds=2, axes=(("batchnorm_axis", "height"),),
+                            differences="Keras 2.x then (3.15 here); one run per number."))),
           figures=tuple((f"{metric}.png", f"Report 004's figure: {words} per epoch (the test set validates)",
                          words, metric,
                          tuple((arch, ((arch, "as-is", "native", "keras"), (arch, "as-is", "harmonized", "keras"),
@@ -257,7 +290,7 @@ def _group_values(setting_dir: Path, setting: Setting, published: Published, var
 
 
 def _row(study: Study, setting: Setting, p: Published | None, values: dict, what: str) -> dict:
-    row = {"report": study.report, "setting": setting.name, "what": what,
+    row = {"report": study.report, "setting": setting.name, "what": what, "differences": setting.differences,
            "published": None if p is None else p.value, "framework": None if p is None else p.framework,
            "metric": "test_acc" if p is None else p.metric}
     for (mode, backend), vs in values.items():
@@ -412,7 +445,8 @@ def markdown(s: dict, image_dir: str = "") -> str:
     for r in s["rows"]:
         m = r["metric"]
         pub = "–" if r["published"] is None else _fmt({"mean": r["published"], "sd": None, "n": 1}, m).split(" (")[0]
-        inside = {True: "yes", False: "**no**", None: "–"}[r.get("inside")]
+        inside = {True: "yes", False: f"**no**: {r.get('differences') or 'not explained yet'}",
+                  None: "–"}[r.get("inside")]
         lines.append(f"| {r['setting']} | {r['what']} | {pub} | {_fmt(r.get('torch_native'), m)} | "
                      f"{_fmt(r.get('keras_native'), m)} | {_fmt(r.get('torch_harmonized'), m)} | "
                      f"{_fmt(r.get('keras_harmonized'), m)} | {_fmt_diff(r.get('diff_native'), m)} | "
@@ -420,5 +454,14 @@ def markdown(s: dict, image_dir: str = "") -> str:
     lines += ["", "Accuracies in %, mean ± sd over seeds; differences in points with their 95% CI (paired "
               "by seed); PI: the 95% prediction interval of a new run of the report's own framework, "
               "native defaults, from our seeds.", ""]
+    known = {}  # text -> the settings it applies to
+    for r in s["rows"]:
+        if r.get("differences"):
+            known.setdefault(r["differences"], dict.fromkeys([]))[r["setting"]] = None
+    if known:
+        lines += ["Known differences between the report's runs and ours (from its text), the causes a "
+                  "published value outside our range is read against:", ""]
+        lines += [f"- **{', '.join(settings)}**: {text}" for text, settings in known.items()]
+        lines.append("")
     lines += [f"![{f}]({image_dir}{f})" for f in s.get("figures", [])]
     return "\n".join(lines)

@@ -63,33 +63,41 @@ def _pytorch_examples_net(name, hidden=50, pool=MaxPool2D):
 
 
 def _simple_fc(name):
-    return ModelSpec(name, [Flatten(), Dense(10)])
+    """Report 003 lines 131-139 (simpleFC): view(-1, 784), Linear(784, 10), log_softmax."""
+    return ModelSpec(name, [Flatten(), Dense(10), Activation("log_softmax")])
 
 
 def _simple_cnn(name):
+    """Report 003 line 463, the assignment's architecture: conv1 (10 5x5) -> MaxPool -> conv2
+    (20 5x5) -> MaxPool -> ReLU -> fc1 -> Softmax. (Its line 222 says a ReLU follows each
+    max pooling; no code is shown. Same parameter count, 8,490.)"""
     return ModelSpec(name, [
         Conv2D(10, 5), MaxPool2D(2), Conv2D(20, 5), MaxPool2D(2), Activation("relu"),
-        Flatten(), Dense(10),
+        Flatten(), Dense(10), Activation("softmax"),
     ])
 
 
 def _complex_cnn(name):
-    def conv(filters):
-        return [Conv2D(filters, 3, padding="same"), TORCH_BN, Activation("relu")]
-
+    """Report 003 lines 487-527 (CNN): conv-BN-ReLU, then conv-BN-maxpool-ReLU twice, and two
+    dense-BN-ReLU-dropout(0.5) blocks (PyTorch's BatchNorm defaults), log_softmax."""
     def dense(units):
         return [Dense(units), TORCH_BN, Activation("relu"), Dropout(0.5)]
 
-    return ModelSpec(name, [
-        *conv(32), *conv(64), MaxPool2D(2), *conv(64), MaxPool2D(2),
-        Flatten(), *dense(512), *dense(256), Dense(10),
+    return ModelSpec(name, [  # padding=1 on a 3x3 kernel: 'same'
+        Conv2D(32, 3, padding="same"), TORCH_BN, Activation("relu"),
+        Conv2D(64, 3, padding="same"), TORCH_BN, MaxPool2D(2), Activation("relu"),
+        Conv2D(64, 3, padding="same"), TORCH_BN, MaxPool2D(2), Activation("relu"),
+        Flatten(), *dense(512), *dense(256), Dense(10), Activation("log_softmax"),
     ])
 
 
 def _mlp(name):
+    """Report 003 lines 306-324 (its second simpleFC): 784-512-512-10, ReLU, dropout 0.2,
+    log_softmax. The report's F.dropout(x, p=0.2) lacks training=self.training, so its dropout
+    stays on when it tests; the spec's is off in inference, as intended."""
     return ModelSpec(name, [
         Flatten(), Dense(512, activation="relu"), Dropout(0.2),
-        Dense(512, activation="relu"), Dropout(0.2), Dense(10, activation="softmax"),
+        Dense(512, activation="relu"), Dropout(0.2), Dense(10), Activation("log_softmax"),
     ])
 
 
@@ -133,7 +141,8 @@ def _bottleneck(name, features=2):
     return _seed000(name, bottleneck=features)
 
 
-_SEED = "seed report: PyTorch vs TensorFlow on MNIST, accuracy and loss with/without batch norm"
+_SEED = ("report 000 (PyTorch vs TensorFlow): 32 then 16 5x5 conv filters, each with ReLU and 2x2 max pooling "
+         "(28 -> 14 -> 7), flatten 784, 1024 hidden (ReLU assumed: the report names no activation), 10 classes")
 _KERAS_NB = ("report 004 (Keras notebook of 3/5/7-layer CNNs), its model definitions layer for "
              "layer, BatchNorm on the channel axis. Its published counts were made with "
              "BatchNormalization(axis=1) on channels_last data (4*H weights per BN): "
@@ -144,25 +153,25 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("seed000-cnn-bn", lambda name: _seed000(name, bn=True), _SEED,
              notes="BN after each conv and the hidden dense, before the ReLU"),
     ZooEntry("keras-bn-cnn", _keras_bn_cnn,
-             "Keras BN CNN report (two conv blocks, three BN dense blocks)",
+             "report 001 lines 75-88: Keras CNN (two conv blocks, three BN dense blocks)",
              {"keras_layer_params": [640, 256, 36_928, 256, 204_928, 512, 16_512, 512,
                                      16_512, 512, 1_290]}),
     ZooEntry("keras-bn-cnn-1conv", lambda name: _keras_bn_cnn(name, convs=1),
-             "Keras BN CNN report, one-conv variant",
+             "report 001 lines 530-545: the Keras CNN with its second conv block commented out",
              {"flatten": 10_816, "dense_after_flatten": 1_384_576}),
     ZooEntry("pytorch-examples-net", _pytorch_examples_net,
-             "report 001's PyTorch Net: the 2019 pytorch/examples MNIST Net (conv 10/20 5x5, Dropout2d, "
+             "report 001 lines 610-625: the 2019 pytorch/examples MNIST Net (conv 10/20 5x5, Dropout2d, "
              "50 hidden, log_softmax; 21,840 parameters), not today's pytorch/examples Net (1,199,882)",
              {"total": 21_840}),
     ZooEntry("pytorch-examples-net-25", lambda name: _pytorch_examples_net(name, hidden=25),
-             "PyTorch hidden-width study (50 vs 25 hidden units)", {"total": 13_565}),
+             "report 001 lines 862-877: the Net with 25 hidden units", {"total": 13_565}),
     ZooEntry("pytorch-examples-net-avgpool",
              lambda name: _pytorch_examples_net(name, pool=AvgPool2D),
-             "PyTorch pooling study (max vs average)", {"total": 21_840}),
-    ZooEntry("simple-fc", _simple_fc, "SGD study: simple fully connected", {"total": 7_850}),
-    ZooEntry("simple-cnn", _simple_cnn, "SGD study: simple CNN", {"total": 8_490}),
-    ZooEntry("complex-cnn", _complex_cnn, "SGD study: complex CNN (BN, dropout)"),
-    ZooEntry("mlp", _mlp, "784-512-512-10 MLP with dropout 0.2 (keras.io mnist_mlp)"),
+             "report 001 lines 966-982: the Net with average pooling", {"total": 21_840}),
+    ZooEntry("simple-fc", _simple_fc, "report 003 lines 131-139: simple fully connected", {"total": 7_850}),
+    ZooEntry("simple-cnn", _simple_cnn, "report 003 line 463: simple CNN", {"total": 8_490}),
+    ZooEntry("complex-cnn", _complex_cnn, "report 003 lines 487-527: complex CNN (BN, dropout)"),
+    ZooEntry("mlp", _mlp, "report 003 lines 306-324: 784-512-512-10 MLP, dropout 0.2 (on at test time there)"),
     ZooEntry("keras3-cnn", _keras3_cnn, _KERAS_NB,
              {"keras_total_bn_axis1": 30_706, "keras_non_trainable_bn_axis1": 28,
               "keras_layer_params_bn_axis1": [640, 18_464, 44, 4_624, 12, 4_352, 2_570]}),
@@ -175,9 +184,9 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
               "keras_layer_params_bn_axis1": [6_400, 73_792, 80, 51_232, 9_248, 56, 2_064, 52, 1_040,
                                               48, 1_160, 8_448, 2_570]}),
     ZooEntry("bottleneck-cnn", _bottleneck,
-             "bottleneck study: seed000 features through a k-wide linear dense layer before "
-             "the 1024 hidden layer (a fixed input width crashed the report's code with "
-             "'mat1 and mat2 shapes cannot be multiplied (64x2 and 8x1024)')",
+             "report 002 (its architecture is not in the text; a reconstruction): seed000's features through a "
+             "k-wide linear dense layer before the 1024 hidden layer, as its error for k=8 'mat1 and mat2 shapes "
+             "cannot be multiplied (64x2 and 8x1024)' shows (a 2-wide layer kept feeding an 8x1024 weight)",
              notes="takes features=k (default 2)"),
 ]}
 
