@@ -431,6 +431,33 @@ def _fmt_diff(p, metric) -> str:
     return f"{p['mean_diff'] * scale:+.2f}{ci}"
 
 
+def answer_000(s: dict, target_pp: float = 0.1) -> str:
+    """Report 000's question in one sentence, from its study's summary: the paired native
+    PyTorch - TensorFlow difference in test accuracy (the model without BatchNorm, which
+    the report describes), its 95% CI, and how many seeds a CI of +-``target_pp`` needs at
+    the spread observed (n = (1.96 sd / target)^2)."""
+    import math
+
+    row = next(r for r in s["rows"] if r["what"] == "PyTorch test accuracy [no-bn]")
+    head = "Report 000 found PyTorch 98.8% vs TensorFlow 99.09% test accuracy for one CNN"
+    d = row.get("diff_native")
+    if not d or d["n"] < 2 or d["ci_low"] is None:
+        h = row.get("diff_harmonized")
+        return (f"{head}; our native runs at its most likely protocol are under way"
+                + ("" if not h or h["ci_low"] is None else
+                   f" (harmonized, the same network in both gives {h['mean_diff'] * 100:+.2f} pp, 95% CI "
+                   f"{h['ci_low'] * 100:+.2f} to {h['ci_high'] * 100:+.2f}, {h['n']} seeds)") + ".")
+    mean, lo, hi, sd = (d[k] * 100 for k in ("mean_diff", "ci_low", "ci_high", "sd_diff"))
+    need = max(2, math.ceil((1.96 * sd / target_pp) ** 2))
+    torch_acc, keras_acc = row["torch_native"]["mean"] * 100, row["keras_native"]["mean"] * 100
+    verdict = ("no gap between the frameworks is detectable" if lo <= 0 <= hi else
+               f"{'PyTorch' if mean > 0 else 'TensorFlow'} is ahead")
+    return (f"{head}; at its most likely protocol (Adam, batch 64, 10 epochs), natively, we measure PyTorch "
+            f"{torch_acc:.2f}% vs TensorFlow {keras_acc:.2f}%, a paired difference of {mean:+.2f} pp (95% CI "
+            f"{lo:+.2f} to {hi:+.2f}, {d['n']} seeds): {verdict} at this precision; a CI of ±{target_pp:g} pp "
+            f"would take about {need} seeds at the spread seen (sd of the difference {sd:.2f} pp).")
+
+
 def markdown(s: dict, image_dir: str = "") -> str:
     """The study's table: one row per published number (accuracies in %), then its
     figures (``image_dir``: their directory relative to where the text goes)."""

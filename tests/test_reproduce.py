@@ -93,3 +93,19 @@ def test_a_published_value_outside_our_range_is_read_against_the_known_differenc
     for study in STUDIES.values():  # every published number has the report's known differences
         for setting in study.settings:
             assert not setting.published or setting.differences, (study.report, setting.name)
+
+
+def test_report_000s_answer_in_one_sentence():
+    from mnistcnn import stats
+    from mnistcnn.reproduce import answer_000
+
+    torch_acc, keras_acc = [0.9910, 0.9915, 0.9921, 0.9912], [0.9905, 0.9913, 0.9915, 0.9903]
+    row = {"what": "PyTorch test accuracy [no-bn]", "torch_native": stats.describe(torch_acc),
+           "keras_native": stats.describe(keras_acc), "diff_native": stats.paired(torch_acc, keras_acc)}
+    text = answer_000({"rows": [row]})
+    d = row["diff_native"]
+    assert f"PyTorch {99.145:.2f}% vs TensorFlow {99.09:.2f}%" in text
+    assert f"{d['mean_diff'] * 100:+.2f} pp (95% CI {d['ci_low'] * 100:+.2f} to {d['ci_high'] * 100:+.2f}, 4 seeds)" in text
+    need = max(2, int(__import__("math").ceil((1.96 * d["sd_diff"] * 100 / 0.1) ** 2)))
+    assert f"about {need} seeds" in text
+    assert "under way" in answer_000({"rows": [{**row, "diff_native": None, "diff_harmonized": None}]})
