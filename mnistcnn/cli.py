@@ -90,7 +90,8 @@ def cmd_compare(args) -> int:
     modes = ["harmonized"] + (["native"] if args.native else [])
     s = compare(_spec(args), args.out, seeds=args.seeds, cfg=_config(args), bn=not args.no_bn,
                 modes=modes, ablate=args.ablate, workers=args.workers, isolate=not args.in_process,
-                data_dir=args.data_dir, progress=not args.quiet, command=args.command_line)
+                data_dir=args.data_dir, progress=not args.quiet, command=args.command_line,
+                executor=args.executor, address=args.address)
     for p in s.paired:
         print(f"{p['variant']}, {p['mode']}: {p['verdict']}")
     print(f"report: {args.out}/report.md  plots: {', '.join(s.plots)}  "
@@ -103,7 +104,7 @@ def cmd_sweep(args) -> int:
 
     s = sweep(_spec(args), parse_grid(args.grid), args.out, seeds=args.seeds, cfg=_config(args),
               workers=args.workers, isolate=not args.in_process, data_dir=args.data_dir,
-              progress=not args.quiet, command=args.command_line)
+              progress=not args.quiet, command=args.command_line, executor=args.executor, address=args.address)
     print(f"table: {args.out}/sweep.md  data: {args.out}/sweep.json, sweep.csv")
     return 1 if any(r["errors"] for r in s["rows"]) else 0
 
@@ -325,6 +326,11 @@ def make_parser() -> argparse.ArgumentParser:
                        help=f"runs at a time, each in its own process (default {workers})")
         p.add_argument("--in-process", action="store_true",
                        help="run everything in this process (quick smoke runs; timings less fair)")
+        p.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: a process per run on this machine (default); ray: each run a Ray task, "
+                            "on a local Ray instance or the cluster at --address (needs the ray extra)")
+        p.add_argument("--address", help="with --executor ray: the cluster to join, e.g. ray://head:10001 or auto "
+                                         "(default: start a local instance)")
         p.add_argument("--data-dir", help="directory of the MNIST IDX files")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 

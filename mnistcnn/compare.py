@@ -84,9 +84,11 @@ def _run_row(key: JobKey, r) -> dict:
 def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=BACKENDS,
             bn: bool = True, modes=("harmonized",), ablate: bool = False, workers: int = 1,
             isolate: bool = True, data_dir=None, progress: bool = True,
-            command: str = "mnistcnn.compare.compare() from Python", plots: bool = True) -> CompareSummary:
+            command: str = "mnistcnn.compare.compare() from Python", plots: bool = True,
+            executor: str = "local", address: str | None = None) -> CompareSummary:
     """Run the comparison and write its report directory. ``command`` is recorded as
-    what produced it; ``plots=False`` leaves the figures out."""
+    what produced it; ``plots=False`` leaves the figures out; ``executor='ray'`` runs each
+    training as a Ray task (``address``: an existing cluster)."""
     from . import report
 
     spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()
@@ -103,7 +105,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
         for backend in backends
     ]
     with dir_lock(out):  # one writer per report directory
-        results = run_jobs(jobs, data_dir, workers, isolate, progress)
+        results = run_jobs(jobs, data_dir, workers, isolate, progress, executor, address)
 
         summary = CompareSummary(
             spec=spec.name, command=command, date=datetime.date.today().isoformat(),
@@ -225,7 +227,8 @@ def _cell_name(cell: dict) -> str:
 
 def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
           backends=BACKENDS, workers: int = 2, isolate: bool = True, data_dir=None,
-          progress: bool = True, command: str = "mnistcnn.compare.sweep() from Python") -> dict:
+          progress: bool = True, command: str = "mnistcnn.compare.sweep() from Python",
+          executor: str = "local", address: str | None = None) -> dict:
     """Every combination of the grid's values, in every backend and seed. Runs go through
     a process pool; finished runs on disk are skipped; a failed run is reported.
     Returns the summary written to sweep.json (one row per cell and backend)."""
@@ -247,7 +250,7 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
                 jobs.append(Job(JobKey(c.defaults, _cell_name(cell), backend, seed), s, backend,
                                 replace(c, seed=seed), out / "runs" / name / backend / f"seed{seed}"))
     with dir_lock(out):  # one writer per sweep directory
-        results = run_jobs(jobs, data_dir, workers, isolate, progress)
+        results = run_jobs(jobs, data_dir, workers, isolate, progress, executor, address)
         by_cell = {}
         for job in jobs:
             by_cell.setdefault((job.key.variant, job.key.backend), []).append(results[job.key])

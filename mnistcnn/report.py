@@ -406,7 +406,14 @@ def results_doc(report_dirs, doc_dir="docs") -> str:
                 lines += [f"| {a['variant']} | {a['item']} | {a['native_gap'] * 100:+.2f} | "
                           f"{a['gap_with_item_harmonized'] * 100:+.2f} |" for a in s.ablation]
             rel = os.path.relpath(d, doc_dir)
-            lines += [""] + [f"![{n}]({rel}/{n})" for n in s.plots if (d / n).exists()][:2]  # the headline figures
+            if s.paired and not (d / "forest.png").exists():  # reports made before the headline figure
+                fig = forest_figure(s.paired, f"{s.spec}: {s.backends[0]} − {s.backends[1]} test accuracy, "
+                                              "paired by seed")
+                fig.tight_layout()
+                fig.savefig(d / "forest.png", dpi=110)
+                _plt().close(fig)
+            figures = ["forest.png"] + [n for n in s.plots if n != "forest.png"]
+            lines += [""] + [f"![{n}]({rel}/{n})" for n in figures if (d / n).exists()][:2]  # the headline figures
             lines.append("")
         elif (d / "reproduce.json").exists():
             from .reproduce import markdown

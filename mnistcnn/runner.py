@@ -147,12 +147,51 @@ def _check_before_running(todo: list[Job], data_dir, workers: int) -> None:
                               "--out.") from None
 
 
+EXECUTORS = ("local", "ray")
+
+
+def _run_ray(todo: list[Job], data_dir, address: str | None):
+    """(job, outcome) as each run finishes, every run a Ray task: a process of its own on
+    whichever node Ray places it (num_cpus = its threads), started exactly as the local
+    executor starts it, so results, files and failures are the same. Every node must see
+    the output and data directories at the same paths (a shared filesystem)."""
+    from .errors import BackendUnavailableError
+
+    try:
+        import ray
+    except ModuleNotFoundError:
+        raise BackendUnavailableError("--executor ray needs the ray package. Install with: "
+                                      "pip install 'mnistcnn[ray]'") from None
+    if not ray.is_initialized():
+        # an existing cluster at ``address``, else a local instance for this process
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    task = ray.remote(_run_process)
+    for job in todo:
+        (Path(job.out) / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt
+    refs = {task.options(num_cpus=job.config.threads or 1).remote(job, data_dir): job for job in todo}
+    pending = list(refs)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            job = refs[done[0]]
+            try:
+                yield job, ray.get(done[0])
+            except Exception as e:  # the task itself failed (a node lost): reported, the others go on
+                yield job, _error(job, e)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+
+
 def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = True,
-             progress: bool = True) -> dict:
-    """JobKey -> RunResult, or RunError for a run that failed."""
+             progress: bool = True, executor: str = "local", address: str | None = None) -> dict:
+    """JobKey -> RunResult, or RunError for a run that failed. ``executor='ray'`` runs each
+    job as a Ray task (``address``: an existing cluster; default a local instance)."""
     from tqdm.auto import tqdm
 
     results, todo = {}, []
+    isolate = isolate or executor == "ray"  # a Ray task runs its job in a process of its own
     for job in jobs:
         done = finished(job.out)
         if done is not None:
@@ -161,6 +200,10 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
             if isolate and job.config.threads is None:  # explicit, so it is recorded
                 job = replace(job, config=replace(job.config, threads=max(1, (os.cpu_count() or 1) // workers)))
             todo.append(job)
+    if executor not in EXECUTORS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"Unknown executor {executor!r}. Valid: {', '.join(EXECUTORS)}.")
     _check_before_running(todo, data_dir, workers)
     # a bar on a terminal; elsewhere (CI, a log file) one line per finished run
     bar = tqdm(total=len(jobs), initial=len(results), unit="run", desc="runs",
@@ -175,7 +218,10 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
             return job, _error(job, e)
 
     try:
-        if isolate and workers > 1:
+        if executor == "ray":
+            for job, outcome in _run_ray(todo, data_dir, address):
+                _record(results, job, outcome, bar)
+        elif isolate and workers > 1:
             with ThreadPoolExecutor(workers) as pool:
                 try:
                     outcomes = (f.result() for f in as_completed([pool.submit(one, j) for j in todo]))

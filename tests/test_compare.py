@@ -68,6 +68,9 @@ def test_compare_smoke_writes_every_file_consistently(mnist_path, tmp_path):
     assert "| seed000-cnn | total parameters | 827,738 | 827,738 | 827,738 | yes |" in doc
     assert "| pytorch-examples-net-25 | total parameters | 13,565 | 13,565 | 13,565 | yes |" in doc
     assert s.paired[0]["verdict"] in doc and "test compare" in doc
+    (tmp_path / "forest.png").unlink()  # a report made before the headline figure: drawn from results.json
+    doc = results_doc([tmp_path])
+    assert "forest.png)" in doc and (tmp_path / "forest.png").exists()
 
 
 @pytest.mark.slow

@@ -79,3 +79,30 @@ def test_an_interrupted_run_without_its_checkpoint_starts_again(tmp_path, mnist_
     r = runner.run_jobs([Job(j.key, j.spec, "torch", cfg2, j.out)], data_dir=mnist_path, isolate=False,
                         progress=False)[j.key]
     assert isinstance(r, RunResult) and r.completed and len(r.epochs) == 2
+
+
+@pytest.mark.slow
+def test_a_compare_through_ray_gives_the_local_numbers(tmp_path, mnist_path):
+    """A local Ray instance: the same runs, files and numbers as the local executor."""
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'mnistcnn[ray]')")
+    import json
+
+    import ray
+
+    from mnistcnn.compare import compare
+
+    cfg = TrainConfig(epochs=1, train_limit=256, val_size=128, test_limit=300, batch_size=64, threads=1)
+    local = compare("simple-fc", tmp_path / "local", seeds=2, cfg=cfg, bn=False, workers=2, data_dir=mnist_path,
+                    progress=False, plots=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        remote = compare("simple-fc", tmp_path / "ray", seeds=2, cfg=cfg, bn=False, data_dir=mnist_path,
+                         progress=False, plots=False, executor="ray")
+    finally:
+        ray.shutdown()
+    assert [r["test_acc"] for r in remote.runs] == [r["test_acc"] for r in local.runs]
+    assert len(remote.runs) == 4 and all("error" not in r for r in remote.runs)
+    for run in (tmp_path / "ray" / "runs").rglob("result.json"):
+        twin = tmp_path / "local" / run.relative_to(tmp_path / "ray")
+        assert json.loads(run.read_text())["epochs"][0]["train_loss"] == \
+            json.loads(twin.read_text())["epochs"][0]["train_loss"]
