@@ -91,7 +91,8 @@ def cmd_compare(args) -> int:
     s = compare(_spec(args), args.out, seeds=args.seeds, cfg=_config(args), bn=not args.no_bn,
                 modes=modes, ablate=args.ablate, workers=args.workers, isolate=not args.in_process,
                 data_dir=args.data_dir, progress=not args.quiet, command=args.command_line,
-                executor=args.executor, address=args.address)
+                executor=args.executor, address=args.address, ci_target_pp=args.ci_target,
+                max_seeds=args.max_seeds)
     for p in s.paired:
         print(f"{p['variant']}, {p['mode']}: {p['verdict']}")
     print(f"report: {args.out}/report.md  plots: {', '.join(s.plots)}  "
@@ -343,6 +344,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablate", action="store_true",
                    help="native runs with one default at a time harmonized, to find the contributors")
     p.add_argument("--no-bn", action="store_true", help="only the spec as given, no BatchNorm pair")
+    p.add_argument("--ci-target", type=float, metavar="PP",
+                   help="add seeds (the same to both backends, from --seeds, at least 3) until every paired 95%% CI "
+                        "of test accuracy is within +-PP percentage points, or --max-seeds (a fixed-width "
+                        "sequential interval: the rule looks at the width, never at significance)")
+    p.add_argument("--max-seeds", type=int, default=30, help="with --ci-target: the most seeds to run (default 30)")
     add_run_args(p, workers=1)
     p.set_defaults(func=cmd_compare)
 

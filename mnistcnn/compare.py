@@ -46,6 +46,8 @@ class CompareSummary:
     ablation: list = field(default_factory=list)
     environment: dict = field(default_factory=dict)
     plots: list = field(default_factory=list)
+    #: with a CI target: the target, the seeds it took, why it stopped, and the rule
+    sequential: dict | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "CompareSummary":
@@ -81,15 +83,51 @@ def _run_row(key: JobKey, r) -> dict:
     }
 
 
+#: the stopping rule of compare's CI target, in words (recorded with each such report)
+SEQUENTIAL_RULE = (
+    "fixed-width sequential confidence interval (Chow and Robbins, 1965, Ann. Math. Statist. 36:457-462): "
+    "seeds are added, the same to both backends, until the 95% t interval of every paired difference is no "
+    "wider than +-target, or until the maximum; the rule looks at the interval's width only (the spread of "
+    "the differences), never at the estimate or its significance, so it is not a peek-until-significant "
+    "loop; its coverage is the nominal 95% asymptotically and close to it from 3 seeds on")
+
+
 def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=BACKENDS,
             bn: bool = True, modes=("harmonized",), ablate: bool = False, workers: int = 1,
             isolate: bool = True, data_dir=None, progress: bool = True,
             command: str = "mnistcnn.compare.compare() from Python", plots: bool = True,
-            executor: str = "local", address: str | None = None) -> CompareSummary:
+            executor: str = "local", address: str | None = None, ci_target_pp: float | None = None,
+            max_seeds: int = 30) -> CompareSummary:
     """Run the comparison and write its report directory. ``command`` is recorded as
     what produced it; ``plots=False`` leaves the figures out; ``executor='ray'`` runs each
-    training as a Ray task (``address``: an existing cluster)."""
+    training as a Ray task (``address``: an existing cluster). ``ci_target_pp``: add seeds
+    (from ``seeds``, at least 3) until every paired 95% CI of test accuracy is no wider than
+    +-that many points, or ``max_seeds`` (SEQUENTIAL_RULE)."""
     from . import report
+
+    if ci_target_pp is not None:
+        if not (isinstance(ci_target_pp, (int, float)) and ci_target_pp > 0) or max_seeds < 3:
+            raise ConfigError(f"Invalid CI target: expected ci_target_pp > 0 and max_seeds >= 3. Received "
+                              f"ci_target_pp={ci_target_pp!r}, max_seeds={max_seeds!r}.")
+        kw = dict(cfg=cfg, backends=backends, bn=bn, modes=modes, ablate=ablate, workers=workers, isolate=isolate,
+                  data_dir=data_dir, progress=progress, command=command, executor=executor, address=address)
+        n = min(max(seeds, 3), max_seeds)
+        while True:
+            s = compare(spec, out, seeds=n, plots=False, **kw)
+            widest = max(((p["test_acc"]["ci_high"] - p["test_acc"]["ci_low"]) / 2 * 100 for p in s.paired
+                          if p["test_acc"]["ci_low"] is not None), default=float("inf"))
+            if widest <= ci_target_pp or n >= max_seeds:
+                break
+            n = min(max_seeds, n + max(1, workers))  # one round of seeds per worker
+        reason = (f"every paired 95% CI is within +-{ci_target_pp:g} pp (widest +-{widest:.3f})"
+                  if widest <= ci_target_pp else
+                  f"the maximum of {max_seeds} seeds was reached (widest CI +-{widest:.3f} pp)")
+        s = compare(spec, out, seeds=n, plots=plots, **kw)  # the report, with its figures
+        s.sequential = {"target_pp": ci_target_pp, "max_seeds": max_seeds, "seeds": n, "stopped": reason,
+                        "rule": SEQUENTIAL_RULE}
+        atomic_write_text(Path(out) / "results.json", s.to_json())
+        atomic_write_text(Path(out) / "report.md", report.compare_markdown(s))
+        return s
 
     spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()
     if seeds < 1:

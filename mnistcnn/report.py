@@ -273,6 +273,10 @@ def compare_markdown(s) -> str:
         "## Verdicts (paired by seed: same initial weights and batches under harmonized)",
         "",
     ]
+    if s.sequential:
+        q = s.sequential
+        lines[-2:-2] = [f"Seeds: {q['seeds']}, chosen by a CI target of ±{q['target_pp']:g} pp (at most "
+                        f"{q['max_seeds']}); stopped because {q['stopped']}. Rule: {q['rule']}.", ""]
     for p in s.paired:
         lines.append(f"- **{p['variant']}, {p['mode']}**: {p['verdict']}.")
     lines += ["", "## Results per backend (mean ± sd over seeds)", "",

@@ -120,8 +120,9 @@ def test_sweep_skips_finished_runs_and_isolates_failures(mnist_path, tmp_path, m
     assert len(rows) == 3 + 1  # three finished runs x 1 epoch, one failed row
 
 
+#: the study scripts (mlflow_callback.py is not a study: tests/test_callbacks.py runs it)
 EXAMPLES = sorted(p for p in (Path(__file__).parents[1] / "examples").glob("*.py")
-                  if not p.name.startswith("_"))
+                  if not p.name.startswith("_") and p.stem != "mlflow_callback")
 
 
 @pytest.mark.slow
@@ -148,3 +149,19 @@ def test_seeds_start_at_the_configs_seed_and_zero_seeds_is_refused(mnist_path, t
     assert (tmp_path / "runs" / "harmonized" / "as-is" / "torch" / "seed8" / "result.json").exists()
     with pytest.raises(ConfigError, match="Received seeds=0"):
         C.compare("simple-fc", tmp_path, seeds=0, cfg=cfg, data_dir=mnist_path)
+
+
+def test_a_ci_target_adds_seeds_until_the_interval_is_narrow_enough(mnist_path, tmp_path):
+    """Harmonized simple-fc in one process gives identical runs in both backends: the paired
+    CI is +-0 from 3 seeds, so the target is met at once; an impossible one runs to the max."""
+    cfg = TrainConfig(epochs=1, train_limit=128, val_size=0, test_limit=200, batch_size=64)
+    s = C.compare("simple-fc", tmp_path / "a", seeds=1, cfg=cfg, bn=False, isolate=False, data_dir=mnist_path,
+                  progress=False, plots=False, ci_target_pp=0.1, max_seeds=5)
+    assert s.seeds == 3 and s.sequential["seeds"] == 3 and "every paired 95% CI is within +-0.1 pp" in s.sequential["stopped"]
+    assert "Chow and Robbins" in (tmp_path / "a" / "report.md").read_text()
+    native = C.compare("simple-fc", tmp_path / "n", seeds=3, cfg=cfg, bn=False, modes=("native",), isolate=False,
+                       data_dir=mnist_path, progress=False, plots=False, ci_target_pp=1e-6, max_seeds=4)
+    assert native.sequential["seeds"] == 4 and "the maximum of 4 seeds was reached" in native.sequential["stopped"]
+    assert native.paired[0]["test_acc"]["n"] == 4
+    with pytest.raises(ConfigError, match="Invalid CI target"):
+        C.compare("simple-fc", tmp_path / "b", cfg=cfg, ci_target_pp=0, data_dir=mnist_path)
