@@ -35,7 +35,7 @@ results: setup
 	cd examples && for s in seed000_pt_vs_tf keras_activation_depth pytorch_width_pooling bottleneck sgd_models keras_deep_cnns; do \
 		../$(PY) $$s.py --out ../reports || exit 1; done
 	$(VENV)/bin/mnistcnn results-doc reports/seed000-cnn reports/seed000-pt-vs-tf reports/keras-activation-depth \
-		reports/pytorch-width-pooling reports/bottleneck reports/sgd-models reports/sgd-lr-schedule reports/keras-deep-cnns reports/reproduce/003
+		reports/pytorch-width-pooling reports/bottleneck reports/sgd-models reports/sgd-lr-schedule reports/keras-deep-cnns reports/reproduce/000 reports/reproduce/003
 
 # throughput against hand-written loops and the matmul rate (about 15 minutes; run on a quiet machine)
 bench: setup
