@@ -71,7 +71,8 @@ def cmd_train(args) -> int:
         else:
             out = f"runs/{spec.name}-{backend}-seed{cfg.seed}"
         result = train.run(spec, backend, cfg, out=out, data_dir=args.data_dir,
-                           progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
+                           progress=not args.quiet, resume=args.resume, overwrite=args.overwrite,
+                           tune_allocator=True)  # the command line's own process
         print(f"wrote {out}/result.json, {out}/epochs.csv and {out}/checkpoint/ "
               f"({backend} test accuracy {result.test_acc:.4f})")
     return 0

@@ -52,7 +52,7 @@ def finished(out: Path) -> RunResult | None:
     return None
 
 
-def _run_here(job: Job, data_dir, progress=False) -> RunResult:
+def _run_here(job: Job, data_dir, progress=False, tune_allocator: bool = False) -> RunResult:
     from . import train
 
     # an interrupted run continues from its checkpoint; one whose checkpoint is gone (result
@@ -60,7 +60,7 @@ def _run_here(job: Job, data_dir, progress=False) -> RunResult:
     out = Path(job.out)
     resume = (out / "result.json").exists() and (out / "checkpoint" / "weights.npz").exists()
     return train.run(job.spec, job.backend, job.config, out, data_dir, progress=progress,
-                     resume=resume, overwrite=not resume)
+                     resume=resume, overwrite=not resume, tune_allocator=tune_allocator)
 
 
 ERROR_FILE = "error.txt"
@@ -263,7 +263,7 @@ def main(job_file) -> int:
     d = json.loads(Path(job_file).read_text())
     job = Job(None, S.from_dict(d["spec"]), d["backend"], TrainConfig(**d["config"]), Path(d["out"]))
     try:
-        _run_here(job, d["data_dir"])
+        _run_here(job, d["data_dir"], tune_allocator=True)  # a process of mnistcnn's own
     except Exception as e:
         _error(job, e)
         raise

@@ -69,6 +69,17 @@ def git_commit() -> str | None:
     return commit.stdout.strip() + ("+dirty" if dirty else "")
 
 
+def cpu_flags() -> set:
+    """The CPU's feature flags (/proc/cpuinfo), empty where they cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def environment(backend) -> dict:
     """Provenance (mnistcnn version, git commit, date), versions, threads, flags and CPU:
     what a timing or a number depends on. ``backend`` is a backend module (its own part:

@@ -46,3 +46,29 @@ def test_tuned_allocator_stops_the_page_faults_of_every_step():
     # measured: ~11,000 faults per step by default (44 MB mapped afresh), 0 tuned
     assert default["faults_per_step"] > 1000, default
     assert tuned["faults_per_step"] < default["faults_per_step"] / 20, (tuned, default)
+
+
+def test_the_python_api_leaves_the_callers_allocator_alone(tmp_path, mnist_path):
+    """train.run changes the process's malloc only when asked (the CLI and the runner's
+    children ask: processes of mnistcnn's own)."""
+    code = ("import json, sys; from mnistcnn import train; "
+            f"r = train.run('simple-fc', 'torch', train.TrainConfig(epochs=1, train_limit=128, test_limit=100), "
+            f"{str(tmp_path / 'r')!r}, {str(mnist_path)!r}, progress=False); print(r.environment['allocator'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1].startswith(("glibc defaults", "unchanged"))
+
+
+def test_bfloat16_without_bfloat16_units_is_warned_before_training(tmp_path, mnist_path):
+    from mnistcnn import runtime, train
+
+    cfg = train.TrainConfig(epochs=1, train_limit=64, test_limit=100, precision="bfloat16")
+    emulated = not runtime.cpu_flags() & {"avx512_bf16", "amx_bf16"}
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train.run("simple-fc", "torch", cfg, tmp_path, mnist_path, progress=False)
+    said = [str(w.message) for w in caught if "no bfloat16 units" in str(w.message)]
+    assert bool(said) == (emulated and bool(runtime.cpu_flags())), said
+    if said:
+        assert runtime.cpu_name() in said[0] and "Use float32 here" in said[0]

@@ -132,7 +132,7 @@ def short_runs(mnist_path, tmp_path_factory):
     """seed000-cnn, one epoch over 12,800 real training images (200 steps of 64)."""
     cfg = train.TrainConfig(epochs=1, train_limit=12_800, val_size=5_000, batch_size=64, seed=0)
     out = tmp_path_factory.mktemp("short")
-    return {b: train.run("seed000-cnn", b, cfg, out / b, mnist_path, progress=False)
+    return {b: train.run("seed000-cnn", b, cfg, out / b, mnist_path, progress=False, tune_allocator=True)
             for b in (TORCH, KERAS)}
 
 
