@@ -59,9 +59,10 @@ def test_interruption_exits_cleanly_with_how_to_resume(command, sig, code, word,
     argv = (["train", "seed000-cnn", "--backend", "torch"] if command == "train"
             else ["compare", "simple-fc", "--seeds", "1", "--no-bn", "--workers", "2"]) + args
     proc = subprocess.Popen([sys.executable, "-m", "mnistcnn", *argv], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not list(out.rglob("result.json")) and time.time() < deadline:  # one epoch done
+    deadline = time.time() + 600  # generous: a loaded CI machine
+    while not list(out.rglob("result.json")) and time.time() < deadline and proc.poll() is None:  # one epoch done
         time.sleep(0.5)
+    assert proc.poll() is None and list(out.rglob("result.json")), "no epoch finished before the signal"
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
