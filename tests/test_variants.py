@@ -34,9 +34,12 @@ def test_activation_and_kernel_axes():
 
 def test_logits_head_drops_a_softmax_head_only():
     assert variants.logits_head(zoo.get("pytorch-examples-net")).layers[-1] == S.Dense(10)
-    mlp = variants.logits_head(zoo.get("mlp"))
-    assert mlp.layers[-1] == S.Dense(10) and len(mlp.layers) == len(zoo.get("mlp").layers)
-    assert variants.logits_head(zoo.get("complex-cnn")) == zoo.get("complex-cnn")
+    inline = variants.logits_head(zoo.get("keras-bn-cnn"))  # Dense(10, activation='softmax')
+    assert inline.layers[-1] == S.Dense(10) and len(inline.layers) == len(zoo.get("keras-bn-cnn").layers)
+    mlp = variants.logits_head(zoo.get("mlp"))  # Dense(10) then Activation('log_softmax')
+    assert mlp.layers == zoo.get("mlp").layers[:-1]
+    logits = variants.logits_head(zoo.get("complex-cnn"))
+    assert variants.logits_head(logits) == logits  # a logits head is kept
 
 
 def test_batchnorm_settings_and_dropout_removal():
