@@ -164,6 +164,16 @@ def bf16_and_fp32_runs(mnist_path, tmp_path_factory):
     (bfloat16 is slow on a CPU without bfloat16 units, so these runs are short)."""
     out = tmp_path_factory.mktemp("short-bf16")
     runs = {}
+    import warnings
+
+    with warnings.catch_warnings():  # the warning on CPUs without bfloat16 units is tested in test_runtime.py
+        warnings.filterwarnings("ignore", "--precision bfloat16", RuntimeWarning)
+        runs.update(_precision_runs(mnist_path, out))
+    return runs
+
+
+def _precision_runs(mnist_path, out):
+    runs = {}
     for precision in ("bfloat16", "float32"):
         cfg = train.TrainConfig(epochs=1, train_limit=6_400, val_size=0, test_limit=2_000, batch_size=64,
                                 seed=0, precision=precision)
