@@ -178,17 +178,15 @@ def cmd_import(args) -> int:
 
     from . import spec as specs
     from . import weights as W
-    from .importers import from_torch, load_model
+    from .importers import from_torch, load_model, torch_class
 
     if args.torch_class:  # a state dict for a class of the user's
-        import importlib
-
         import torch
 
-        module_name, _, cls_name = args.torch_class.partition(":")
-        module = getattr(importlib.import_module(module_name), cls_name)()
+        module = torch_class(args.torch_class)()
         module.load_state_dict(torch.load(args.model, map_location="cpu", weights_only=True))
-        spec, weights = from_torch(module, tuple(args.input_shape), with_weights=True, name=cls_name)
+        spec, weights = from_torch(module, tuple(args.input_shape), with_weights=True,
+                                   name=args.torch_class.partition(":")[2])
     else:
         spec, weights = load_model(args.model, tuple(args.input_shape))
     out = Path(args.out or f"imported/{spec.name}")

@@ -231,7 +231,7 @@ def from_torchscript(path, input_shape=(1, 28, 28), with_weights: bool = False):
             scripted = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
         raise ModelImportError(f"{path} is not a readable TorchScript file ({type(e).__name__}).") from None
-    steps = _torchscript_steps(scripted, str(path))
+    steps = _torchscript_steps(scripted)
     return _from_steps(steps, tuple(input_shape), _safe_name(path.stem), with_weights, f"TorchScript file {path}")
 
 
@@ -239,11 +239,10 @@ class _Step:
     """One operation of a traced forward: the node (its args), the module it calls (if
     any) and a readable target name."""
 
-    def __init__(self, node, module, target: str, args=None, kwargs=None, inputs=None):
+    def __init__(self, node, module, target: str, args=None, kwargs=None):
         self.node, self.module, self.target = node, module, target
         self.args = list(node.args) if args is None else args
         self.kwargs = dict(node.kwargs) if kwargs is None else kwargs
-        self.inputs = inputs  # TorchScript: the value names it reads
 
 
 def _from_steps(steps, input_shape, name, with_weights, what):
@@ -449,7 +448,7 @@ def _module_kind(m) -> str:
                  c.__module__.startswith("torch.nn")), type(m).__name__)
 
 
-def _torchscript_steps(scripted, what: str) -> list:
+def _torchscript_steps(scripted) -> list:
     """A TorchScript module's forward as _Steps: prim::CallMethod of a submodule, and
     aten operations with their constant arguments."""
     graph = scripted.graph
@@ -505,8 +504,6 @@ class _ScriptValue:
 class _ScriptNode(_ScriptValue):
     """A TorchScript operation standing in for an fx Node."""
 
-    op = "call_method"
-
     def __init__(self, output, args, target="forward"):
         super().__init__(output)
         self.output, self.args, self.kwargs, self.target = output, args, {}, target
@@ -529,8 +526,6 @@ def load_model(path_or_name, input_shape=(1, 28, 28)):
     """What the command line takes as MODEL: a zoo name, a spec JSON, a .keras file, a
     TorchScript file (.pt/.pth that torch.jit.load reads), or 'package.module:Class' for a
     PyTorch module class built without arguments. Returns (spec, neutral weights or None)."""
-    import importlib
-
     from . import spec as specs
     from . import zoo
 
@@ -543,11 +538,17 @@ def load_model(path_or_name, input_shape=(1, 28, 28)):
     if path.suffix in (".pt", ".pth", ".ts"):
         return from_torchscript(path, input_shape, with_weights=True)
     if ":" in text and "=" not in text:  # module:Class (a zoo name's arguments have '=')
-        module_name, _, cls_name = text.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), cls_name)
-        except (ImportError, AttributeError) as e:
-            raise ModelImportError(f"Cannot load the PyTorch class {text!r}: {e}. Give 'package.module:Class' "
-                                   "importable from here (PYTHONPATH).") from None
-        return from_torch(cls(), input_shape, with_weights=True, name=cls_name)
+        return from_torch(torch_class(text)(), input_shape, with_weights=True, name=text.partition(":")[2])
     return zoo.get(text), None
+
+
+def torch_class(text: str):
+    """The class named by 'package.module:Class', or a ModelImportError saying how to name it."""
+    import importlib
+
+    module_name, _, cls_name = text.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as e:
+        raise ModelImportError(f"Cannot load the PyTorch class {text!r}: {e}. Give 'package.module:Class' "
+                               "importable from here (PYTHONPATH).") from None

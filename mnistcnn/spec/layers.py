@@ -113,8 +113,8 @@ class _LayerType(type):
         try:
             return super().__call__(*args, **kwargs)
         except TypeError as e:
-            signature = ", ".join(f.name if f.default is f.default_factory is _MISSING else f"{f.name}=..."
-                                  for f in fields(cls))
+            required = {f.name for f in fields(cls) if f.default is _MISSING and f.default_factory is _MISSING}
+            signature = ", ".join(f.name if f.name in required else f"{f.name}=..." for f in fields(cls))
             raise SpecError(f"{cls.__name__}({signature}): {e}. {cls.usage}".strip()) from None
 
 
