@@ -38,8 +38,7 @@ def cmd_summary(args) -> int:
     if args.backend == "spec":
         s.summary()
     else:
-        backends = ("torch", "keras") if args.backend == "both" else (args.backend,)
-        print(side_by_side(s, backends))
+        print(side_by_side(s, _backends(args)))
     return 0
 
 
@@ -54,14 +53,29 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+#: --backend's choices beyond one backend: both (the reports' two frameworks), all
+BACKEND_GROUPS = {"both": ("torch", "keras"), "all": ("torch", "keras", "jax")}
+
+
 def _backends(args) -> tuple:
+    return BACKEND_GROUPS.get(args.backend, (args.backend,))
+
+
+def _backend_list(text: str) -> tuple:
+    """--backends torch,keras,jax"""
     from .backends import BACKENDS
 
-    return tuple(BACKENDS) if args.backend == "both" else (args.backend,)
+    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(map(repr, unknown)) or repr(text)}: "
+                                         f"expected a comma-separated list of {', '.join(BACKENDS)}")
+    return names
 
 
 def cmd_train(args) -> int:
     from . import train
+    from .backends import call
 
     cfg, spec = _config(args), _spec(args)
     backends = _backends(args)
@@ -70,9 +84,10 @@ def cmd_train(args) -> int:
             out = args.out if len(backends) == 1 else f"{args.out}/{backend}"
         else:
             out = f"runs/{spec.name}-{backend}-seed{cfg.seed}"
-        result = train.run(spec, backend, cfg, out=out, data_dir=args.data_dir,
-                           progress=not args.quiet, resume=args.resume, overwrite=args.overwrite,
-                           tune_allocator=True)  # the command line's own process
+        # in this process, or (Keras on JAX after Keras on TensorFlow) in a child of its own
+        result = call(backend, train.run, spec, backend, cfg, out=out, data_dir=args.data_dir,
+                      progress=not args.quiet, resume=args.resume, overwrite=args.overwrite,
+                      tune_allocator=True)  # the command line's own process
         print(f"wrote {out}/result.json, {out}/epochs.csv and {out}/checkpoint/ "
               f"({backend} test accuracy {result.test_acc:.4f})")
     return 0
@@ -91,6 +106,7 @@ def cmd_compare(args) -> int:
     modes = ["harmonized"] + (["native"] if args.native else [])
     s = compare(_spec(args), args.out, seeds=args.seeds, cfg=_config(args), bn=not args.no_bn,
                 modes=modes, ablate=args.ablate, workers=args.workers, isolate=not args.in_process,
+                backends=args.backends,
                 data_dir=args.data_dir, progress=not args.quiet, command=args.command_line,
                 executor=args.executor, address=args.address, ci_target_pp=args.ci_target,
                 max_seeds=args.max_seeds)
@@ -105,7 +121,7 @@ def cmd_sweep(args) -> int:
     from .compare import parse_grid, sweep
 
     s = sweep(_spec(args), parse_grid(args.grid), args.out, seeds=args.seeds, cfg=_config(args),
-              workers=args.workers, isolate=not args.in_process, data_dir=args.data_dir,
+              backends=args.backends, workers=args.workers, isolate=not args.in_process, data_dir=args.data_dir,
               progress=not args.quiet, command=args.command_line, executor=args.executor, address=args.address)
     print(f"table: {args.out}/sweep.md  data: {args.out}/sweep.json, sweep.csv")
     return 1 if any(r["errors"] for r in s["rows"]) else 0
@@ -119,7 +135,7 @@ def cmd_reproduce(args) -> int:
     for report in reports:
         s = reproduce(report, args.out, smoke=args.smoke, seeds=args.seeds, workers=args.workers,
                       data_dir=args.data_dir, progress=not args.quiet, command=args.command_line,
-                      train=not args.table_only)
+                      train=not args.table_only, backends=args.backends)
         outside = [r["what"] for r in s["rows"] if r.get("inside") is False]
         print(f"report {report}: {args.out}/{report}/reproduce.md ({len(s['rows'])} rows; "
               f"published value outside its framework's 95% prediction interval: {len(outside)})")
@@ -135,7 +151,7 @@ def cmd_parity(args) -> int:
     ds = data.load("mnist", args.data_dir)
     x, y = data.normalize(ds.x_test[:args.images]), ds.y_test[:args.images]
     tiers = args.tiers
-    result = parity.run(_spec(args), x, y, tiers=tiers, steps=args.steps, seed=args.seed)
+    result = parity.run(_spec(args), x, y, tiers=tiers, steps=args.steps, seed=args.seed, backends=args.backends)
     print(parity.format_report(result))
     if args.json:
         from ._io import atomic_write_text
@@ -148,14 +164,14 @@ def cmd_parity(args) -> int:
 def cmd_defaults(args) -> int:
     from . import defaults
 
-    rows = defaults.ledger()
+    rows = defaults.ledger(args.backends)
     if args.markdown:
         print(defaults.ledger_markdown(rows))
     else:
         for r in rows:
             mark = "DIFFERS" if r["differs"] else "same"
-            print(f"{r['label']} [{mark}]\n  torch:      {r['torch']}\n  keras:      {r['keras']}\n"
-                  f"  harmonized: {r['harmonized']}")
+            print(f"{r['label']} [{mark}]\n" + "".join(f"  {b + ':':12s}{r[b]}\n" for b in args.backends)
+                  + f"  harmonized: {r['harmonized']}")
     if args.model or args.arch_flag or args.spec:
         from .spec.lint import lint
 
@@ -233,9 +249,11 @@ def cmd_evaluate(args) -> int:
     import json
 
     from . import train
+    from .backends import call
 
     for backend in _backends(args):
-        r = train.evaluate_checkpoint(args.checkpoint, args.data_dir, args.dataset, args.normalization, backend)
+        r = call(backend, train.evaluate_checkpoint, args.checkpoint, args.data_dir, args.dataset,
+                 args.normalization, backend)
         print(json.dumps({k: v for k, v in r.items() if k != "confusion"}))
     return 0
 
@@ -297,8 +315,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="layer table: shapes, params and mult-adds, per backend")
     _add_model_args(p)
-    p.add_argument("--backend", choices=("spec", "torch", "keras", "both"), default="both",
-                   help="'spec' for the arithmetic alone; a backend to check it against (default both)")
+    p.add_argument("--backend", choices=("spec", "torch", "keras", "jax", "both", "all"), default="both",
+                   help="'spec' for the arithmetic alone; a backend to check it against; both: torch and keras; "
+                        "all: torch, keras and jax (default both)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("zoo", help="list the zoo's architectures and their sources")
@@ -308,9 +327,9 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Train under mnistcnn's shared protocol; writes result.json, "
                                    "epochs.csv and a checkpoint after every epoch.")
     _add_model_args(p)
-    p.add_argument("--backend", choices=("torch", "keras", "both"), default="both",
-                   help="the framework to train in; both trains one run in each (into --out/torch and "
-                        "--out/keras) (default both)")
+    p.add_argument("--backend", choices=("torch", "keras", "jax", "both", "all"), default="both",
+                   help="the framework to train in (jax: Keras on JAX); both trains one run in torch and one "
+                        "in keras (into --out/torch and --out/keras), all also one in jax (default both)")
     _add_config_args(p)
     p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
     p.add_argument("--out", help="run directory (default runs/<spec>-<backend>-seed<seed>)")
@@ -321,6 +340,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     def add_run_args(p, workers):
         _add_config_args(p)
+        p.add_argument("--backends", type=_backend_list, default=("torch", "keras"), metavar="B1,B2,...",
+                       help="the backends to compare, every pair paired by seed: torch, keras (Keras on "
+                            "TensorFlow), jax (Keras on JAX) (default torch,keras)")
         p.add_argument("--seeds", type=int, default=3, help="seeds per backend and variant (default 3)")
         p.add_argument("--workers", type=int, default=workers,
                        help=f"runs at a time, each in its own process (default {workers})")
@@ -373,6 +395,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="runs at a time, each in its own process (default 1)")
     p.add_argument("--smoke", action="store_true", help="a few hundred images, one seed, in this process: "
                                                          "checks the machinery, gives no results")
+    p.add_argument("--backends", type=_backend_list, default=("torch", "keras"), metavar="B1,B2,...",
+                   help="the frameworks of the study's two-framework runs (default torch,keras; torch,keras,jax "
+                        "adds Keras on JAX)")
     p.add_argument("--table-only", action="store_true",
                    help="train nothing: tabulate the runs that have finished (a study under way)")
     p.add_argument("--data-dir", help="directory of the MNIST IDX files")
@@ -389,6 +414,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=64, help="real MNIST test images used (default 64)")
     p.add_argument("--steps", type=int, default=20, help="optimizer steps for tier 3 (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled weights (default 0)")
+    p.add_argument("--backends", type=_backend_list, default=("torch", "keras"), metavar="B1,B2,...",
+                   help="the frameworks to check against each other and the numpy reference (default torch,keras)")
     p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
     p.add_argument("--json", help="also write the full result as JSON here")
     p.set_defaults(func=cmd_parity)
@@ -398,6 +425,8 @@ def make_parser() -> argparse.ArgumentParser:
                                    "model, also lint warnings for known mistakes.")
     _add_model_args(p, required=False)
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
+    p.add_argument("--backends", type=_backend_list, default=("torch", "keras"), metavar="B1,B2,...",
+                   help="the frameworks whose defaults to read (default torch,keras; jax: Keras on JAX)")
     p.set_defaults(func=cmd_defaults)
 
     p = sub.add_parser("results-doc", help="write docs/results.md from report directories")
@@ -431,8 +460,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (weights.npz) in a backend")
     p.add_argument("checkpoint", help="a neutral checkpoint (e.g. runs/x/checkpoint/weights.npz), or a .keras or "
                                       "TorchScript model file")
-    p.add_argument("--backend", choices=("torch", "keras", "both"), default="both",
-                   help="the framework to evaluate in; both gives one line per framework (default both)")
+    p.add_argument("--backend", choices=("torch", "keras", "jax", "both", "all"), default="both",
+                   help="the framework to evaluate in; both (torch and keras) or all (also jax) give one line "
+                        "per framework (default both)")
     p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"),
                    help="override the dataset the checkpoint records (older checkpoints: mnist)")

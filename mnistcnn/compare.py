@@ -1,6 +1,6 @@
 """The comparison (the project's main job) and sweeps over variants of a spec.
 
-compare: one spec, both backends, with and without batch norm, several seeds, under
+compare: one spec, two or more backends (every pair compared), with and without batch norm, several seeds, under
 the harmonized defaults (is any framework difference left?) and optionally native
 (how big is the difference people see?) with one default at a time switched back
 (--ablate: which defaults cause it). Writes results.json, results.csv, report.md and
@@ -168,8 +168,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
                         "epoch_time_s": stats.describe([sum(e.time_s for e in r.epochs) / len(r.epochs) for r in rs]),
                         "images_per_s": stats.describe([e.images_per_s for r in rs for e in r.epochs]),
                     })
-            if len(backends) == 2:
-                a, b = backends
+            for a, b in itertools.combinations(backends, 2):  # every pair, paired by seed
                 both = [s for s in _seeds(cfg, seeds) if runs[a][s] and runs[b][s]]
                 if both:
                     acc = stats.paired([runs[a][s].test_acc for s in both], [runs[b][s].test_acc for s in both])
@@ -195,9 +194,12 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
 
 
 def _ablation(summary) -> list:
-    """For each default item: the native torch-keras gap, and the gap left when that one
-    item is harmonized. A gap that shrinks points at a contributor."""
-    gap = {(p["mode"], p["variant"]): p["test_acc"]["mean_diff"] for p in summary.paired}
+    """For each default item: the native gap of the first two backends (torch - keras),
+    and the gap left when that one item is harmonized. A gap that shrinks points at a
+    contributor."""
+    first = tuple(summary.backends[:2])
+    gap = {(p["mode"], p["variant"]): p["test_acc"]["mean_diff"] for p in summary.paired
+           if (p["a"], p["b"]) == first}
     rows = []
     for variant in summary.variants:
         native = gap.get(("native", variant))

@@ -94,9 +94,9 @@ def _torch_facts() -> dict:
 
 # -- measurements, keras --------------------------------------------------------------
 def _keras_facts() -> dict:
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    """Keras' defaults as measured on the framework it runs on in this process
+    (mnistcnn.backends.call picks it: TensorFlow for 'keras', JAX for 'jax')."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(0)
     dense = keras.layers.Dense(300)
@@ -124,8 +124,7 @@ def _keras_facts() -> dict:
     conv = keras.layers.Conv2D(1, 2, strides=2, padding="same", use_bias=False, kernel_initializer="ones")
     corner = float(conv(x)[0, 0, 0, 0])
     pool = keras.layers.AveragePooling2D(3, 1, padding="same")(np.ones((1, 3, 3, 1), np.float32))
-    logits = tf.constant([[30.0, 0.0]])
-    probs = keras.layers.Activation("softmax")(logits)
+    probs = keras.layers.Activation("softmax")(keras.ops.convert_to_tensor(np.array([[30.0, 0.0]], np.float32)))
     ce = float(keras.losses.SparseCategoricalCrossentropy()(np.array([1]), probs))
     fit = inspect.signature(keras.Model.fit).parameters
     compile_ = inspect.signature(keras.Model.compile).parameters
@@ -152,16 +151,29 @@ def _keras_facts() -> dict:
         "leaky_relu": f"{_default(keras.layers.LeakyReLU, 'negative_slope')}",
         "same_padding": "extra pixel at the end (bottom/right)" if corner == 12.0 else "extra pixel at the start",
         "avgpool_padding": "padded cells excluded" if abs(float(pool[0, 0, 0, 0]) - 1) < 1e-6 else "padded cells counted",
-        "loss_on_probabilities": f"on TensorFlow, recovers the logits of a softmax output (loss {ce:.2f} "
-                                 "for logits [30, 0], true 30)" if ce > 25 else f"clips probabilities (loss {ce:.2f}, true 30)",
+        "loss_on_probabilities": f"recovers the logits of a softmax output (measured loss {ce:.2f} "
+                                 "for logits [30, 0], true 30)" if ce > 25 else
+                                 f"clips probabilities (measured loss {ce:.2f} for logits [30, 0], true 30)",
         "fit": f"batch_size {fit['batch_size'].default} (= 32), shuffle={fit['shuffle'].default}, "
                "validation_split takes the LAST samples, before shuffling",
-        "threads": f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op, "
-                   f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op (0 = TensorFlow decides)",
-        "flags": f"oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'on (default on x86)')}, "
-                 f"compile(jit_compile={compile_['jit_compile'].default!r})",
+        **_keras_framework_facts(keras.backend.backend(), compile_['jit_compile'].default),
         "layout": "channels_last (N, H, W, C); Flatten in H, W, C order",
     }
+
+
+def _keras_framework_facts(framework: str, jit_default) -> dict:
+    if framework == "tensorflow":
+        import tensorflow as tf
+
+        return {"threads": f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op, "
+                           f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op (0 = TensorFlow decides)",
+                "flags": f"oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'on (default on x86)')}, "
+                         f"compile(jit_compile={jit_default!r}): 'auto' means no XLA on TensorFlow"}
+    import jax
+
+    return {"threads": f"XLA's CPU pool: every core the process may use ({len(os.sched_getaffinity(0))} here)",
+            "flags": f"XLA always (jax.jit); compile(jit_compile={jit_default!r}); 64-bit types "
+                     f"{'on' if jax.config.jax_enable_x64 else 'off'} (jax_enable_x64: float64 silently becomes float32)"}
 
 
 ITEMS = {  # item -> (label, what mnistcnn's harmonized mode does)
@@ -188,15 +200,22 @@ ITEMS = {  # item -> (label, what mnistcnn's harmonized mode does)
 }
 
 
-def ledger() -> list[dict]:
-    """One row per item: torch native, keras native, mnistcnn harmonized, and whether the
-    two native settings differ."""
-    t, k = _torch_facts(), _keras_facts()
+#: column titles of the ledger
+TITLES = {"torch": "PyTorch native", "keras": "Keras native (TensorFlow)", "jax": "Keras native (JAX)"}
+
+
+def ledger(backends=("torch", "keras")) -> list[dict]:
+    """One row per item: each backend's native setting, mnistcnn harmonized, and whether
+    the native settings differ. Keras is measured on each framework it runs on, each in
+    a process of its own where needed (mnistcnn.backends.call)."""
+    from .backends import call
+
+    facts = {b: _torch_facts() if b == "torch" else call(b, _keras_facts) for b in backends}
     rows = []
     for item, (label, harmonized) in ITEMS.items():
-        differs = _strip(t[item]) != _strip(k[item])
-        rows.append({"item": item, "label": label, "torch": t[item], "keras": k[item],
-                     "harmonized": harmonized, "differs": differs})
+        values = {b: facts[b][item] for b in backends}
+        differs = len({_strip(v) for v in values.values()}) > 1
+        rows.append({"item": item, "label": label, **values, "harmonized": harmonized, "differs": differs})
     return rows
 
 
@@ -206,10 +225,11 @@ def _strip(text: str) -> str:
 
 
 def ledger_markdown(rows) -> str:
-    lines = ["| setting | PyTorch native | Keras native | mnistcnn harmonized | differs |",
-             "|---|---|---|---|---|"]
+    backends = [b for b in TITLES if b in rows[0]]
+    lines = ["| setting | " + " | ".join(TITLES[b] for b in backends) + " | mnistcnn harmonized | differs |",
+             "|---|" + "---|" * len(backends) + "---|---|"]
     for r in rows:
-        lines.append(f"| {r['label']} | {r['torch']} | {r['keras']} | {r['harmonized']} | "
+        lines.append(f"| {r['label']} | " + " | ".join(r[b] for b in backends) + f" | {r['harmonized']} | "
                      f"{'**yes**' if r['differs'] else 'no'} |")
     return "\n".join(lines)
 

@@ -1,11 +1,11 @@
-"""Do the two backends compute the same thing? Three tiers, each against stated
+"""Do the backends compute the same thing? Three tiers, each against stated
 tolerances scaled to the magnitude of the values, with the measured maxima always reported.
 
 Tier 1, forward: every layer's inference-mode output in torch, keras and the numpy
   reference (mnistcnn.reference) on the same weights and images; the first layer whose
   difference exceeds the tolerance is named.
 Tier 2, gradients: training-mode loss and every parameter gradient on one batch.
-Tier 3, drift: K optimizer steps in both backends from the same weights and batches
+Tier 3, drift: K optimizer steps in every backend from the same weights and batches
   (harmonized), with the loss and weight divergence after each step.
 Dropout is left out for the comparison (its masks come from different generators).
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from . import reference
 from . import weights as W
-from .backends import get_backend
+from .backends import call, get_backend
 from .spec import variants
 
 #: float32 frameworks against each other and against a float64 reference:
@@ -62,20 +62,57 @@ def _diff(name, kind, values: dict, tol: dict, reference_key: str) -> Diff:
     return Diff(name, kind, magnitude, tolerance, max_abs, max_rel, max(max_abs.values()) <= tolerance)
 
 
-def harmonized_models(spec, weights: dict, dtype: str = "float32") -> dict:
-    """Both backends' models holding ``weights``, Keras' BatchNorm by PyTorch's rules
-    (as harmonized training uses it); dtype 'float64' for the reference."""
-    models = {b: get_backend(b).build(spec, bn_rules="torch", dtype=dtype) for b in ("torch", "keras")}
-    for b, m in models.items():
-        get_backend(b).set_weights(m, spec, {k: v.astype(dtype) for k, v in weights.items()})
-    return models
+#: the frameworks compared unless told otherwise
+BACKENDS = ("torch", "keras")
 
 
-def forward(spec, weights: dict, x: np.ndarray, models: dict | None = None) -> dict:
-    """Tier 1. ``models`` (backend -> native model) defaults to harmonized_models; pass
-    your own to check a transfer you made."""
-    models = models or harmonized_models(spec, weights)
-    outs = {b: get_backend(b).layer_outputs(m, spec, x) for b, m in models.items()}
+def _harmonized_model(backend: str, spec, weights: dict, dtype: str = "float32"):
+    b = get_backend(backend)
+    model = b.build(spec, bn_rules="torch", dtype=dtype)
+    b.set_weights(model, spec, {k: v.astype(dtype) for k, v in weights.items()})
+    return model
+
+
+def harmonized_models(spec, weights: dict, dtype: str = "float32", backends=BACKENDS) -> dict:
+    """Each backend's model holding ``weights``, Keras' BatchNorm by PyTorch's rules (as
+    harmonized training uses it); dtype 'float64' for the reference. The backends must
+    load in this process (Keras on TensorFlow or on JAX, not both)."""
+    return {b: _harmonized_model(b, spec, weights, dtype) for b in backends}
+
+
+# each backend's side of a tier: module-level, so that mnistcnn.backends.call can run it
+# in a process of its own (Keras on JAX beside Keras on TensorFlow)
+def _layer_outputs(backend, spec, weights, x):
+    return get_backend(backend).layer_outputs(_harmonized_model(backend, spec, weights), spec, x)
+
+
+def _gradients(backend, spec, weights, x, y, dtype):
+    return get_backend(backend).gradients(_harmonized_model(backend, spec, weights, dtype), spec, x, y)
+
+
+def _drift_steps(backend, spec, weights, x, y, steps, batch_size, cfg) -> list:
+    """(training loss, weights, inference-mode logits on x) after each step."""
+    from .train import epoch_order
+
+    b = get_backend(backend)
+    trainer = b.Trainer(spec, cfg.optimizer_for(backend), cfg.seed, weights)
+    trainer.set_data(x, y)
+    order = epoch_order(cfg.seed, 0, len(x))
+    out = []
+    for step in range(steps):
+        idx = order[(step * batch_size) % len(x):][:batch_size]
+        loss = trainer.train_epoch(idx, batch_size, cfg.lr, cfg.seed)[0]
+        out.append((loss, trainer.get_weights(), b.predict(trainer.model, spec, x)))
+    return out
+
+
+def forward(spec, weights: dict, x: np.ndarray, models: dict | None = None, backends=BACKENDS) -> dict:
+    """Tier 1. ``models`` (backend -> native model) defaults to the harmonized models of
+    ``backends``; pass your own to check a transfer you made."""
+    if models:
+        outs = {b: get_backend(b).layer_outputs(m, spec, x) for b, m in models.items()}
+    else:
+        outs = {b: call(b, _layer_outputs, b, spec, weights, x) for b in backends}
     outs["numpy"] = reference.forward(spec, weights, x)
     rows = [_diff(r.name, r.kind, {k: np.asarray(v[i], np.float64) for k, v in outs.items()},
                   FORWARD_TOL, "numpy") for i, r in enumerate(spec.rows)]
@@ -84,70 +121,71 @@ def forward(spec, weights: dict, x: np.ndarray, models: dict | None = None) -> d
             "first_failure": None if first is None else first.name, "ok": first is None}
 
 
-def gradients(spec, weights: dict, x: np.ndarray, y: np.ndarray) -> dict:
+def gradients(spec, weights: dict, x: np.ndarray, y: np.ndarray, backends=BACKENDS) -> dict:
     """Tier 2 (training mode: BatchNorm uses batch statistics). The definitions are
     compared in float64, where rounding cannot hide a difference; each framework's
-    float32 gradients are then measured against that reference and reported. (On deep
-    conv-BatchNorm stacks TensorFlow's float32 BatchNorm training loses precision that
-    PyTorch's fused kernels keep: see docs/parity.md.)"""
+    float32 gradients are then measured against that reference (the first backend's
+    float64 gradient) and reported. (On deep conv-BatchNorm stacks TensorFlow's float32
+    BatchNorm training loses precision that PyTorch's fused kernels keep: see docs/parity.md.)"""
     def run(dtype):
-        return {b: get_backend(b).gradients(m, spec, x, y)
-                for b, m in harmonized_models(spec, weights, dtype).items()}
+        return {b: call(b, _gradients, b, spec, weights, x, y, dtype) for b in backends}
 
     ref, f32 = run("float64"), run("float32")
-    (lt, gt), (lk, gk) = ref["torch"], ref["keras"]
+    first = backends[0]
     rows = []
-    for n in gt:
-        d = _diff(n, "gradient", {"torch": gt[n], "keras": gk[n]}, GRADIENT_TOL, "torch")
+    for n in ref[first][1]:
+        d = _diff(n, "gradient", {b: ref[b][1][n] for b in backends}, GRADIENT_TOL, first)
         mag = d.magnitude or 1.0
-        d.max_rel.update({f"{b}32-float64": float(np.abs(f32[b][1][n] - gt[n]).max()) / mag
-                          for b in ("torch", "keras")})
+        d.max_rel.update({f"{b}32-float64": float(np.abs(f32[b][1][n] - ref[first][1][n]).max()) / mag
+                          for b in backends})
         rows.append(d)
-    loss_ok = abs(lt - lk) <= GRADIENT_TOL["atol"] + GRADIENT_TOL["rtol"] * abs(lt)
-    first = next((d for d in rows if not d.ok), None)
+    l0 = ref[first][0]
+    loss_ok = all(abs(ref[b][0] - l0) <= GRADIENT_TOL["atol"] + GRADIENT_TOL["rtol"] * abs(l0) for b in backends)
+    worst = next((d for d in rows if not d.ok), None)
     return {"tier": "gradients", "tolerance": GRADIENT_TOL, "dtype": "float64",
-            "loss": {"torch": lt, "keras": lk, "torch32": f32["torch"][0], "keras32": f32["keras"][0]},
+            "loss": {**{b: ref[b][0] for b in backends}, **{f"{b}32": f32[b][0] for b in backends}},
             "loss_ok": loss_ok, "params": [asdict(d) for d in rows],
-            "first_failure": None if first is None else first.name, "ok": first is None and loss_ok}
+            "first_failure": None if worst is None else worst.name, "ok": worst is None and loss_ok}
 
 
 def drift(spec, weights: dict, x: np.ndarray, y: np.ndarray, steps: int = 20,
-          batch_size: int = 64, cfg=None) -> dict:
-    """Tier 3: the same ``steps`` optimizer steps in both backends (harmonized)."""
-    from .train import TrainConfig, epoch_order
+          batch_size: int = 64, cfg=None, backends=BACKENDS) -> dict:
+    """Tier 3: the same ``steps`` optimizer steps in every backend (harmonized); the
+    differences are each backend's against the first."""
+    from .train import TrainConfig
 
     cfg = cfg or TrainConfig()
-    trainers = {}
-    for b in ("torch", "keras"):
-        trainers[b] = get_backend(b).Trainer(spec, cfg.optimizer_for(b), cfg.seed, weights)
-        trainers[b].set_data(x, y)
-    order = epoch_order(cfg.seed, 0, len(x))
+    runs = {b: call(b, _drift_steps, b, spec, weights, x, y, steps, batch_size, cfg) for b in backends}
+    first, others = backends[0], backends[1:]
     curve = []
     for step in range(steps):
-        idx = order[(step * batch_size) % len(x):][:batch_size]
-        losses = {b: t.train_epoch(idx, batch_size, cfg.lr, cfg.seed)[0] for b, t in trainers.items()}
-        wt, wk = trainers["torch"].get_weights(), trainers["keras"].get_weights()
-        diffs = {n: float(np.abs(wt[n] - wk[n]).max()) for n in wt}
+        _, w0, logits0 = runs[first][step]
+        diffs = {n: max(float(np.abs(w0[n] - runs[b][step][1][n]).max()) for b in others) for n in w0}
         worst = max(diffs, key=diffs.get)
-        # what the weights compute: inference-mode logits on the whole set
-        lt = get_backend("torch").predict(trainers["torch"].model, spec, x)
-        lk = get_backend("keras").predict(trainers["keras"].model, spec, x)
-        curve.append({"step": step + 1, "loss_torch": losses["torch"], "loss_keras": losses["keras"],
+        curve.append({"step": step + 1, **{f"loss_{b}": runs[b][step][0] for b in backends},
                       "max_weight_diff": diffs[worst], "worst_weight": worst,
-                      "max_weight": max(float(np.abs(wt[n]).max()) for n in wt),
-                      "max_logit_diff": float(np.abs(lt - lk).max()), "max_logit": float(np.abs(lt).max())})
-    return {"tier": "drift", "optimizer": asdict(cfg.optimizer_for("torch")), "batch_size": batch_size,
-            "curve": curve,
+                      "max_weight": max(float(np.abs(w0[n]).max()) for n in w0),
+                      "max_logit_diff": max(float(np.abs(logits0 - runs[b][step][2]).max()) for b in others),
+                      "max_logit": float(np.abs(logits0).max())})
+    return {"tier": "drift", "optimizer": asdict(cfg.optimizer_for(first)), "batch_size": batch_size,
+            "backends": list(backends), "curve": curve,
             "note": ("Adam divides each gradient by its own running magnitude, so a gradient that is zero "
                      "in exact arithmetic (a bias right before BatchNorm) turns float noise into full-size "
                      "steps: such weights drift apart without changing what the network computes. The "
                      "logits column shows what it computes.")}
 
 
-def run(spec, x: np.ndarray, y: np.ndarray, tiers=(1, 2, 3), steps: int = 20, seed: int = 0) -> dict:
-    """All asked tiers on the comparison spec (no dropout; softmax head kept for tier 1)."""
+def run(spec, x: np.ndarray, y: np.ndarray, tiers=(1, 2, 3), steps: int = 20, seed: int = 0,
+        backends=BACKENDS) -> dict:
+    """All asked tiers on the comparison spec (no dropout; softmax head kept for tier 1),
+    for two or more ``backends``."""
+    from .backends import BACKENDS as KNOWN
     from .errors import ConfigError
 
+    backends = tuple(backends)
+    if len(backends) < 2 or not set(backends) <= set(KNOWN):
+        raise ConfigError(f"Parity compares two or more backends of {', '.join(KNOWN)}; received "
+                          f"{', '.join(backends) or 'none'}.")
     if not tiers or not set(tiers) <= {1, 2, 3}:
         raise ConfigError(f"Unknown parity tier(s) {sorted(set(tiers) - {1, 2, 3}) or tiers}: the tiers are "
                           "1 (forward), 2 (loss and gradients) and 3 (drift over steps).")
@@ -157,56 +195,60 @@ def run(spec, x: np.ndarray, y: np.ndarray, tiers=(1, 2, 3), steps: int = 20, se
     if 3 in tiers and (not isinstance(steps, int) or steps < 1):
         raise ConfigError(f"Invalid value for `steps`. Expected an integer >= 1. Received steps={steps!r}.")
     spec = variants.without_dropout(spec)
-    out = {"spec": spec.name, "images": len(x)}
+    out = {"spec": spec.name, "images": len(x), "backends": list(backends)}
     if 1 in tiers:
-        out["forward"] = forward(spec, sample_weights(spec, seed), x)
+        out["forward"] = forward(spec, sample_weights(spec, seed), x, backends=backends)
     trained = variants.logits_head(spec)
     if 2 in tiers:
-        out["gradients"] = gradients(trained, sample_weights(trained, seed), x, y)
+        out["gradients"] = gradients(trained, sample_weights(trained, seed), x, y, backends=backends)
     if 3 in tiers:
-        out["drift"] = drift(trained, W.initial(trained, seed), x, y, steps)
+        out["drift"] = drift(trained, W.initial(trained, seed), x, y, steps, backends=backends)
     return out
 
 
 def format_report(result: dict) -> str:
-    lines = [f"Parity of {result['spec']} on {result['images']} real MNIST images"]
+    backends = result.get("backends", list(BACKENDS))
+    first = backends[0]
+    lines = [f"Parity of {result['spec']} on {result['images']} real MNIST images ({', '.join(backends)})"]
     if "forward" in result:
         f = result["forward"]
+        pairs = list(f["layers"][0]["max_abs"]) if f["layers"] else []
         lines += ["", f"Tier 1, forward (inference mode). Tolerance per layer: {f['tolerance']['atol']:g} + "
                   f"{f['tolerance']['rtol']:g} x max|value|",
-                  f"{'layer':28s} {'max|value|':>10s} {'tolerance':>10s} {'torch-keras':>12s} "
-                  f"{'torch-numpy':>12s} {'keras-numpy':>12s}  ok"]
+                  f"{'layer':28s} {'max|value|':>10s} {'tolerance':>10s} " + " ".join(f"{p:>12s}" for p in pairs)
+                  + "  ok"]
         for d in f["layers"]:
-            a = d["max_abs"]
             lines.append(f"{d['name'] + ' (' + d['kind'] + ')':28s} {d['magnitude']:10.3g} {d['tolerance']:10.2e} "
-                         f"{a['torch-keras']:12.2e} {a['torch-numpy']:12.2e} {a['keras-numpy']:12.2e}  "
-                         f"{'yes' if d['ok'] else 'NO'}")
+                         + " ".join(f"{d['max_abs'][p]:12.2e}" for p in pairs) + f"  {'yes' if d['ok'] else 'NO'}")
         lines.append("first layer over tolerance: " + (f["first_failure"] or "none"))
     if "gradients" in result:
         g = result["gradients"]
-        lines += ["", f"Tier 2, gradients (training mode), definitions compared in float64. Loss torch "
-                  f"{g['loss']['torch']:.12f} keras {g['loss']['keras']:.12f}. Tolerance: "
+        pairs = [p for p in (g["params"][0]["max_abs"] if g["params"] else {})]
+        lines += ["", "Tier 2, gradients (training mode), definitions compared in float64. Loss "
+                  + " ".join(f"{b} {g['loss'][b]:.12f}" for b in backends) + ". Tolerance: "
                   f"{g['tolerance']['atol']:g} + {g['tolerance']['rtol']:g} x max|gradient|. The float32 "
-                  f"columns: each framework's float32 gradient against the float64 one, relative to max|gradient|.",
-                  f"{'parameter':28s} {'max|grad|':>10s} {'tolerance':>10s} {'torch-keras':>12s}  ok "
-                  f"{'torch32 err':>12s} {'keras32 err':>12s}"]
+                  f"columns: each framework's float32 gradient against the float64 one ({first}'s), relative "
+                  "to max|gradient|.",
+                  f"{'parameter':28s} {'max|grad|':>10s} {'tolerance':>10s} " + " ".join(f"{p:>12s}" for p in pairs)
+                  + "  ok " + " ".join(f"{b + '32 err':>12s}" for b in backends)]
         for d in g["params"]:
             if d["magnitude"] < 1e-8:  # zero in exact arithmetic (a bias BatchNorm cancels)
-                f32 = f"{'zero gradient':>25s}"
+                f32 = f"{'zero gradient':>{13 * len(backends) - 1}s}"
             else:
-                f32 = f"{d['max_rel']['torch32-float64']:12.2e} {d['max_rel']['keras32-float64']:12.2e}"
+                f32 = " ".join(f"{d['max_rel'][f'{b}32-float64']:12.2e}" for b in backends)
             lines.append(f"{d['name']:28s} {d['magnitude']:10.3g} {d['tolerance']:10.2e} "
-                         f"{d['max_abs']['torch-keras']:12.2e}  {'yes' if d['ok'] else 'NO '} {f32}")
+                         + " ".join(f"{d['max_abs'][p]:12.2e}" for p in pairs)
+                         + f"  {'yes' if d['ok'] else 'NO '} {f32}")
         lines.append("first parameter over tolerance: " + (g["first_failure"] or "none"))
     if "drift" in result:
         d = result["drift"]
         lines += ["", f"Tier 3, training drift ({d['optimizer']['name']}, lr {d['optimizer']['lr']:g}, "
-                  f"batch {d['batch_size']}, harmonized)",
-                  f"{'step':>5s} {'loss torch':>12s} {'loss keras':>12s} {'max|w diff|':>12s} {'in':>22s} "
-                  f"{'max|w|':>8s} {'max|logit diff|':>16s} {'max|logit|':>10s}"]
+                  f"batch {d['batch_size']}, harmonized; differences: each backend against {first})",
+                  f"{'step':>5s} " + " ".join(f"{'loss ' + b:>12s}" for b in backends)
+                  + f" {'max|w diff|':>12s} {'in':>22s} {'max|w|':>8s} {'max|logit diff|':>16s} {'max|logit|':>10s}"]
         for c in d["curve"]:
-            lines.append(f"{c['step']:5d} {c['loss_torch']:12.6f} {c['loss_keras']:12.6f} "
-                         f"{c['max_weight_diff']:12.2e} {c['worst_weight']:>22s} {c['max_weight']:8.3f} "
+            lines.append(f"{c['step']:5d} " + " ".join(f"{c['loss_' + b]:12.6f}" for b in backends)
+                         + f" {c['max_weight_diff']:12.2e} {c['worst_weight']:>22s} {c['max_weight']:8.3f} "
                          f"{c['max_logit_diff']:16.2e} {c['max_logit']:10.3f}")
         lines.append(d["note"])
     return "\n".join(lines)

@@ -12,7 +12,9 @@ import numpy as np
 from .errors import ConfigError
 from .results import EpochRecord, RunError
 
-COLORS = {"torch": "#d62728", "keras": "#1f77b4"}
+COLORS = {"torch": "#d62728", "keras": "#1f77b4", "jax": "#2ca02c"}
+#: how a backend is named in titles
+TITLES = {"torch": "PyTorch", "keras": "Keras (TensorFlow)", "jax": "Keras (JAX)"}
 STYLES = {"no-bn": "-", "bn": "--", "as-is": "-"}
 
 
@@ -102,8 +104,8 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
 
     # 1. the headline: paired torch - keras difference in test accuracy with its 95% CI
     if summary.paired:
-        fig = forest_figure(summary.paired, f"{summary.spec}: {backends[0]} − {backends[1]} test accuracy, "
-                                            "paired by seed")
+        fig = forest_figure(summary.paired, f"{summary.spec}: " + (
+            f"{backends[0]} − {backends[1]}" if len(backends) == 2 else "each pair's") + " test accuracy, paired by seed")
         save(fig, "forest.png")
 
     # 2. training loss vs step, with and without batch norm: one panel per backend + overlay
@@ -116,7 +118,8 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
             _band(ax, steps, [[v for _, v in r.steps] for r in runs], ls=STYLES.get(variant, "-"),
                   color=COLORS.get(backend), label=f"{backend}, {variant} (n={len(runs)})")
         ax.set_yscale("log")
-        ax.set_title(f"{panel}: training loss ({mode})" if panel != "both" else f"both backends ({mode})")
+        ax.set_title(f"{panel}: training loss ({mode})" if panel != "both"
+                     else f"{'both' if len(backends) == 2 else 'all'} backends ({mode})")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -223,7 +226,9 @@ def forest_figure(paired: list, title: str):
             text = f"{mean:+.2f} (n={a['n']}: no CI)"
         ax.annotate(text, (mean, i), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)
     ax.axvline(0, color="grey", lw=1, ls="--")
-    ax.set_yticks(range(len(paired)), [f"{p['mode']} · {p['variant']}" for p in paired], fontsize=8)
+    pairs = len({(p.get("a"), p.get("b")) for p in paired}) > 1
+    ax.set_yticks(range(len(paired)), [(f"{p['a']} − {p['b']} · " if pairs else "") + f"{p['mode']} · {p['variant']}"
+                                       for p in paired], fontsize=8)
     ax.set_ylim(len(paired) - 0.4, -0.7)
     ax.set_xlabel("difference in test accuracy, percentage points (95% CI, paired t)")
     ax.set_title(title, fontsize=10)
@@ -261,7 +266,8 @@ def compare_markdown(s) -> str:
     """report.md of a compare.CompareSummary."""
     cfg = s.config
     lines = [
-        f"# {s.spec}: PyTorch vs Keras",
+        f"# {s.spec}: " + (" vs ".join(TITLES.get(b, b) for b in s.backends) if len(s.backends) > 2
+                           else "PyTorch vs Keras"),
         "",
         f"Command: `{s.command}`  ",
         f"Date: {s.date}. Seeds: {s.seeds}. Epochs: {cfg['epochs']}, batch {cfg['batch_size']}, "
@@ -288,15 +294,17 @@ def compare_markdown(s) -> str:
             f"| {g['mode']} | {g['variant']} | {g['backend']} | {_pct(g['test_acc'])} | "
             f"{'–' if sd is None else f'{sd * 100:.2f}'} | {g['test_loss']['mean']:.4f} | "
             f"{g['epoch_time_s']['mean']:.1f} | {g['images_per_s']['mean']:,.0f} |")
-    lines += ["", "## Paired differences (torch − keras)", "",
-              "| mode | variant | n | Δ test acc pp | 95% CI pp | p | Δ test loss | 95% CI |",
-              "|---|---|---:|---:|---|---:|---:|---|"]
+    pairs = len({(p["a"], p["b"]) for p in s.paired}) > 1
+    lines += ["", "## Paired differences" + ("" if pairs else " (torch − keras)"), "",
+              "| mode | variant |" + (" pair |" if pairs else "") + " n | Δ test acc pp | 95% CI pp | p | Δ test loss | 95% CI |",
+              "|---|---|" + ("---|" if pairs else "") + "---:|---:|---|---:|---:|---|"]
     for p in s.paired:
         a, l = p["test_acc"], p["test_loss"]
         ci = "–" if a["ci_low"] is None else f"{a['ci_low'] * 100:+.2f} to {a['ci_high'] * 100:+.2f}"
         lci = "–" if l["ci_low"] is None else f"{l['ci_low']:+.4f} to {l['ci_high']:+.4f}"
         pv = "–" if a["p_value"] is None else f"{a['p_value']:.3g}"
-        lines.append(f"| {p['mode']} | {p['variant']} | {a['n']} | {a['mean_diff'] * 100:+.2f} | {ci} | "
+        lines.append(f"| {p['mode']} | {p['variant']} |" + (f" {p['a']} − {p['b']} |" if pairs else "")
+                     + f" {a['n']} | {a['mean_diff'] * 100:+.2f} | {ci} | "
                      f"{pv} | {l['mean_diff']:+.4f} | {lci} |")
     if s.ablation:
         lines += ["", "## Which native defaults make the difference", "",

@@ -314,12 +314,24 @@ def _row(study: Study, setting: Setting, p: Published | None, values: dict, what
     return row
 
 
+def with_backends(study: Study, backends) -> Study:
+    """The study with ``backends`` wherever it runs both frameworks (torch, keras): e.g.
+    torch, keras, jax adds Keras on JAX beside them. Runs of the report's own framework
+    alone (report 004's native Keras) stay as they are."""
+    backends = tuple(backends)
+    return replace(study, settings=tuple([
+        replace(s, runs=tuple((mode, backends if set(bs) == set(BACKENDS) else bs) for mode, bs in s.runs))
+        for s in study.settings]))
+
+
 def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, workers: int = 1,
               data_dir=None, progress: bool = True,
-              command: str = "mnistcnn.reproduce.reproduce() from Python", train: bool = True) -> dict:
+              command: str = "mnistcnn.reproduce.reproduce() from Python", train: bool = True,
+              backends=BACKENDS) -> dict:
     """Run report ``report``'s study into ``out``/<report>/ and write reproduce.json and
     reproduce.md there; returns the summary. Finished runs are skipped; ``train=False``
-    only tabulates the runs already finished (a study still under way)."""
+    only tabulates the runs already finished (a study still under way). ``backends``:
+    the frameworks of its two-framework runs (with_backends)."""
     from .compare import compare
 
     if report not in STUDIES:
@@ -327,7 +339,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
     if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
         raise ConfigError(f"Invalid value for `seeds`. Expected an integer >= 1 (or none: the study's "
                           f"own). Received seeds={seeds!r}.")
-    study, base = STUDIES[report], Path(out) / report
+    study, base = with_backends(STUDIES[report], backends), Path(out) / report
     started, rows = time.perf_counter(), []
     for setting in study.settings:
         cfg = TrainConfig(**setting.config)
@@ -463,17 +475,24 @@ def answer_000(s: dict, target_pp: float = 0.1) -> str:
             f"would take about {need} seeds at the spread seen (sd of the difference {sd:.2f} pp).")
 
 
+def _extra_columns(rows) -> list:
+    """Cells of backends beyond torch and keras (jax_native, jax_harmonized), where run."""
+    return [f"{b}_{mode}" for b in ("jax",) for mode in ("native", "harmonized") if any(r.get(f"{b}_{mode}") for r in rows)]
+
+
 def markdown(s: dict, image_dir: str = "") -> str:
     """The study's table: one row per published number (accuracies in %), then its
     figures (``image_dir``: their directory relative to where the text goes)."""
+    extra = _extra_columns(s["rows"])
     lines = [f"# Report {s['report']}: {s['title']}", "", f"Command: `{s['command']}` ({s['date']}); "
              f"training time of the finished runs {s['run_time_s'] / 60:.1f} min"
              + (" (SMOKE SIZE: not results)" if s["smoke"] else "")
              + ("" if s.get("complete", True) else " (STUDY UNDER WAY: some runs have not finished; "
                 "n gives the seeds each cell has)") + ".", "", s["protocol"], "",
              "| setting | published number | published | torch native | keras native | torch harmonized | "
-             "keras harmonized | torch − keras native | torch − keras harmonized | inside own 95% PI |",
-             "|---|---|---:|---|---|---|---|---|---|---|"]
+             "keras harmonized | torch − keras native | torch − keras harmonized | inside own 95% PI |"
+             + "".join(f" {c.replace('_', ' ')} |" for c in extra),
+             "|---|---|---:|---|---|---|---|---|---|---|" + "---|" * len(extra)]
     for r in s["rows"]:
         m = r["metric"]
         pub = "–" if r["published"] is None else _fmt({"mean": r["published"], "sd": None, "n": 1}, m).split(" (")[0]
@@ -482,7 +501,8 @@ def markdown(s: dict, image_dir: str = "") -> str:
         lines.append(f"| {r['setting']} | {r['what']} | {pub} | {_fmt(r.get('torch_native'), m)} | "
                      f"{_fmt(r.get('keras_native'), m)} | {_fmt(r.get('torch_harmonized'), m)} | "
                      f"{_fmt(r.get('keras_harmonized'), m)} | {_fmt_diff(r.get('diff_native'), m)} | "
-                     f"{_fmt_diff(r.get('diff_harmonized'), m)} | {inside} |")
+                     f"{_fmt_diff(r.get('diff_harmonized'), m)} | {inside} |"
+                     + "".join(f" {_fmt(r.get(c), m)} |" for c in extra))
     ablated = [(r, k.removeprefix("diff_")) for r in s["rows"] for k in r if k.startswith("diff_native+") and r[k]]
     if ablated:
         lines += ["", "Which native default makes the frameworks differ: the native torch − keras difference with "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import spec as S
 from ._io import atomic_write_text
+from .backends import runs_here
 from .config import TrainConfig
 from .results import RunError, RunResult
 
@@ -212,8 +213,9 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
 
     def one(job):
         (Path(job.out) / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt
-        try:
-            return job, (_run_process(job, data_dir) if isolate else _run_here(job, data_dir))
+        try:  # in-process runs too go to a process of their own where this one's Keras is another backend's
+            here = not isolate and runs_here(job.backend)
+            return job, (_run_here(job, data_dir) if here else _run_process(job, data_dir))
         except Exception as e:  # a failed run is reported; the others go on
             return job, _error(job, e)
 

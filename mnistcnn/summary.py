@@ -15,7 +15,9 @@ def backend_rows(spec, backend: str) -> list[tuple[tuple, int]]:
 
 def side_by_side(spec, backends=("torch", "keras")) -> str:
     """The spec's table with each backend's shape and count; '!' marks a disagreement."""
-    built = {name: backend_rows(spec, name) for name in backends}
+    from .backends import call
+
+    built = {name: call(name, backend_rows, spec, name) for name in backends}
     head = ["Layer (type)", "Output shape (C,H,W)", "Params", "Mult-Adds"]
     for name in backends:
         head += [f"{name} shape", f"{name} params"]

@@ -31,9 +31,9 @@ def test_unknown_model_is_one_clear_error(capsys):
 
 def test_bad_flag_value(capsys):
     with pytest.raises(SystemExit) as e:
-        main(["summary", "mlp", "--backend", "jax"])
+        main(["summary", "mlp", "--backend", "mxnet"])
     assert e.value.code == 2
-    assert "invalid choice: 'jax'" in capsys.readouterr().err
+    assert "invalid choice: 'mxnet'" in capsys.readouterr().err
 
 
 def test_console_entry_point_runs():

@@ -1,237 +1,20 @@
-"""Keras 3 backend (TensorFlow underneath): a spec becomes a functional keras.Model.
-Implements mnistcnn.backends.protocol.Backend.
-
-Input is channels_last (N, H, W, C). Each spec layer becomes one Keras layer named as
-the spec row ('conv2d_0'), plus helpers named '<row>_pad' / '<row>_act' where needed.
+"""Keras 3 backend on TensorFlow: a spec becomes a functional keras.Model (built by
+mnistcnn.backends._keras3, shared with the JAX backend), trained by a compiled
+tf.function step. Implements mnistcnn.backends.protocol.Backend.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 
 import keras
 import numpy as np
 
-from ..errors import BackendUnavailableError
-from ..spec import layers as L
-from .protocol import BN_RULES
+from ._keras3 import (BUILDERS, KERAS_INTERNALS, NATIVE_BATCHNORM, NATIVE_OPTIMIZER_DEFAULTS,  # noqa: F401
+                      TORCH_RULES_BUILDERS, KerasTrainer, TorchBatchNormalization, _group, build, floatx,
+                      get_weights, layer_output_shapes, layer_outputs, neutral_from_keras, param_counts,
+                      predict, require, set_weights, to_spec_layout, _weighted_rows)
 
-ops = keras.ops
-
-if keras.backend.backend() != "tensorflow":
-    raise BackendUnavailableError(
-        f"mnistcnn's keras backend runs Keras on TensorFlow, but Keras was loaded with the "
-        f"{keras.backend.backend()!r} backend. Set KERAS_BACKEND=tensorflow before importing keras."
-    )
-
-#: Keras' own optimizer values (tests/test_backends.py reads the installed signatures)
-NATIVE_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-7}, "rmsprop": {"rho": 0.9, "eps": 1e-7},
-                             "adadelta": {"rho": 0.95, "eps": 1e-7}, "sgd": {}}
-#: BatchNormalization's momentum=0.99, epsilon=1e-3
-NATIVE_BATCHNORM = L.BatchNorm.preset("keras")
-
-#: Private Keras internals this module relies on: (class, attribute, where it is used).
-#: tests/test_backends.py fails with this table's words when an upgrade removes one.
-KERAS_INTERNALS = [
-    (keras.layers.BatchNormalization, "_moments", "TorchBatchNormalization.call"),
-    (keras.optimizers.Optimizer, "_get_variable_index", "TorchFormSGD/Adam/RMSprop.update_step"),
-    (keras.optimizers.SGD, "momentums", "TorchFormSGD.update_step (built by SGD.build with momentum)"),
-    (keras.optimizers.Adam, "_momentums", "TorchFormAdam.update_step (built by Adam.build)"),
-    (keras.optimizers.Adam, "_velocities", "TorchFormAdam.update_step (built by Adam.build)"),
-    (keras.optimizers.RMSprop, "_velocities", "TorchFormRMSprop.update_step (built by RMSprop.build)"),
-    (keras.optimizers.RMSprop, "_momentums", "TorchFormRMSprop.update_step (built by RMSprop.build)"),
-    (keras.layers.Dropout, "seed_generator", "Trainer.train_epoch (dropout masks per epoch)"),
-]
-
-
-def _activation(layer: L.Activation, name: str):
-    if layer.name == "leaky_relu":
-        return keras.layers.LeakyReLU(negative_slope=layer.negative_slope, name=name)
-    if layer.name == "elu":
-        return keras.layers.ELU(alpha=layer.alpha, name=name)
-    return keras.layers.Activation(layer.name, name=name)  # gelu: exact form by default
-
-
-def _padded(layer, row, make):
-    """Keras' own 'same' is TensorFlow's rule, which the spec uses; explicit padding
-    becomes a ZeroPadding2D before a 'valid' layer."""
-    if layer.padding in ("valid", "same"):
-        return [make(layer.padding)]
-    return [keras.layers.ZeroPadding2D(layer.pads(row.input_shape), name=f"{row.name}_pad"),
-            make("valid")]
-
-
-def _conv(layer: L.Conv2D, row):
-    return _padded(layer, row, lambda padding: keras.layers.Conv2D(
-        layer.filters, layer.kernel_size, layer.stride, padding=padding,
-        activation=layer.activation, use_bias=layer.use_bias, name=row.name))
-
-
-def _pool(cls):
-    return lambda layer, row: [cls(layer.pool_size, layer.stride, padding=layer.padding,
-                                   name=row.name)]
-
-
-@keras.saving.register_keras_serializable(package="mnistcnn")
-class TorchBatchNormalization(keras.layers.BatchNormalization):
-    """BatchNormalization computed by PyTorch's rules, for harmonized training:
-
-    - the moving variance takes the UNBIASED batch variance (Keras stores the biased one);
-    - the output is (x - mean) * gamma / sqrt(var + eps) + beta. TensorFlow computes
-      x * inv + (beta - mean * inv), which cancels catastrophically when a channel's mean
-      is large next to its spread (MNIST's constant background does that); stacked
-      conv-BN layers then give float32 gradients several percent off (see docs/parity.md).
-    """
-
-    def __init__(self, *args, fused_training: bool = True, **kwargs):
-        """fused_training: train float32 channels-last batches through TensorFlow's fused
-        kernel (False: the formula as separate ops; benchmarks/ measure both)."""
-        super().__init__(*args, **kwargs)
-        self.fused_training = fused_training
-
-    def get_config(self):
-        return {**super().get_config(), "fused_training": self.fused_training}
-
-    def call(self, inputs, training=None, mask=None):
-        if mask is not None or self.renorm:
-            return super().call(inputs, training=training, mask=mask)
-        dtype = keras.backend.result_type(inputs.dtype, "float32")
-        x = ops.cast(inputs, dtype)
-        channels_last = self.axis in (-1, len(x.shape) - 1)
-        if training and self.trainable and dtype == "float32" and channels_last and self.fused_training:
-            return self._fused_training(x)
-        if training and self.trainable:
-            mean, variance = self._moments(x, None)
-            n = ops.cast(ops.size(x), dtype) / ops.cast(ops.size(mean), dtype)
-            m = self.momentum
-            self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
-            self.moving_variance.assign(self.moving_variance * m + variance * (n / (n - 1.0)) * (1.0 - m))
-        else:
-            mean, variance = ops.cast(self.moving_mean, dtype), ops.cast(self.moving_variance, dtype)
-        gamma, beta = ops.cast(self.gamma, dtype), ops.cast(self.beta, dtype)
-        if not channels_last:  # axis=1 of (N, H, W, C): the statistics broadcast along H
-            shape = [1] * len(x.shape)
-            shape[self.axis] = -1
-            mean, variance, gamma, beta = (ops.reshape(v, shape) for v in (mean, variance, gamma, beta))
-        out = (x - mean) * (gamma * ops.rsqrt(variance + self.epsilon)) + beta
-        return ops.cast(out, self.compute_dtype)
-
-    def _fused_training(self, x):
-        """float32 training through TensorFlow's fused kernel, which already follows
-        PyTorch's rules: it normalises as (x - mean) * inv * gamma + beta and returns the
-        unbiased batch variance. Measured on complex-cnn: 1.5x faster than the formula as
-        separate ops, and float32 gradients closer to float64 (4.0e-2 vs 8.6e-2 worst
-        case, docs/parity.md). It takes 4-D NHWC input; dense BatchNorm is reshaped."""
-        import tensorflow as tf
-
-        shape = ops.shape(x)
-        x4 = x if len(x.shape) == 4 else ops.reshape(x, (-1, 1, 1, shape[-1]))
-        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            x4, ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32"),
-            epsilon=self.epsilon, is_training=True)
-        m = self.momentum
-        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
-        self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
-        return ops.cast(ops.reshape(y, shape), self.compute_dtype)
-
-
-def _batchnorm(cls, axis=-1):
-    return lambda layer, row: [cls(axis=axis, momentum=layer.momentum, epsilon=layer.epsilon,
-                                   name=row.name)]
-
-
-BUILDERS = {
-    L.Conv2D: _conv,
-    L.MaxPool2D: _pool(keras.layers.MaxPooling2D),
-    L.AvgPool2D: _pool(keras.layers.AveragePooling2D),
-    L.BatchNorm: _batchnorm(keras.layers.BatchNormalization),
-    L.Dropout: lambda layer, row: [keras.layers.Dropout(layer.rate, name=row.name)],
-    L.SpatialDropout2D: lambda layer, row: [keras.layers.SpatialDropout2D(layer.rate, name=row.name)],
-    L.Flatten: lambda layer, row: [keras.layers.Flatten(name=row.name)],
-    L.Dense: lambda layer, row: [keras.layers.Dense(
-        layer.units, activation=layer.activation, use_bias=layer.use_bias, name=row.name)],
-    L.Activation: lambda layer, row: [_activation(layer, row.name)],
-    L.GlobalAvgPool2D: lambda layer, row: [keras.layers.GlobalAveragePooling2D(name=row.name)],
-    L.HeightBatchNorm: _batchnorm(keras.layers.BatchNormalization, axis=1),  # (N, H, W, C): axis 1 = H
-}
-#: bn_rules='torch': the same, with BatchNorm by PyTorch's rules
-TORCH_RULES_BUILDERS = {**BUILDERS, L.BatchNorm: _batchnorm(TorchBatchNormalization),
-                        L.HeightBatchNorm: _batchnorm(TorchBatchNormalization, axis=1)}
-
-
-@contextlib.contextmanager
-def floatx(dtype: str):
-    """Keras' global float type for a while: layers take their dtype when constructed,
-    and some computations (losses, casts) read it when they run. Both floatx and the
-    global dtype policy are set: Keras caches the policy once it has been used, after
-    which floatx alone no longer reaches new layers. ``dtype`` is a float type or a
-    policy name: 'mixed_bfloat16' keeps float32 variables and computes in bfloat16."""
-    previous, policy = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx(keras.DTypePolicy(dtype).variable_dtype)
-    keras.config.set_dtype_policy(dtype)
-    try:
-        yield
-    finally:
-        keras.config.set_floatx(previous)
-        keras.config.set_dtype_policy(policy)
-
-
-def build(spec, *, bn_rules: str = "native", dtype: str = "float32") -> keras.Model:
-    """A keras.Model taking (N, H, W, C) input; Keras' own initialisation.
-    bn_rules 'torch': BatchNorm follows PyTorch's rules (TorchBatchNormalization).
-    dtype: 'float64' builds a double-precision model (parity's reference),
-    'mixed_bfloat16' one that computes in bfloat16."""
-    if bn_rules not in BN_RULES:
-        raise ValueError(f"bn_rules must be one of {BN_RULES}, not {bn_rules!r}")
-    if dtype != keras.config.dtype_policy().name:
-        with floatx(dtype):
-            return build(spec, bn_rules=bn_rules, dtype=dtype)
-    c, h, w = spec.input_shape
-    inputs = x = keras.Input(shape=(h, w, c), name="input")
-    builders = TORCH_RULES_BUILDERS if bn_rules == "torch" else BUILDERS
-    for row in spec.rows:
-        for layer in builders[type(row.layer)](row.layer, row):
-            x = layer(x)
-    # Keras names allow only [A-Za-z0-9_.\\/>-]: 'net[bn]' becomes 'net_bn_'
-    return keras.Model(inputs, x, name=re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", spec.name))
-
-
-def _group(model, row):
-    return [l for l in model.layers if l.name == row.name or l.name.startswith(row.name + "_")]
-
-
-def _size(weights) -> int:
-    return int(sum(np.prod(w.shape) for w in weights))
-
-
-def param_counts(model, spec) -> list[tuple[int, int]]:
-    """(trainable weights, non-trainable weights) per spec layer: for BatchNormalization
-    the latter are the moving mean and variance."""
-    return [
-        (sum(_size(l.trainable_weights) for l in group), sum(_size(l.non_trainable_weights) for l in group))
-        for group in (_group(model, row) for row in spec.rows)
-    ]
-
-
-def to_spec_layout(shape: tuple) -> tuple:
-    """(H, W, C) -> (C, H, W); flat shapes unchanged."""
-    return (shape[-1],) + tuple(shape[:-1]) if len(shape) == 3 else tuple(shape)
-
-
-def layer_output_shapes(model, spec) -> list[tuple]:
-    return [to_spec_layout(tuple(_group(model, row)[-1].output.shape[1:])) for row in spec.rows]
-
-
-def layer_outputs(model, spec, x: np.ndarray) -> list[np.ndarray]:
-    """Inference-mode output of every spec layer, in the spec's layout."""
-    ends = [_group(model, row)[-1].output for row in spec.rows]
-    probe = keras.Model(model.input, ends)
-    outs = probe(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1)), training=False)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]  # a one-layer spec: one tensor
-    orders = _flat_orders(spec)
-    nxt = [r.name for r in spec.rows[1:]] + [None]
-    return [_to_neutral_output(keras.ops.convert_to_numpy(o), orders[n]) for o, n in zip(outs, nxt)]
+require("tensorflow", "keras")
 
 
 def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
@@ -248,181 +31,6 @@ def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
     grads = tape.gradient(loss, variables)
     per_layer = {r.name: [g.numpy() for g in gs] for r, gs in zip(rows, grads)}
     return float(loss), neutral_from_keras(spec, per_layer)
-
-
-def predict(model, spec, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Inference-mode outputs for (N, C, H, W) input, returned in the spec's layout."""
-    x = np.ascontiguousarray(np.asarray(x, model.input.dtype).transpose(0, 2, 3, 1))
-    out = np.concatenate([
-        keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
-        for i in range(0, len(x), batch_size)
-    ])
-    return _to_neutral_output(out, _flat_orders(spec)[None])
-
-
-def _to_neutral_output(out: np.ndarray, order) -> np.ndarray:
-    if out.ndim == 4:
-        return out.transpose(0, 3, 1, 2)
-    # a flattened map leaving the model goes back to (C, H, W) order
-    return _unorder_rows(out.T, order).T
-
-
-# -- weights in the neutral form (mnistcnn.weights) -----------------------------------
-def _flat_orders(spec) -> dict:
-    """For each row, the order of its flat input features in Keras relative to the
-    neutral (C, H, W) flatten order: keras position k holds neutral feature order[k].
-    None where nothing is permuted. Key None: the model's output."""
-    orders, order = {}, None
-    for r in spec.rows:
-        orders[r.name] = order
-        if r.layer.flattens and len(r.input_shape) == 3:
-            c, h, w = r.input_shape
-            order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
-        elif not r.layer.per_feature:
-            order = None
-    orders[None] = order
-    return orders
-
-
-def _weighted_rows(spec) -> list:
-    return [r for r in spec.rows if r.layer.weight_shapes(r.input_shape)]
-
-
-def neutral_from_keras(spec, per_layer: dict) -> dict:
-    """Keras-layout arrays {row name: [its weights in Keras' order]} to the neutral form:
-    kernels transposed, flat features back in (C, H, W) order. Keras lists a layer's
-    weights in the order of the layer kind's weight_shapes (kernel, bias; gamma, beta,
-    moving mean, moving variance); a row missing from ``per_layer`` is skipped, and a
-    row may list only its first weights (gradients: the trainable ones)."""
-    orders = _flat_orders(spec)
-    out = {}
-    for r in spec.rows:
-        if r.name not in per_layer:
-            continue
-        order = orders[r.name]
-        for kind, v in zip(r.layer.weight_shapes(r.input_shape), per_layer[r.name]):
-            v = np.asarray(v)
-            if kind == "kernel":
-                v = v.transpose(3, 2, 0, 1) if v.ndim == 4 else _unorder_rows(v, order).T
-            elif r.layer.per_feature:  # per-feature vectors follow the flat order
-                v = _unorder_rows(v, order)
-            out[f"{r.name}.{kind}"] = np.ascontiguousarray(v)
-    return out
-
-
-def get_weights(model, spec) -> dict:
-    return neutral_from_keras(spec, {r.name: model.get_layer(r.name).get_weights() for r in _weighted_rows(spec)})
-
-
-def _unorder_rows(v, order):
-    if order is None:
-        return v
-    neutral = np.empty_like(v)
-    neutral[order] = v
-    return neutral
-
-
-def set_weights(model, spec, weights: dict) -> None:
-    from .. import weights as W
-
-    W.check(spec, weights)
-    orders = _flat_orders(spec)
-    for r in _weighted_rows(spec):
-        order, values = orders[r.name], []
-        for kind in r.layer.weight_shapes(r.input_shape):
-            v = np.asarray(weights[f"{r.name}.{kind}"])
-            if kind == "kernel":
-                v = v.transpose(2, 3, 1, 0) if v.ndim == 4 else (v.T if order is None else v.T[order])
-            elif r.layer.per_feature and order is not None:
-                v = v[order]
-            values.append(v)
-        model.get_layer(r.name).set_weights(values)
-
-
-# -- optimizers -----------------------------------------------------------------------
-# Harmonized mode trains with PyTorch's update formulas; these subclasses of the stock
-# Keras optimizers change only update_step (and decay weights in the gradient, coupled,
-# as torch.optim does). Native mode uses the stock classes and Keras' own formulas:
-# Adam's epsilon added to sqrt(v) without bias correction, SGD's v = mu*v - lr*g,
-# RMSprop's sqrt(v + eps), decoupled weight decay.
-class _Coupled:
-    """coupled_decay: L2 weight decay added to the gradient (torch.optim's weight_decay);
-    Keras' own weight_decay argument is decoupled and stays unused here."""
-
-    def __init__(self, *args, coupled_decay: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.coupled_decay = coupled_decay
-
-    def _decayed(self, gradient, variable):
-        gradient = ops.cast(gradient, variable.dtype)
-        if self.coupled_decay:
-            gradient = gradient + self.coupled_decay * variable
-        return gradient
-
-
-class TorchFormSGD(_Coupled, keras.optimizers.SGD):
-    def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        g = self._decayed(gradient, variable)
-        if self.momentum == 0:
-            self.assign_sub(variable, lr * g)
-            return
-        b = self.momentums[self._get_variable_index(variable)]
-        self.assign(b, self.momentum * b + g)
-        self.assign_sub(variable, lr * (g + self.momentum * b if self.nesterov else b))
-
-
-class TorchFormAdam(_Coupled, keras.optimizers.Adam):
-    def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        g = self._decayed(gradient, variable)
-        t = ops.cast(self.iterations + 1, variable.dtype)
-        m = self._momentums[self._get_variable_index(variable)]
-        v = self._velocities[self._get_variable_index(variable)]
-        self.assign_add(m, (g - m) * (1 - self.beta_1))
-        self.assign_add(v, (ops.square(g) - v) * (1 - self.beta_2))
-        denom = ops.sqrt(v) / ops.sqrt(1 - ops.power(self.beta_2, t)) + self.epsilon
-        self.assign_sub(variable, lr / (1 - ops.power(self.beta_1, t)) * m / denom)
-
-
-class TorchFormRMSprop(_Coupled, keras.optimizers.RMSprop):
-    def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        g = self._decayed(gradient, variable)
-        v = self._velocities[self._get_variable_index(variable)]
-        self.assign(v, self.rho * v + (1 - self.rho) * ops.square(g))
-        step = g / (ops.sqrt(v) + self.epsilon)
-        if self.momentum > 0:
-            buf = self._momentums[self._get_variable_index(variable)]
-            self.assign(buf, self.momentum * buf + step)
-            step = buf
-        self.assign_sub(variable, lr * step)
-
-
-class TorchFormAdadelta(_Coupled, keras.optimizers.Adadelta):
-    """Keras' Adadelta already computes PyTorch's formula; only decay is coupled here."""
-
-    def update_step(self, gradient, variable, learning_rate):
-        super().update_step(self._decayed(gradient, variable), variable, learning_rate)
-
-
-def _optimizer(opt):
-    """A config.Optimizer as a Keras optimizer: PyTorch's formulas (the TorchForm
-    subclasses) or Keras' own."""
-    name, lr, wd = opt.name, opt.lr, opt.weight_decay
-    kwargs = {
-        "sgd": dict(momentum=opt.momentum, nesterov=opt.nesterov),
-        "adam": dict(beta_1=opt.beta1, beta_2=opt.beta2, epsilon=opt.eps),
-        "rmsprop": dict(rho=opt.rho, momentum=opt.momentum, epsilon=opt.eps),
-        "adadelta": dict(rho=opt.rho, epsilon=opt.eps),
-    }[name]
-    if opt.formulas == "torch":
-        cls = {"sgd": TorchFormSGD, "adam": TorchFormAdam, "rmsprop": TorchFormRMSprop,
-               "adadelta": TorchFormAdadelta}[name]
-        return cls(learning_rate=lr, coupled_decay=wd, **kwargs)
-    stock = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
-             "rmsprop": keras.optimizers.RMSprop, "adadelta": keras.optimizers.Adadelta}[name]
-    return stock(learning_rate=lr, weight_decay=wd or None, **kwargs)
 
 
 # -- the process ----------------------------------------------------------------------
@@ -454,25 +62,16 @@ def environment() -> dict:
 
 
 # -- training -------------------------------------------------------------------------
-class Trainer:
-    """The Keras side of mnistcnn.train's protocol: a compiled tf.function step over
-    batches gathered on the TensorFlow side from index arrays."""
+class Trainer(KerasTrainer):
+    """The Keras side of mnistcnn.train's protocol on TensorFlow: a compiled tf.function
+    step over batches gathered on the TensorFlow side from index arrays."""
 
     def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
                  bn_rules: str = "torch", precision: str = "float32"):
         import tensorflow as tf
 
         self.tf = tf
-        keras.utils.set_random_seed(seed)
-        self.spec = spec
-        self.model = build(spec, bn_rules=bn_rules,
-                           dtype="mixed_bfloat16" if precision == "bfloat16" else "float32")
-        if weights is not None:
-            set_weights(self.model, spec, weights)
-        self.optimizer = _optimizer(optimizer)
-        self.optimizer.build(self.model.trainable_variables)
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self._seeded = [l for l in self.model.layers if getattr(l, "seed_generator", None)]
+        super().__init__(spec, optimizer, seed, weights, bn_rules, precision)
         c, h, w = spec.input_shape
         self._step = tf.function(self._train_step, input_signature=[tf.TensorSpec([None], tf.int32)])
         self._infer = tf.function(lambda x: tf.cast(self.model(x, training=False), tf.float32),
@@ -494,8 +93,7 @@ class Trainer:
         self.y = self.tf.constant(y.astype(np.int32))
 
     def train_epoch(self, order, batch_size, lr, rng_seed, on_batch=None):
-        for i, layer in enumerate(self._seeded):  # dropout masks depend on (seed, epoch) only
-            layer.seed_generator.state.assign(np.array([rng_seed + i, 0]))
+        self.seed_dropout(rng_seed)
         self.optimizer.learning_rate = lr
         loss_sum, correct = 0.0, 0
         for start in range(0, len(order), batch_size):
@@ -507,40 +105,5 @@ class Trainer:
                 on_batch(len(idx), loss)
         return loss_sum / len(order), correct / len(order)
 
-    def evaluate(self, x, y, batch_size=1000):
-        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        logits = np.concatenate([self._infer(x[i:i + batch_size]).numpy()
-                                 for i in range(0, len(x), batch_size)])
-        loss = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")(
-            y.astype(np.int32), logits)) / len(x)
-        preds = logits.argmax(1)
-        return loss, float((preds == y).mean()), preds
-
-    def get_weights(self) -> dict:
-        return get_weights(self.model, self.spec)
-
-    def save(self, directory) -> dict:
-        """Native checkpoint: the .keras model file and the optimizer's variables."""
-        import io
-        import tempfile
-        from pathlib import Path
-
-        from .._io import atomic_write_bytes
-
-        directory = Path(directory)
-        with tempfile.TemporaryDirectory() as tmp:  # keras writes by name: save, then move
-            self.model.save(Path(tmp) / "model.keras")
-            atomic_write_bytes(directory / "model.keras", (Path(tmp) / "model.keras").read_bytes())
-        buf = io.BytesIO()
-        np.savez(buf, *[keras.ops.convert_to_numpy(v) for v in self.optimizer.variables])
-        atomic_write_bytes(directory / "optimizer.npz", buf.getvalue())
-        return {"native": "model.keras", "optimizer": "optimizer.npz"}
-
-    def restore(self, directory) -> None:
-        from pathlib import Path
-
-        saved = keras.models.load_model(Path(directory) / "model.keras", compile=False)
-        self.model.set_weights(saved.get_weights())
-        with np.load(Path(directory) / "optimizer.npz") as z:
-            for i, v in enumerate(self.optimizer.variables):
-                v.assign(z[f"arr_{i}"])
+    def logits(self, x):
+        return self._infer(x).numpy()
