@@ -122,6 +122,7 @@ def test_jax_backend_conforms_to_the_protocol():
     assert call(JAX, _in_jax_protocol_problems) == []
 
 
+@pytest.mark.slow
 def test_zoo_shapes_and_counts_equal_the_spec_in_jax():
     assert call(JAX, _in_jax_zoo_problems) == []
 
@@ -133,10 +134,11 @@ def real(mnist):
 
 @pytest.mark.parametrize("cfg", [
     train.TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9),
-    train.TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    pytest.param(train.TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+                 marks=pytest.mark.slow),
     train.TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-3),
-    train.TrainConfig(optimizer="rmsprop", lr=1e-3, momentum=0.5),
-    train.TrainConfig(optimizer="adadelta", lr=1.0),
+    pytest.param(train.TrainConfig(optimizer="rmsprop", lr=1e-3, momentum=0.5), marks=pytest.mark.slow),
+    pytest.param(train.TrainConfig(optimizer="adadelta", lr=1.0), marks=pytest.mark.slow),
 ], ids=["sgd", "sgd-nesterov-wd", "adam-wd", "rmsprop-momentum", "adadelta"])
 def test_harmonized_optimizers_give_the_same_weights_in_all_three(cfg, real):
     """Same init, same batches, PyTorch's formulas and BatchNorm rules everywhere: after
