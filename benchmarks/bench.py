@@ -12,7 +12,8 @@ effect is measured in child processes, with and without it.
 
     python benchmarks/bench.py --framework torch --out benchmarks/torch.json
     python benchmarks/bench.py --framework keras --out benchmarks/keras.json
-    python benchmarks/bench.py --report benchmarks/torch.json benchmarks/keras.json --md docs/performance.md
+    python benchmarks/bench.py --framework jax --out benchmarks/jax.json
+    python benchmarks/bench.py --report benchmarks/torch.json benchmarks/keras.json benchmarks/jax.json --md docs/performance.md
 """
 from __future__ import annotations
 
@@ -357,6 +358,37 @@ def torch_profile(trainer, n: int, bs: int, top: int = 10) -> list:
 
 
 # -- keras ----------------------------------------------------------------------------
+def keras_hand_model(keras, name: str, jit_compile="auto"):
+    """The plain Keras script's model: a Sequential as keras.io writes it, compiled with
+    Adam and the logits loss (the same in Keras on TensorFlow and on JAX)."""
+    L = keras.layers
+    if name == "seed000-cnn":
+        layers = [L.Conv2D(32, 5, padding="same", activation="relu"), L.MaxPooling2D(2),
+                  L.Conv2D(16, 5, padding="same", activation="relu"), L.MaxPooling2D(2),
+                  L.Flatten(), L.Dense(1024, activation="relu"), L.Dense(10)]
+    else:
+        def conv(f):
+            return [L.Conv2D(f, 3, padding="same"), L.BatchNormalization(), L.ReLU()]
+
+        def dense(u):
+            return [L.Dense(u), L.BatchNormalization(), L.ReLU(), L.Dropout(0.5)]
+        layers = [*conv(32), *conv(64), L.MaxPooling2D(2), *conv(64), L.MaxPooling2D(2),
+                  L.Flatten(), *dense(512), *dense(256), L.Dense(10)]
+    model = keras.Sequential([keras.Input((28, 28, 1)), *layers])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def keras_fit(model, xl, y, n: int, bs: int):
+    """Plain Keras: fit on numpy arrays, one epoch of n images; returns images/s."""
+    def run():
+        t = time.perf_counter()
+        model.fit(xl[:n], y[:n], batch_size=bs, epochs=1, shuffle=True, verbose=0)
+        return n / (time.perf_counter() - t)
+    return run
+
+
 def keras_suite(steps: int, reps: int) -> dict:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
@@ -378,31 +410,8 @@ def keras_suite(steps: int, reps: int) -> dict:
     def both_gemms():
         return sgemm() | {"bfloat16": 2 * SGEMM_N ** 3 / timed(lambda: (a16 @ b16).numpy(), 3)}
 
-    def hand_model(name, jit_compile="auto"):
-        L = keras.layers
-        if name == "seed000-cnn":
-            layers = [L.Conv2D(32, 5, padding="same", activation="relu"), L.MaxPooling2D(2),
-                      L.Conv2D(16, 5, padding="same", activation="relu"), L.MaxPooling2D(2),
-                      L.Flatten(), L.Dense(1024, activation="relu"), L.Dense(10)]
-        else:
-            def conv(f):
-                return [L.Conv2D(f, 3, padding="same"), L.BatchNormalization(), L.ReLU()]
-
-            def dense(u):
-                return [L.Dense(u), L.BatchNormalization(), L.ReLU(), L.Dropout(0.5)]
-            layers = [*conv(32), *conv(64), L.MaxPooling2D(2), *conv(64), L.MaxPooling2D(2),
-                      L.Flatten(), *dense(512), *dense(256), L.Dense(10)]
-        model = keras.Sequential([keras.Input((28, 28, 1)), *layers])
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return model
-
-    def fit(model, n, bs):  # plain keras: fit on numpy arrays
-        def run():
-            t = time.perf_counter()
-            model.fit(xl[:n], y[:n], batch_size=bs, epochs=1, shuffle=True, verbose=0)
-            return n / (time.perf_counter() - t)
-        return run
+    hand_model = lambda name, jit_compile="auto": keras_hand_model(keras, name, jit_compile)  # noqa: E731
+    fit = lambda model, n, bs: keras_fit(model, xl, y, n, bs)  # noqa: E731
 
     # XLA first: mnistcnn's start_run turns on TensorFlow's op determinism for the whole
     # process, and XLA has no deterministic MaxPool gradient
@@ -448,6 +457,74 @@ def keras_suite(steps: int, reps: int) -> dict:
     ]
     out["kernels"] = keras_kernels(spec, bs, sgemm)
     return out
+
+
+def jax_suite(steps: int, reps: int) -> dict:
+    """Keras on JAX: mnistcnn's jitted step against a plain Keras-on-JAX fit script (which
+    jit-compiles its own step), with the fp32 matmul rate of jax.numpy."""
+    from mnistcnn.backends import get_backend
+
+    get_backend("jax")  # KERAS_BACKEND=jax before Keras loads
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    n_max = steps * max(BATCHES)
+    x, y = images(n_max)
+    xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    out = {"framework": "jax", "version": f"keras {keras.__version__}, jax {jax.__version__}",
+           "threads": "XLA default (all cores)", "allocator": runtime.tune_allocator()}
+    a = jax.random.normal(jax.random.key(0), (SGEMM_N, SGEMM_N), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+
+    def sgemm():
+        return {"float32": 2 * SGEMM_N ** 3 / timed(lambda: matmul(a, a).block_until_ready(), 3)}
+
+    cases = []
+    for name in MODELS:
+        spec, trainer = mnistcnn_trainer("jax", name, x, y)
+        hand = keras_hand_model(keras, name)
+        for bs in BATCHES:
+            n = steps * bs
+            cases.append(case(name, bs, spec, {"ours": epoch_speed(trainer, n, bs),
+                                               "fit": keras_fit(hand, xl, y, n, bs)}, reps, sgemm))
+    out["cases"] = cases
+    out["explore"] = []
+    spec, _ = mnistcnn_trainer("jax", "seed000-cnn", x, y)
+    out["kernels"] = jax_kernels(spec, 128, sgemm)
+    return out
+
+
+def jax_kernels(spec, bs: int, sgemm) -> list:
+    """As torch_kernels, for the Keras layers under jax.jit (a linear copy of each conv
+    and dense layer, as keras_kernels)."""
+    import jax
+
+    from mnistcnn.backends.jax import _group, build
+
+    model = build(spec)
+    c, h, w = spec.input_shape
+    rows, x, first = [], np.random.default_rng(0).standard_normal((bs, h, w, c)).astype(np.float32), True
+    for row in spec.rows:
+        group = _group(model, row)
+        if row.macs:
+            layer = type(group[0]).from_config(group[0].get_config() | {"activation": "linear"})
+            layer.build(x.shape)
+            weights, input_grad = [v.value for v in layer.trainable_variables], not first
+
+            def apply(weights, inp, layer=layer):
+                return layer.stateless_call(weights, [], inp)[0]
+            upstream = np.ones(layer.compute_output_shape(x.shape), np.float32)
+            fwd_fn = jax.jit(apply)
+            bwd_fn = jax.jit(lambda weights, inp, apply=apply, upstream=upstream, input_grad=input_grad:
+                             jax.vjp(apply, weights, inp)[1](upstream)[:2 if input_grad else 1])
+            fwd = timed(lambda: fwd_fn(weights, x).block_until_ready())
+            both = timed(lambda: jax.block_until_ready(bwd_fn(weights, x)))  # vjp runs the forward too
+            rows.append(_kernel_row(row, bs, fwd, both - fwd, input_grad, sgemm()["float32"]))
+            first = False
+        for layer in group:
+            x = np.asarray(layer(x))
+    return rows
 
 
 def keras_kernels(spec, bs: int, sgemm) -> list:
@@ -612,7 +689,7 @@ def markdown(runs: list[dict], command: str) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--framework", choices=("torch", "keras"))
+    p.add_argument("--framework", choices=("torch", "keras", "jax"))
     p.add_argument("--out")
     p.add_argument("--steps", type=int, default=40, help="training steps per measurement")
     p.add_argument("--reps", type=int, default=5, help="rounds per comparison")
@@ -629,7 +706,7 @@ def main(argv=None) -> int:
         runs = [json.loads(Path(f).read_text()) for f in args.report]
         atomic_write_text(args.md, markdown(runs, runs[0].get("command", "make bench")))
         return 0
-    suite = torch_suite if args.framework == "torch" else keras_suite
+    suite = {"torch": torch_suite, "keras": keras_suite, "jax": jax_suite}[args.framework]
     result = suite(args.steps, args.reps)
     if args.time_to_accuracy:
         result["time_to_accuracy"] = [time_to_accuracy(args.framework, p) for p in ("float32", "bfloat16")]

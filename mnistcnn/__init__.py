@@ -35,7 +35,8 @@ def __getattr__(name):
 
 def build(spec, backend: str = "torch"):
     """Compile a spec (a ModelSpec or a zoo name) into a native model of ``backend``:
-    a torch.nn.Module taking (N, C, H, W), or a keras.Model taking (N, H, W, C)."""
+    a torch.nn.Module taking (N, C, H, W) ('torch'), or a keras.Model taking (N, H, W, C):
+    Keras on TensorFlow ('keras') or on JAX ('jax'; one Keras framework per process)."""
     from .backends import get_backend
 
     return get_backend(backend).build(zoo.resolve(spec))

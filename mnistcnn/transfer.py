@@ -23,7 +23,9 @@ def to_model(spec, weights: dict, backend: str):
 
 
 def convert(model, spec, source: str, target: str):
-    """The same network in another framework: torch -> keras or keras -> torch."""
+    """The same network in another framework (torch, keras, jax), both loaded in this
+    process. Keras on TensorFlow and Keras on JAX cannot share one: save() in one and
+    load() in the other (or mnistcnn.backends.call), through the neutral form."""
     return to_model(spec, to_neutral(model, spec, source), target)
 
 
@@ -32,6 +34,6 @@ def save(model, spec, backend: str, path) -> None:
 
 
 def load(path, backend: str):
-    """(spec, native model) from a neutral checkpoint, in either backend."""
+    """(spec, native model) from a neutral checkpoint, in any backend."""
     spec, weights, _ = W.load(path)
     return spec, to_model(spec, weights, backend)
