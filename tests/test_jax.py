@@ -100,6 +100,22 @@ def _in_jax_runs(mnist_path, tmp):
     return fields(full), fields(again), len(part.epochs), fields(resumed), native, full.environment
 
 
+def _in_jax_bfloat16(x, y):
+    """seed000-cnn, one epoch of 2,048 images in bfloat16 mixed precision: the conv's
+    compute and variable types, and the accuracy on 500 of its images."""
+    import warnings
+
+    cfg = train.TrainConfig()
+    spec = cfg.trained_spec(zoo.get("seed000-cnn"), JAX)
+    t = get_backend(JAX).Trainer(spec, cfg.optimizer_for(JAX), 0, precision="bfloat16")
+    t.set_data(x, y)
+    with warnings.catch_warnings():  # bfloat16 on a CPU without bfloat16 units: tested in test_runtime.py
+        warnings.simplefilter("ignore")
+        t.train_epoch(np.arange(len(x)), 64, 1e-3, 0)
+    conv = t.model.get_layer("conv2d_0")
+    return conv.compute_dtype, conv.variable_dtype, t.evaluate(x[:500], y[:500])[1]
+
+
 def _raise_in_child():
     raise ConfigError("raised in the child")
 
@@ -209,6 +225,13 @@ def test_jax_runs_are_deterministic_and_resume_exactly(mnist_path, tmp_path):
     assert {"model.keras", "optimizer.npz", "weights.npz"} <= set(native)
     assert env["keras_backend"] == "jax" and env["jax_platform"] == "cpu"
     assert full[0][-1][3] > 0.6  # it learns: validation accuracy after 2 epochs of 1,024 images (torch: 0.82)
+
+
+@pytest.mark.slow
+def test_jax_bfloat16_computes_in_bfloat16_keeps_float32_weights_and_learns(real):
+    compute, variables, acc = call(JAX, _in_jax_bfloat16, real[0], real[1])
+    assert (compute, variables) == ("bfloat16", "float32")
+    assert acc > 0.8  # float32 on the same images: 0.904
 
 
 @pytest.mark.slow
