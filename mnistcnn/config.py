@@ -8,6 +8,7 @@ made here, once: ``TrainConfig.optimizer_for``, ``bn_rules`` and ``trained_spec`
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 
 from . import spec as S
@@ -79,7 +80,12 @@ HELP = {
     "threads": "CPU threads of each framework (default: the framework's own choice; compare/sweep: cores "
                "divided by --workers)",
     "precision": "float32, or bfloat16 mixed precision on CPUs with bfloat16 units (default float32)",
+    "device": "where to train: auto (a GPU when the framework sees one, else the CPU), cpu, cuda, cuda:N, or "
+              "mps (PyTorch on Apple) (default auto)",
 }
+
+#: the spellings of TrainConfig.device
+DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?|mps"
 
 #: the allowed values of TrainConfig's text fields (the command line's choices)
 CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "defaults": DEFAULTS_MODES,
@@ -140,6 +146,9 @@ class TrainConfig:
     dataset: str = "mnist"
     threads: int | None = None  # None: leave the frameworks' own choice (recorded)
     precision: str = "float32"  # one of PRECISIONS
+    #: auto | cpu | cuda | cuda:N | mps; each backend resolves it (resolve_device) and the
+    #: run records the device it trained on
+    device: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(self.milestones))
@@ -174,6 +183,8 @@ class TrainConfig:
             ("harmonize", set(self.harmonize) <= set(DEFAULT_ITEMS), f"items of {list(DEFAULT_ITEMS)}"),
             ("log_every", self.log_every >= 1, "an integer >= 1"),
             ("precision", self.precision in PRECISIONS, f"one of {list(PRECISIONS)}"),
+            ("device", isinstance(self.device, str) and re.fullmatch(DEVICE_PATTERN, self.device) is not None,
+             "auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"),
         ]
         for name, ok, expected in checks:
             if not ok:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import spec as S
 from ._io import atomic_write_text
-from .backends import runs_here
+from .backends import call, runs_here
 from .config import TrainConfig
 from .results import RunError, RunResult
 
@@ -125,6 +125,12 @@ def _error(job: Job, e: Exception) -> RunError:
     return error
 
 
+def _resolve_device(backend: str, device: str) -> tuple:
+    from .backends import get_backend
+
+    return get_backend(backend).resolve_device(device)
+
+
 def _check_before_running(todo: list[Job], data_dir, workers: int) -> None:
     """What would make every run fail, checked once, before any training: the worker
     count, the data (one clear error instead of one per run) and the output directories."""
@@ -137,6 +143,8 @@ def _check_before_running(todo: list[Job], data_dir, workers: int) -> None:
         data.load(dataset, data_dir)
     for job in todo:
         data.check_fits(job.spec, job.config.dataset)
+    for backend, device in sorted({(j.backend, j.config.device) for j in todo if j.config.device not in ("auto", "cpu")}):
+        call(backend, _resolve_device, backend, device)  # a GPU that is not there: one error, not one per run
     for job in todo:
         out = Path(job.out)
         try:

@@ -86,19 +86,21 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
         b.start_run(cfg.threads)
         if tune_allocator:
             runtime.tune_allocator()
-        _warn_precision(cfg.precision)
+        device, device_name = b.resolve_device(cfg.device)
+        if device == "cpu":
+            _warn_precision(cfg.precision)
         trained = cfg.trained_spec(spec, backend)
         opt = cfg.optimizer_for(backend)
         init_weights = W.initial(trained, cfg.seed, cfg.init) if cfg.harmonized("init") else None
         trainer = b.Trainer(trained, opt, cfg.seed, init_weights, bn_rules=cfg.bn_rules(),
-                            precision=cfg.precision)
+                            precision=cfg.precision, device=device)
         (xt, yt), (xv, yv), (xs, ys) = prepare_data(cfg, data_dir)
         trainer.set_data(xt, yt)
 
         plain_config = json.loads(json.dumps(asdict(cfg)))  # as it reads back from result.json
         result = RunResult(backend, S.to_dict(trained), plain_config, opt,
                            trainable_params=trained.trainable_params, state_params=trained.state_params,
-                           environment=runtime.environment(b))
+                           environment=runtime.environment(b) | {"device": device, "device_name": device_name})
         out = Path(out) if out else None
         if resume:
             result = _restore(out, trainer, result)
@@ -228,6 +230,10 @@ def _restore(out: Path | None, trainer, fresh: RunResult) -> RunResult:
     if out is None or not (out / "result.json").exists():
         raise ConfigError(f"Nothing to resume: {out}/result.json does not exist. Run without --resume.")
     saved = RunResult.from_json((out / "result.json").read_text())
+    # a setting added since the run started counts as its default (device: auto)
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    saved.config = {**{k: defaults[k] for k in fresh.config.keys() - saved.config.keys() if k in defaults},
+                    **saved.config}
     if saved.config != fresh.config or saved.backend != fresh.backend:
         diff = {k: (saved.config.get(k), v) for k, v in fresh.config.items() if saved.config.get(k) != v}
         raise ConfigError(

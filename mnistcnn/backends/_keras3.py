@@ -428,17 +428,22 @@ class KerasTrainer:
     module compiles its own training step (``train_epoch``) and ``logits``."""
 
     def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
-                 bn_rules: str = "torch", precision: str = "float32"):
+                 bn_rules: str = "torch", precision: str = "float32", device: str = "cpu"):
         keras.utils.set_random_seed(seed)
-        self.spec = spec
-        self.model = build(spec, bn_rules=bn_rules,
-                           dtype="mixed_bfloat16" if precision == "bfloat16" else "float32")
-        if weights is not None:
-            set_weights(self.model, spec, weights)
-        self.optimizer = _optimizer(optimizer)
-        self.optimizer.build(self.model.trainable_variables)
+        self.spec, self.device = spec, device
+        with self.placed():  # the variables live on the device
+            self.model = build(spec, bn_rules=bn_rules,
+                               dtype="mixed_bfloat16" if precision == "bfloat16" else "float32")
+            if weights is not None:
+                set_weights(self.model, spec, weights)
+            self.optimizer = _optimizer(optimizer)
+            self.optimizer.build(self.model.trainable_variables)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self._seeded = [l for l in self.model.layers if getattr(l, "seed_generator", None)]
+
+    def placed(self):
+        """A context placing what is created and run in it on the run's device."""
+        raise NotImplementedError
 
     def seed_dropout(self, rng_seed: int) -> None:
         """Dropout masks depend on (seed, epoch) only."""

@@ -76,6 +76,33 @@ def startup() -> None:
 ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
+def _gpus() -> list:
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:  # a jaxlib without a GPU backend
+        return []
+
+
+def resolve_device(device: str) -> tuple[str, str]:
+    from .. import runtime
+    from ..errors import ConfigError
+
+    gpus = _gpus()
+    if device == "auto":
+        device = "cuda" if gpus else "cpu"
+    kind, _, index = device.partition(":")
+    if kind == "mps":
+        raise ConfigError("--device mps is PyTorch's Apple GPU; JAX has no MPS backend here: use --device cpu or auto.")
+    if kind == "cuda":
+        i = int(index or 0)
+        if i >= len(gpus):
+            raise ConfigError(f"--device {device}: JAX sees {len(gpus)} GPU(s) (jax {jax.__version__}, platform "
+                              f"{jax.default_backend()}; a CUDA jaxlib comes with pip install 'jax[cuda12]'). Use "
+                              "--device cpu, or auto to take a GPU when there is one.")
+        return f"gpu:{i}", gpus[i].device_kind
+    return "cpu", runtime.cpu_name()
+
+
 def start_run(threads: int | None) -> None:
     """One thread: XLA's single-thread flags, which take effect only before JAX starts
     its CPU client (the first computation); more threads: XLA's own choice (all cores)."""
@@ -105,8 +132,10 @@ class Trainer(KerasTrainer):
     as JAX arrays through an epoch and written back to the Keras variables after it."""
 
     def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
-                 bn_rules: str = "torch", precision: str = "float32"):
-        super().__init__(spec, optimizer, seed, weights, bn_rules, precision)
+                 bn_rules: str = "torch", precision: str = "float32", device: str = "cpu"):
+        platform, _, index = device.partition(":")
+        self._jax_device = (_gpus() if platform == "gpu" else jax.devices("cpu"))[int(index or 0)]
+        super().__init__(spec, optimizer, seed, weights, bn_rules, precision, device)
         self._step = jax.jit(self._train_step)
         self._infer = jax.jit(self._forward)
 
@@ -137,11 +166,18 @@ class Trainer(KerasTrainer):
             for v, value in zip(variables, values):
                 v.assign(value)
 
+    def placed(self):
+        return jax.default_device(self._jax_device)
+
     def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
-        self.x = jnp.asarray(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
-        self.y = jnp.asarray(y.astype(np.int32))
+        self.x = jax.device_put(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), self._jax_device)
+        self.y = jax.device_put(y.astype(np.int32), self._jax_device)
 
     def train_epoch(self, order, batch_size, lr, rng_seed, on_batch=None):
+        with self.placed():
+            return self._epoch(order, batch_size, lr, rng_seed, on_batch)
+
+    def _epoch(self, order, batch_size, lr, rng_seed, on_batch):
         self.seed_dropout(rng_seed)
         self.optimizer.learning_rate = lr
         state = _state(self.model, self.optimizer)
@@ -159,4 +195,5 @@ class Trainer(KerasTrainer):
         return float(sum(np.asarray(losses, np.float64))) / len(order), int(np.sum(correct)) / len(order)
 
     def logits(self, x):
-        return np.asarray(self._infer(*_state(self.model), x))
+        with self.placed():
+            return np.asarray(self._infer(*_state(self.model), x))

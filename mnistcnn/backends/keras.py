@@ -34,6 +34,29 @@ def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
 
 
 # -- the process ----------------------------------------------------------------------
+def resolve_device(device: str) -> tuple[str, str]:
+    import tensorflow as tf
+
+    from .. import runtime
+    from ..errors import ConfigError
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "auto":
+        device = "cuda" if gpus else "cpu"
+    kind, _, index = device.partition(":")
+    if kind == "mps":
+        raise ConfigError("--device mps is PyTorch's Apple GPU; TensorFlow shows an Apple GPU (through the "
+                          "tensorflow-metal plugin) as a GPU: use --device auto.")
+    if kind == "cuda":
+        i = int(index or 0)
+        if i >= len(gpus):
+            build = "" if tf.test.is_built_with_cuda() else ", a build without CUDA"
+            raise ConfigError(f"--device {device}: TensorFlow sees {len(gpus)} GPU(s) (tensorflow "
+                              f"{tf.__version__}{build}). Use --device cpu, or auto to take a GPU when there is one.")
+        return f"/GPU:{i}", tf.config.experimental.get_device_details(gpus[i]).get("device_name", gpus[i].name)
+    return "cpu", runtime.cpu_name()
+
+
 def start_run(threads: int | None) -> None:
     """TensorFlow's op determinism, its thread pools, and its Python log level (each
     Trainer traces its own functions once; TF's retracing notice counts them across
@@ -67,11 +90,11 @@ class Trainer(KerasTrainer):
     step over batches gathered on the TensorFlow side from index arrays."""
 
     def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
-                 bn_rules: str = "torch", precision: str = "float32"):
+                 bn_rules: str = "torch", precision: str = "float32", device: str = "cpu"):
         import tensorflow as tf
 
         self.tf = tf
-        super().__init__(spec, optimizer, seed, weights, bn_rules, precision)
+        super().__init__(spec, optimizer, seed, weights, bn_rules, precision, device)
         c, h, w = spec.input_shape
         self._step = tf.function(self._train_step, input_signature=[tf.TensorSpec([None], tf.int32)])
         self._infer = tf.function(lambda x: tf.cast(self.model(x, training=False), tf.float32),
@@ -88,11 +111,19 @@ class Trainer(KerasTrainer):
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=y.dtype), y), tf.int32))
         return loss, correct
 
+    def placed(self):
+        return self.tf.device(self.device)
+
     def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
-        self.x = self.tf.constant(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
-        self.y = self.tf.constant(y.astype(np.int32))
+        with self.placed():
+            self.x = self.tf.constant(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+            self.y = self.tf.constant(y.astype(np.int32))
 
     def train_epoch(self, order, batch_size, lr, rng_seed, on_batch=None):
+        with self.placed():
+            return self._epoch(order, batch_size, lr, rng_seed, on_batch)
+
+    def _epoch(self, order, batch_size, lr, rng_seed, on_batch):
         self.seed_dropout(rng_seed)
         self.optimizer.learning_rate = lr
         loss_sum, correct = 0.0, 0
@@ -106,4 +137,5 @@ class Trainer(KerasTrainer):
         return loss_sum / len(order), correct / len(order)
 
     def logits(self, x):
-        return self._infer(x).numpy()
+        with self.placed():
+            return self._infer(x).numpy()

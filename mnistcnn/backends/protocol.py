@@ -26,9 +26,10 @@ class Trainer(Protocol):
     model: Any
 
     def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
-                 bn_rules: str = "torch", precision: str = "float32"):
+                 bn_rules: str = "torch", precision: str = "float32", device: str = "cpu"):
         """Build ``spec`` with ``weights`` (neutral form; None: the framework's own
-        initialisation), and ``optimizer`` (a config.Optimizer, fully resolved)."""
+        initialisation), and ``optimizer`` (a config.Optimizer, fully resolved), on
+        ``device`` (as resolve_device returns it)."""
 
     def set_data(self, x, y) -> None:
         """Keep the training images (N, C, H, W) float32 and labels (N,) on the framework's side."""
@@ -90,6 +91,11 @@ class Backend(Protocol):
 
     def set_weights(self, model, spec, weights: dict) -> None:
         """Load neutral weights (checked against the spec) into ``model``."""
+
+    def resolve_device(self, device: str) -> tuple[str, str]:
+        """(this framework's device, its name in words) for a TrainConfig.device value
+        ('auto': a GPU when the framework sees one, else 'cpu'); ConfigError naming what
+        the framework sees when the device asked for is not there."""
 
     def start_run(self, threads: int | None) -> None:
         """Process-wide settings for a reproducible run: deterministic algorithms, thread

@@ -2,6 +2,8 @@
 Implements mnistcnn.backends.protocol.Backend."""
 from __future__ import annotations
 
+import os
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -257,10 +259,37 @@ def _optimizer(params, opt):
     raise ValueError(f"unknown optimizer {name!r}")
 
 
+def resolve_device(device: str) -> tuple[str, str]:
+    from .. import runtime
+    from ..errors import ConfigError
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = torch.backends.mps.is_available()
+    if device == "auto":
+        device = "cuda" if cuda else "mps" if mps else "cpu"
+    kind, _, index = device.partition(":")
+    build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")
+    if kind == "cuda":
+        i = int(index or 0)
+        if i >= cuda:
+            raise ConfigError(f"--device {device}: PyTorch sees {cuda} CUDA device(s) ({build}). Use --device "
+                              "cpu, or auto to take a GPU when there is one.")
+        return f"cuda:{i}", torch.cuda.get_device_name(i)
+    if kind == "mps":
+        if not mps:
+            raise ConfigError(f"--device mps: PyTorch sees no Apple MPS device ({build}, {sys.platform}). Use "
+                              "--device cpu, or auto.")
+        return "mps", "Apple MPS"
+    return "cpu", runtime.cpu_name()
+
+
 def start_run(threads: int | None) -> None:
-    """Deterministic algorithms and the thread count, for the whole process."""
+    """Deterministic algorithms and the thread count, for the whole process (on a GPU,
+    cuBLAS needs a fixed workspace to be deterministic: CUBLAS_WORKSPACE_CONFIG, read
+    when CUDA starts, set here unless the user has)."""
     if threads is not None:
         torch.set_num_threads(threads)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     # filling every new tensor with NaN is a debugging aid, not what makes the runs
     # repeatable (the tests check that they are); it cost 3-4% of a seed000-cnn step
@@ -278,21 +307,23 @@ class Trainer:
     """The torch side of mnistcnn.train's protocol: batches arrive as index arrays."""
 
     def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
-                 bn_rules: str = "torch", precision: str = "float32"):
+                 bn_rules: str = "torch", precision: str = "float32", device: str = "cpu"):
         torch.manual_seed(seed)
         self.spec = spec
+        self.device = torch.device(device)
         # bfloat16: autocast (convolutions and matmuls in bfloat16, weights, optimizer
         # state and the loss in float32)
-        self.autocast = torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16")
+        self.autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=precision == "bfloat16")
         # channels_last: oneDNN's preferred layout on CPU (benchmarks/: 1.22x for seed000-cnn)
-        self.model = build(spec, bn_rules=bn_rules).to(memory_format=torch.channels_last)
+        self.model = build(spec, bn_rules=bn_rules)
         if weights is not None:
             set_weights(self.model, spec, weights)
+        self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = _optimizer(self.model.parameters(), optimizer)
 
     def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
-        self.x = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-        self.y = torch.from_numpy(y.astype(np.int64))
+        self.x = torch.from_numpy(x).to(self.device).contiguous(memory_format=torch.channels_last)
+        self.y = torch.from_numpy(y.astype(np.int64)).to(self.device)
 
     def train_epoch(self, order: np.ndarray, batch_size: int, lr: float, rng_seed: int,
                     on_batch=None) -> tuple[float, float]:
@@ -302,9 +333,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        order = torch.from_numpy(order)
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        correct = torch.zeros((), dtype=torch.int64)
+        order = torch.from_numpy(order).to(self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             xb, yb = self.x[idx].contiguous(memory_format=torch.channels_last), self.y[idx]
@@ -327,12 +358,13 @@ class Trainer:
         loss_sum, preds = 0.0, []
         with torch.no_grad():
             for start in range(0, len(x), batch_size):
-                xb = torch.from_numpy(x[start:start + batch_size]).contiguous(memory_format=torch.channels_last)
+                xb = torch.from_numpy(x[start:start + batch_size]).to(self.device).contiguous(
+                    memory_format=torch.channels_last)
                 with self.autocast:
                     logits = self.model(xb).float()
-                yb = torch.from_numpy(y[start:start + batch_size].astype(np.int64))
+                yb = torch.from_numpy(y[start:start + batch_size].astype(np.int64)).to(self.device)
                 loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
-                preds.append(logits.argmax(1).numpy())
+                preds.append(logits.argmax(1).cpu().numpy())
         preds = np.concatenate(preds)
         return loss_sum / len(x), float((preds == y).mean()), preds
 
@@ -354,6 +386,6 @@ class Trainer:
     def restore(self, directory) -> None:
         from pathlib import Path
 
-        state = torch.load(Path(directory) / "model.pt", weights_only=True)
+        state = torch.load(Path(directory) / "model.pt", weights_only=True, map_location=self.device)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
