@@ -450,13 +450,24 @@ class KerasTrainer:
         for i, layer in enumerate(self._seeded):
             layer.seed_generator.state.assign(np.array([rng_seed + i, 0]))
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
+    def train_epoch(self, order, batch_size, lr, rng_seed, on_batch=None):
+        with self.placed():
+            self.seed_dropout(rng_seed)
+            self.optimizer.learning_rate = lr
+            return self._epoch(order, batch_size, on_batch)
+
+    def _epoch(self, order, batch_size: int, on_batch) -> tuple[float, float]:
+        """The framework's pass over the batches: (mean loss, accuracy)."""
+        raise NotImplementedError
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
         """float32 inference-mode outputs of a channels-last batch."""
         raise NotImplementedError
 
     def evaluate(self, x, y, batch_size=1000):
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        logits = np.concatenate([self.logits(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        with self.placed():
+            logits = np.concatenate([self._logits(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
         loss = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")(
             y.astype(np.int32), logits)) / len(x)
         preds = logits.argmax(1)

@@ -173,13 +173,7 @@ class Trainer(KerasTrainer):
         self.x = jax.device_put(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), self._jax_device)
         self.y = jax.device_put(y.astype(np.int32), self._jax_device)
 
-    def train_epoch(self, order, batch_size, lr, rng_seed, on_batch=None):
-        with self.placed():
-            return self._epoch(order, batch_size, lr, rng_seed, on_batch)
-
-    def _epoch(self, order, batch_size, lr, rng_seed, on_batch):
-        self.seed_dropout(rng_seed)
-        self.optimizer.learning_rate = lr
+    def _epoch(self, order, batch_size, on_batch):
         state = _state(self.model, self.optimizer)
         losses, correct = [], []
         try:
@@ -194,6 +188,5 @@ class Trainer(KerasTrainer):
             self._store(state)
         return float(sum(np.asarray(losses, np.float64))) / len(order), int(np.sum(correct)) / len(order)
 
-    def logits(self, x):
-        with self.placed():
-            return np.asarray(self._infer(*_state(self.model), x))
+    def _logits(self, x):
+        return np.asarray(self._infer(*_state(self.model), x))

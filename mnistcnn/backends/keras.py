@@ -119,13 +119,7 @@ class Trainer(KerasTrainer):
             self.x = self.tf.constant(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
             self.y = self.tf.constant(y.astype(np.int32))
 
-    def train_epoch(self, order, batch_size, lr, rng_seed, on_batch=None):
-        with self.placed():
-            return self._epoch(order, batch_size, lr, rng_seed, on_batch)
-
-    def _epoch(self, order, batch_size, lr, rng_seed, on_batch):
-        self.seed_dropout(rng_seed)
-        self.optimizer.learning_rate = lr
+    def _epoch(self, order, batch_size, on_batch):
         loss_sum, correct = 0.0, 0
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
@@ -136,6 +130,5 @@ class Trainer(KerasTrainer):
                 on_batch(len(idx), loss)
         return loss_sum / len(order), correct / len(order)
 
-    def logits(self, x):
-        with self.placed():
-            return self._infer(x).numpy()
+    def _logits(self, x):
+        return self._infer(x).numpy()
