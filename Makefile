@@ -41,7 +41,8 @@ results: setup
 bench: setup
 	$(PY) benchmarks/bench.py --framework torch --out benchmarks/torch.json --time-to-accuracy
 	$(PY) benchmarks/bench.py --framework keras --out benchmarks/keras.json --time-to-accuracy
-	$(PY) benchmarks/bench.py --report benchmarks/torch.json benchmarks/keras.json --md docs/performance.md
+	$(PY) benchmarks/bench.py --framework jax --out benchmarks/jax.json
+	$(PY) benchmarks/bench.py --report benchmarks/torch.json benchmarks/keras.json benchmarks/jax.json --md docs/performance.md
 
 test: setup
 	$(PY) -m pytest

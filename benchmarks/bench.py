@@ -39,6 +39,17 @@ BATCHES = (64, 128)
 SGEMM_N = 2048
 
 
+#: the vector extensions a benchmark names with the CPU (speed statements hold only with them)
+VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+BF16_UNITS = {"avx512_bf16", "amx_bf16"}
+
+
+def cpu_facts() -> dict:
+    flags = runtime.cpu_flags()
+    return {"name": runtime.cpu_name(), "cores": os.cpu_count(),
+            "vector_extensions": [f for f in VECTOR_EXTENSIONS if f in flags]}
+
+
 def training_flops(spec) -> float:
     """Per image: forward 2*MACs; backward ~2x forward (weight and input gradients),
     less the input gradient of the first layer, which nobody needs."""
@@ -606,8 +617,13 @@ def _pct(values) -> str:
 
 def markdown(runs: list[dict], command: str) -> str:
     reps = len(runs[0]["cases"][0]["efficiency"]["float32"])
-    lines = ["# Performance", "", f"Command: `{command}`  ",
-             f"Machine: {runtime.cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}.  "]
+    lines = ["# Performance", "", f"Command: `{command}`  "]
+    for r in runs:
+        cpu, ext = r["cpu"], r["cpu"]["vector_extensions"]
+        lines.append(f"Machine of the {r['framework']} run: {cpu['name']}, {cpu['cores']} cores, vector extensions "
+                     + ("not recorded" if ext is None else ", ".join(ext) or "none of " + ", ".join(VECTOR_EXTENSIONS))
+                     + ".  ")
+    lines.append(f"Python {platform.python_version()}.  ")
     lines += [f"{r['framework']}: {r['version']}, threads {r['threads']}, allocator: {r['allocator']}.  " for r in runs]
     lines += ["", "This machine's speed drifts by up to 2x, so the loops compared ran in rounds (A B C, "
               f"A B C, ... {reps} rounds) in one process per framework; a ratio is the median of the "
@@ -637,8 +653,16 @@ def markdown(runs: list[dict], command: str) -> str:
               "| efficiency vs fp32 matmul | bf16 matmul GFLOP/s | efficiency vs bf16 matmul |",
               "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
+        ext = r["cpu"]["vector_extensions"]
+        units = ext is None or BF16_UNITS & set(ext)  # not recorded: shown as measured
         for c in r["cases"]:
             bf = c["matmul_flops"].get("bfloat16")
+            if bf and not units:  # an emulated bfloat16 matmul rate is not a yardstick
+                lines.append(f"| {r['framework']} | {c['model']} | {c['batch']} | {c['precision']} | "
+                             f"{statistics.median(c['images_per_s']['ours']):,.0f} | {c['train_flops_per_image'] / 1e9:.4f} | "
+                             f"{statistics.median(c['matmul_flops']['float32']) / 1e9:.0f} | {_pct(c['efficiency']['float32'])} | "
+                             "not measurable: no bfloat16 units (emulated) | not measurable |")
+                continue
             lines.append(f"| {r['framework']} | {c['model']} | {c['batch']} | {c['precision']} | "
                          f"{statistics.median(c['images_per_s']['ours']):,.0f} | {c['train_flops_per_image'] / 1e9:.4f} | "
                          f"{statistics.median(c['matmul_flops']['float32']) / 1e9:.0f} | {_pct(c['efficiency']['float32'])} | "
@@ -711,6 +735,7 @@ def main(argv=None) -> int:
     if args.time_to_accuracy:
         result["time_to_accuracy"] = [time_to_accuracy(args.framework, p) for p in ("float32", "bfloat16")]
     result["command"] = "make bench"
+    result["cpu"] = cpu_facts()
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     return 0
 
