@@ -258,6 +258,11 @@ def ablation_figure(ablation: list):
     return fig
 
 
+def frameworks(backends) -> str:
+    """'PyTorch vs Keras' for the reports' two; every framework named beyond them."""
+    return "PyTorch vs Keras" if list(backends) == ["torch", "keras"] else " vs ".join(TITLES.get(b, b) for b in backends)
+
+
 def _pct(d, key="mean"):
     return "–" if d is None or d.get(key) is None else f"{d[key] * 100:.2f}"
 
@@ -266,8 +271,7 @@ def compare_markdown(s) -> str:
     """report.md of a compare.CompareSummary."""
     cfg = s.config
     lines = [
-        f"# {s.spec}: " + (" vs ".join(TITLES.get(b, b) for b in s.backends) if len(s.backends) > 2
-                           else "PyTorch vs Keras"),
+        f"# {s.spec}: {frameworks(s.backends)}",
         "",
         f"Command: `{s.command}`  ",
         f"Date: {s.date}. Seeds: {s.seeds}. Epochs: {cfg['epochs']}, batch {cfg['batch_size']}, "
@@ -405,7 +409,7 @@ def results_doc(report_dirs, doc_dir="docs") -> str:
     for d in map(Path, report_dirs):
         if (d / "results.json").exists():
             s = CompareSummary.from_dict(json.loads((d / "results.json").read_text()))
-            lines += [f"## {d.name}: {s.spec}, PyTorch vs Keras", "", f"Command: `{s.command}` ({s.date})", ""]
+            lines += [f"## {d.name}: {s.spec}, {frameworks(s.backends)}", "", f"Command: `{s.command}` ({s.date})", ""]
             lines += [f"- **{p['variant']}, {p['mode']}**: {p['verdict']}." for p in s.paired]
             lines += ["", "| mode | variant | backend | test acc % (mean ± sd) | test loss | images/s |", "|---|---|---|---|---:|---:|"]
             for g in s.groups:
