@@ -356,8 +356,8 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="directory of the MNIST IDX files")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("compare", help="the comparison: both backends, with/without BN, over seeds",
-                       description="Train one spec in both backends with and without batch norm over "
+    p = sub.add_parser("compare", help="the comparison: the backends (default torch and keras), with/without BN, over seeds",
+                       description="Train one spec in each backend (--backends) with and without batch norm over "
                                    "several seeds; write results.json/.csv, report.md and plots.")
     _add_model_args(p)
     p.add_argument("--out", required=True, help="report directory")
@@ -366,14 +366,14 @@ def make_parser() -> argparse.ArgumentParser:
                    help="native runs with one default at a time harmonized, to find the contributors")
     p.add_argument("--no-bn", action="store_true", help="only the spec as given, no BatchNorm pair")
     p.add_argument("--ci-target", type=float, metavar="PP",
-                   help="add seeds (the same to both backends, from --seeds, at least 3) until every paired 95%% CI "
+                   help="add seeds (the same to every backend, from --seeds, at least 3) until every paired 95%% CI "
                         "of test accuracy is within +-PP percentage points, or --max-seeds (a fixed-width "
                         "sequential interval: the rule looks at the width, never at significance)")
     p.add_argument("--max-seeds", type=int, default=30, help="with --ci-target: the most seeds to run (default 30)")
     add_run_args(p, workers=1)
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("sweep", help="a grid over variants of a spec, in both backends",
+    p = sub.add_parser("sweep", help="a grid over variants of a spec, in each backend",
                        description="Each --grid key=v1,v2 is an axis: arch, activation, pooling, hidden, "
                                    "kernel, conv_blocks, or a training setting (lr, epochs, ...).")
     _add_model_args(p)
