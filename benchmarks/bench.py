@@ -620,7 +620,8 @@ def markdown(runs: list[dict], command: str) -> str:
     lines = ["# Performance", "", f"Command: `{command}`  "]
     for r in runs:
         cpu, ext = r["cpu"], r["cpu"]["vector_extensions"]
-        lines.append(f"Machine of the {r['framework']} run: {cpu['name']}, {cpu['cores']} cores, vector extensions "
+        lines.append(f"The {r['framework']} run (`{r.get('command', 'make bench')}`): {cpu['name']}, {cpu['cores']} cores, "
+                     "vector extensions "
                      + ("not recorded" if ext is None else ", ".join(ext) or "none of " + ", ".join(VECTOR_EXTENSIONS))
                      + ".  ")
     lines.append(f"Python {platform.python_version()}.  ")
@@ -734,7 +735,7 @@ def main(argv=None) -> int:
     result = suite(args.steps, args.reps)
     if args.time_to_accuracy:
         result["time_to_accuracy"] = [time_to_accuracy(args.framework, p) for p in ("float32", "bfloat16")]
-    result["command"] = "make bench"
+    result["command"] = "python benchmarks/bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result["cpu"] = cpu_facts()
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     return 0
