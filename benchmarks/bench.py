@@ -616,7 +616,7 @@ def _pct(values) -> str:
 
 
 def markdown(runs: list[dict], command: str) -> str:
-    reps = len(runs[0]["cases"][0]["efficiency"]["float32"])
+    reps = "/".join(sorted({str(len(r["cases"][0]["efficiency"]["float32"])) for r in runs}))
     lines = ["# Performance", "", f"Command: `{command}`  "]
     for r in runs:
         cpu, ext = r["cpu"], r["cpu"]["vector_extensions"]
