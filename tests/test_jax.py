@@ -288,3 +288,14 @@ def test_cli_summary_all_checks_three_backends(capsys):
     assert main(["summary", "seed000-cnn", "--backend", "all"]) == 0
     out = capsys.readouterr().out
     assert "jax: 827,738" in out and "all backends agree with the spec" in out
+
+
+def _die():
+    os._exit(3)
+
+
+def test_a_child_that_dies_is_one_clear_error_and_is_replaced():
+    with pytest.raises(BackendUnavailableError, match=r"The process running the 'jax' backend ended \(exit status 3\) "
+                                                      r"during _die\(\)"):
+        call(JAX, _die)
+    assert call(JAX, os.getpid) != os.getpid()  # a new child serves the next call

@@ -202,11 +202,12 @@ def call(name: str, fn, *args, **kwargs):
     child process of its own when this one's Keras belongs to another backend (mnistcnn
     compares Keras on TensorFlow and on JAX that way). ``fn`` must be importable by name
     (a module-level function) and its arguments and result picklable (numpy arrays,
-    dicts, specs); the child lives until this process ends, for the next call."""
+    dicts, specs); the child lives until this process ends, for the next call (a child
+    that died, e.g. killed for memory, is replaced by a new one at the next call)."""
     if runs_here(name):
         get_backend(name)  # loaded as get_backend loads it: environment set, notices filtered
         return fn(*args, **kwargs)
-    if name not in _CHILDREN:
+    if name not in _CHILDREN or _CHILDREN[name].proc.poll() is not None:  # none yet, or it died: a new one
         import atexit
 
         _CHILDREN[name] = child = _Child(name)
