@@ -57,6 +57,7 @@ def _mps() -> bool:
     return torch.backends.mps.is_available()
 
 
+@pytest.mark.slow
 def test_cli_device_cuda_without_a_gpu_exits_2_before_training(mnist_path, tmp_path, capsys):
     if _sees_gpu("torch"):
         pytest.skip("PyTorch sees a GPU here")
@@ -69,6 +70,7 @@ def test_cli_device_cuda_without_a_gpu_exits_2_before_training(mnist_path, tmp_p
     assert not list((tmp_path / "c").rglob("result.json"))
 
 
+@pytest.mark.slow
 def test_the_run_records_the_device_it_trained_on(mnist_path, tmp_path):
     r = train.run("simple-fc", "torch", train.TrainConfig(**SHORT, device="cpu"), tmp_path / "r", mnist_path,
                   progress=False)
@@ -76,6 +78,7 @@ def test_the_run_records_the_device_it_trained_on(mnist_path, tmp_path):
     assert r.config["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_a_run_started_before_the_device_setting_resumes(mnist_path, tmp_path):
     """result.json written before TrainConfig had `device`: resuming counts it as the
     default (auto), not as other settings."""

@@ -152,7 +152,7 @@ def real(mnist):
     train.TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9),
     pytest.param(train.TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
                  marks=pytest.mark.slow),
-    train.TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-3),
+    pytest.param(train.TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-3), marks=pytest.mark.slow),
     pytest.param(train.TrainConfig(optimizer="rmsprop", lr=1e-3, momentum=0.5), marks=pytest.mark.slow),
     pytest.param(train.TrainConfig(optimizer="adadelta", lr=1.0), marks=pytest.mark.slow),
 ], ids=["sgd", "sgd-nesterov-wd", "adam-wd", "rmsprop-momentum", "adadelta"])
@@ -267,6 +267,7 @@ def test_compare_three_backends_pairs_every_two(mnist_path, tmp_path):
     assert "| keras − jax |" in report and report.startswith("# simple-fc: PyTorch vs Keras (TensorFlow) vs Keras (JAX)")
 
 
+@pytest.mark.slow
 def test_defaults_ledger_measures_keras_on_jax():
     """The JAX column is measured on Keras-on-JAX in its own process: the same Keras
     defaults, but a loss on softmax probabilities cannot recover the logits there (only
@@ -294,6 +295,7 @@ def _die():
     os._exit(3)
 
 
+@pytest.mark.slow
 def test_a_child_that_dies_is_one_clear_error_and_is_replaced():
     with pytest.raises(BackendUnavailableError, match=r"The process running the 'jax' backend ended \(exit status 3\) "
                                                       r"during _die\(\)"):
