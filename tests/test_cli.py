@@ -58,7 +58,10 @@ def test_interruption_exits_cleanly_with_how_to_resume(command, sig, code, word,
             "--data-dir", str(mnist_path), "--quiet"]
     argv = (["train", "seed000-cnn", "--backend", "torch"] if command == "train"
             else ["compare", "simple-fc", "--seeds", "1", "--no-bn", "--workers", "2"]) + args
-    proc = subprocess.Popen([sys.executable, "-m", "mnistcnn", *argv], stderr=subprocess.PIPE, text=True)
+    # SIGINT as from a terminal: a shell that starts a job in the background (a CI runner
+    # may) has it ignored, and Python keeps an ignored SIGINT ignored in its children
+    proc = subprocess.Popen([sys.executable, "-m", "mnistcnn", *argv], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 600  # generous: a loaded CI machine
     while not list(out.rglob("result.json")) and time.time() < deadline and proc.poll() is None:  # one epoch done
         time.sleep(0.5)
