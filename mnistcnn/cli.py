@@ -57,6 +57,12 @@ def cmd_zoo(args) -> int:
 BACKEND_GROUPS = {"both": ("torch", "keras"), "all": ("torch", "keras", "jax")}
 
 
+def _add_backends_arg(p, what: str) -> None:
+    """--backends B1,B2,... (default torch,keras)."""
+    p.add_argument("--backends", type=_backend_list, default=BACKEND_GROUPS["both"], metavar="B1,B2,...",
+                   help=f"{what} (default torch,keras)")
+
+
 def _backends(args) -> tuple:
     return BACKEND_GROUPS.get(args.backend, (args.backend,))
 
@@ -340,9 +346,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     def add_run_args(p, workers):
         _add_config_args(p)
-        p.add_argument("--backends", type=_backend_list, default=("torch", "keras"), metavar="B1,B2,...",
-                       help="the backends to compare, every pair paired by seed: torch, keras (Keras on "
-                            "TensorFlow), jax (Keras on JAX) (default torch,keras)")
+        _add_backends_arg(p, "the backends to compare, every pair paired by seed: torch, keras (Keras on "
+                             "TensorFlow), jax (Keras on JAX)")
         p.add_argument("--seeds", type=int, default=3, help="seeds per backend and variant (default 3)")
         p.add_argument("--workers", type=int, default=workers,
                        help=f"runs at a time, each in its own process (default {workers})")
@@ -395,9 +400,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="runs at a time, each in its own process (default 1)")
     p.add_argument("--smoke", action="store_true", help="a few hundred images, one seed, in this process: "
                                                          "checks the machinery, gives no results")
-    p.add_argument("--backends", type=_backend_list, default=("torch", "keras"), metavar="B1,B2,...",
-                   help="the frameworks of the study's two-framework runs (default torch,keras; torch,keras,jax "
-                        "adds Keras on JAX)")
+    _add_backends_arg(p, "the frameworks of the study's two-framework runs (torch,keras,jax adds Keras on JAX)")
     p.add_argument("--table-only", action="store_true",
                    help="train nothing: tabulate the runs that have finished (a study under way)")
     p.add_argument("--data-dir", help="directory of the MNIST IDX files")
@@ -414,8 +417,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=64, help="real MNIST test images used (default 64)")
     p.add_argument("--steps", type=int, default=20, help="optimizer steps for tier 3 (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled weights (default 0)")
-    p.add_argument("--backends", type=_backend_list, default=("torch", "keras"), metavar="B1,B2,...",
-                   help="the frameworks to check against each other and the numpy reference (default torch,keras)")
+    _add_backends_arg(p, "the frameworks to check against each other and the numpy reference")
     p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
     p.add_argument("--json", help="also write the full result as JSON here")
     p.set_defaults(func=cmd_parity)
@@ -425,8 +427,7 @@ def make_parser() -> argparse.ArgumentParser:
                                    "model, also lint warnings for known mistakes.")
     _add_model_args(p, required=False)
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
-    p.add_argument("--backends", type=_backend_list, default=("torch", "keras"), metavar="B1,B2,...",
-                   help="the frameworks whose defaults to read (default torch,keras; jax: Keras on JAX)")
+    _add_backends_arg(p, "the frameworks whose defaults to read (jax: Keras on JAX)")
     p.set_defaults(func=cmd_defaults)
 
     p = sub.add_parser("results-doc", help="write docs/results.md from report directories")

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from .backends import PAIR
+
 
 
 def _default(fn, name):
@@ -204,7 +206,7 @@ ITEMS = {  # item -> (label, what mnistcnn's harmonized mode does)
 TITLES = {"torch": "PyTorch native", "keras": "Keras native (TensorFlow)", "jax": "Keras native (JAX)"}
 
 
-def ledger(backends=("torch", "keras")) -> list[dict]:
+def ledger(backends=PAIR) -> list[dict]:
     """One row per item: each backend's native setting, mnistcnn harmonized, and whether
     the native settings differ. Keras is measured on each framework it runs on, each in
     a process of its own where needed (mnistcnn.backends.call)."""

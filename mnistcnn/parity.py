@@ -17,7 +17,7 @@ import numpy as np
 
 from . import reference
 from . import weights as W
-from .backends import call, get_backend
+from .backends import PAIR, call, get_backend
 from .spec import variants
 
 #: float32 frameworks against each other and against a float64 reference:
@@ -62,8 +62,7 @@ def _diff(name, kind, values: dict, tol: dict, reference_key: str) -> Diff:
     return Diff(name, kind, magnitude, tolerance, max_abs, max_rel, max(max_abs.values()) <= tolerance)
 
 
-#: the frameworks compared unless told otherwise
-BACKENDS = ("torch", "keras")
+BACKENDS = PAIR  # the frameworks compared unless told otherwise
 
 
 def _harmonized_model(backend: str, spec, weights: dict, dtype: str = "float32"):

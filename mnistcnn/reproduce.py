@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import PAIR
 from . import stats, zoo
 from ._io import atomic_write_text
 from .config import TrainConfig
 from .errors import ConfigError
 from .runner import finished
 
-BACKENDS = ("torch", "keras")
+BACKENDS = PAIR
 
 
 @dataclass(frozen=True)

@@ -41,14 +41,19 @@ def tune_allocator() -> str:
     return _tuned
 
 
-def cpu_name() -> str:
+def _cpuinfo(field: str) -> str | None:
+    """The first /proc/cpuinfo line of ``field``, after its colon; None where it cannot be read."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor()
+    return None
+
+
+def cpu_name() -> str:
+    return _cpuinfo("model name") or platform.processor()
 
 
 def git_commit() -> str | None:
@@ -71,13 +76,7 @@ def git_commit() -> str | None:
 
 def cpu_flags() -> set:
     """The CPU's feature flags (/proc/cpuinfo), empty where they cannot be read."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((_cpuinfo("flags") or "").split())
 
 
 def environment(backend) -> dict:

@@ -1,7 +1,7 @@
 """A spec's summary checked against real backends, side by side."""
 from __future__ import annotations
 
-from .backends import get_backend
+from .backends import PAIR, get_backend
 from .spec.model import param_memory
 
 
@@ -13,7 +13,7 @@ def backend_rows(spec, backend: str) -> list[tuple[tuple, int]]:
     return [(shape, t + s) for shape, (t, s) in zip(shapes, b.param_counts(model, spec))]
 
 
-def side_by_side(spec, backends=("torch", "keras")) -> str:
+def side_by_side(spec, backends=PAIR) -> str:
     """The spec's table with each backend's shape and count; '!' marks a disagreement."""
     from .backends import call
 

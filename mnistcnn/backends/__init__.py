@@ -41,6 +41,9 @@ _TF_NOISE = ("cudart_stub.cc", "cuda_platform.cc", "cuda_executor.cc", "cuda_dnn
              "computation_placer.cc", "TF-TRT Warning", "oneDNN custom operations", "cpu_feature_guard.cc",
              "rebuild TensorFlow with the appropriate compiler flags", "To enable the following instructions")
 
+#: the reports' two frameworks: what every comparison runs unless told otherwise
+PAIR = ("torch", "keras")
+
 #: backend name -> what is needed to load it
 BACKENDS = {
     "torch": BackendInfo("mnistcnn.backends.torch", ("torch",), "torch"),
