@@ -212,7 +212,8 @@ STUDIES = {s.report: s for s in [
                            "not stated (5 here); one run per number.")
              for lr, acc in ((0.01, 0.9786), (1e-3, 0.9597), (1e-4, 0.8953))),
            # the learning-rate figures' other curves (no published number)
-           *(Setting(f"{arch}-lr{lr:g}", arch, {**_SGD_003, "lr": lr, "epochs": 5})
+           *(Setting(f"{arch}-lr{lr:g}", arch, {**_SGD_003, "lr": lr, "epochs": 5},
+                     runs=(("native", ("torch",)),))  # the figure draws PyTorch natively only
              for arch, lr in (("simple-fc", 0.01), ("simple-fc", 1e-4), ("simple-cnn", 0.1), ("simple-cnn", 0.01))),
            Setting("simple-cnn-continued", "simple-cnn",
                    {**_SGD_003, "lr": 1e-3, "epochs": 15, "schedule": "multistep", "milestones": (5, 10)}, (
