@@ -136,12 +136,18 @@ def cmd_sweep(args) -> int:
 def cmd_reproduce(args) -> int:
     from .reproduce import STUDIES, reproduce
 
+    from .errors import ConfigError
+
+    if args.only and args.report == "all":
+        raise ConfigError("--only names settings of one report: give the report (e.g. reproduce 004 --only "
+                          "keras3-cnn), not all.")
     reports = list(STUDIES) if args.report == "all" else [args.report]
     failed = False
     for report in reports:
         s = reproduce(report, args.out, smoke=args.smoke, seeds=args.seeds, workers=args.workers,
                       data_dir=args.data_dir, progress=not args.quiet, command=args.command_line,
-                      train=not args.table_only, backends=args.backends)
+                      train=not args.table_only, backends=args.backends,
+                      only=args.only and args.only.split(","))
         outside = [r["what"] for r in s["rows"] if r.get("inside") is False]
         print(f"report {report}: {args.out}/{report}/reproduce.md ({len(s['rows'])} rows; "
               f"published value outside its framework's 95% prediction interval: {len(outside)})")
@@ -403,6 +409,9 @@ def make_parser() -> argparse.ArgumentParser:
     _add_backends_arg(p, "the frameworks of the study's two-framework runs (torch,keras,jax adds Keras on JAX)")
     p.add_argument("--table-only", action="store_true",
                    help="train nothing: tabulate the runs that have finished (a study under way)")
+    p.add_argument("--only", metavar="SETTING[,SETTING]",
+                   help="train only these settings of the report (e.g. keras3-cnn,keras3-cnn-axis1); the "
+                        "table still shows every setting's finished runs")
     p.add_argument("--data-dir", help="directory of the MNIST IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_reproduce)

@@ -329,11 +329,12 @@ def with_backends(study: Study, backends) -> Study:
 def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, workers: int = 1,
               data_dir=None, progress: bool = True,
               command: str = "mnistcnn.reproduce.reproduce() from Python", train: bool = True,
-              backends=BACKENDS) -> dict:
+              backends=BACKENDS, only=None) -> dict:
     """Run report ``report``'s study into ``out``/<report>/ and write reproduce.json and
     reproduce.md there; returns the summary. Finished runs are skipped; ``train=False``
     only tabulates the runs already finished (a study still under way). ``backends``:
-    the frameworks of its two-framework runs (with_backends)."""
+    the frameworks of its two-framework runs (with_backends). ``only``: the names of the
+    settings to train (the others are tabulated from their finished runs)."""
     from .compare import compare
 
     if report not in STUDIES:
@@ -342,6 +343,11 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
         raise ConfigError(f"Invalid value for `seeds`. Expected an integer >= 1 (or none: the study's "
                           f"own). Received seeds={seeds!r}.")
     study, base = with_backends(STUDIES[report], backends), Path(out) / report
+    names = [s.name for s in study.settings]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise ConfigError(f"Report {report} has no setting {', '.join(unknown)}. Its settings: "
+                          f"{', '.join(names)}.")
     started, rows = time.perf_counter(), []
     for setting in study.settings:
         cfg = TrainConfig(**setting.config)
@@ -350,7 +356,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                           val_size=min(cfg.val_size, 64))
         n_seeds = 1 if smoke else (seeds or setting.seeds)
         setting = replace(setting, seeds=n_seeds)
-        for mode, backends in setting.runs if train else ():
+        for mode, backends in setting.runs if train and (only is None or setting.name in only) else ():
             compare(setting.spec(), base / setting.name / mode, seeds=n_seeds, cfg=cfg,
                     backends=backends, bn=setting.bn_pair, modes=(mode,), workers=workers,
                     isolate=not smoke, data_dir=data_dir, progress=progress, command=command,

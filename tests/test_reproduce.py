@@ -109,3 +109,17 @@ def test_report_000s_answer_in_one_sentence():
     need = max(2, int(__import__("math").ceil((1.96 * d["sd_diff"] * 100 / 0.1) ** 2)))
     assert f"about {need} seeds" in text
     assert "under way" in answer_000({"rows": [{**row, "diff_native": None, "diff_harmonized": None}]})
+
+
+@pytest.mark.slow
+def test_only_trains_the_named_settings(mnist_path, tmp_path):
+    """--only: the named setting trains; the others keep their table rows, empty (nothing
+    of theirs ran); a name the report does not have is one error naming its settings."""
+    s = R.reproduce("003", tmp_path, smoke=True, data_dir=mnist_path, progress=False, command="test",
+                    only=["simple-fc"])
+    trained = {r["setting"] for r in s["rows"] if r.get("torch_native")}
+    assert trained == {"simple-fc"} and sorted(p.name for p in (tmp_path / "003").iterdir() if p.is_dir()) == [
+        "simple-fc"]
+    assert {r["setting"] for r in s["rows"]} > trained  # every published number still has its row
+    with pytest.raises(R.ConfigError, match=r"Report 003 has no setting keras3-cnn\. Its settings: simple-fc, "):
+        R.reproduce("003", tmp_path, smoke=True, data_dir=mnist_path, progress=False, only=["keras3-cnn"])
