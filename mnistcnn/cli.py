@@ -359,8 +359,9 @@ def make_parser() -> argparse.ArgumentParser:
                        help=f"runs at a time, each in its own process (default {workers})")
         p.add_argument("--in-process", action="store_true",
                        help="run everything in this process (quick smoke runs; timings less fair)")
-        p.add_argument("--executor", choices=("local", "ray"), default="local",
-                       help="local: a process per run on this machine (default); ray: each run a Ray task, "
+        p.add_argument("--executor", choices=("local", "fresh", "ray"), default="local",
+                       help="local: on this machine, a process per worker that runs its consecutive runs of one "
+                            "backend (default); fresh: a new process for every run; ray: each run a Ray task, "
                             "on a local Ray instance or the cluster at --address (needs the ray extra)")
         p.add_argument("--address", help="with --executor ray: the cluster to join, e.g. ray://head:10001 or auto "
                                          "(default: start a local instance)")

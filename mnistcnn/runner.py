@@ -1,15 +1,22 @@
-"""Execute many training runs: each in its own process by default (two frameworks in
+"""Execute many training runs, each in a process of mnistcnn's own (two frameworks in
 one process compete for the cores and cannot be timed fairly), finished runs skipped,
 interrupted ones resumed, a failing run recorded with its error while the rest go on.
 
-``python -m mnistcnn.runner job.json`` runs one job file (what the pool launches).
+The local executor keeps one process per worker slot and gives it the slot's next run
+when that run has the same backend and thread count (a worker that dies fails only its
+run; the next starts a fresh process); ``executor="fresh"`` starts a process per run.
+
+``python -m mnistcnn.runner job.json`` runs one job file (a fresh process, a Ray task);
+``python -m mnistcnn.runner --serve`` runs job files named on stdin, one per line.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -93,16 +100,31 @@ def _stop_children() -> None:
             proc.kill()
 
 
-def _run_process(job: Job, data_dir) -> RunResult | RunError:
-    """The job in a child process (``python -m mnistcnn.runner job.json``). The child
-    writes the cause of a failure to error.txt itself; the parent reads that file, so
-    it never has to tell an error from a framework's log noise on stderr."""
+def _job_file(job: Job, data_dir) -> Path:
     out = Path(job.out)
-    job_file = out / "job.json"
-    atomic_write_text(job_file, json.dumps({
+    atomic_write_text(out / "job.json", json.dumps({
         "spec": S.to_dict(job.spec), "backend": job.backend, "config": asdict(job.config),
         "out": str(out), "data_dir": str(data_dir) if data_dir else None}))
-    proc = subprocess.Popen([sys.executable, "-m", "mnistcnn.runner", str(job_file)],
+    return out / "job.json"
+
+
+def _outcome(job: Job, ok: bool, returncode, stderr: str) -> RunResult | RunError:
+    """What a child's run gave. The child writes the cause of a failure to error.txt
+    itself; the parent reads that file, so it never has to tell an error from a
+    framework's log noise on stderr."""
+    out = Path(job.out)
+    if ok:
+        return RunResult.from_json((out / "result.json").read_text())
+    if (out / ERROR_FILE).exists():
+        return RunError((out / ERROR_FILE).read_text().strip())
+    # killed, or died in native code: all there is, is the end of stderr
+    tail = "\n".join(stderr.strip().splitlines()[-5:])
+    return RunError(f"the run's process ended with exit status {returncode}: {tail}")
+
+
+def _run_process(job: Job, data_dir) -> RunResult | RunError:
+    """The job in a fresh child process (``python -m mnistcnn.runner job.json``)."""
+    proc = subprocess.Popen([sys.executable, "-m", "mnistcnn.runner", str(_job_file(job, data_dir))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_die_with_parent)
     _LIVE.add(proc)
@@ -110,13 +132,77 @@ def _run_process(job: Job, data_dir) -> RunResult | RunError:
         _, stderr = proc.communicate()
     finally:
         _LIVE.discard(proc)
-    if proc.returncode == 0:
-        return RunResult.from_json((out / "result.json").read_text())
-    if (out / ERROR_FILE).exists():
-        return RunError((out / ERROR_FILE).read_text().strip())
-    # killed, or died in native code: all there is, is the end of stderr
-    tail = "\n".join(stderr.strip().splitlines()[-5:])
-    return RunError(f"the run's process ended with exit status {proc.returncode}: {tail}")
+    return _outcome(job, proc.returncode == 0, proc.returncode, stderr)
+
+
+class _Worker:
+    """A worker slot's process (``python -m mnistcnn.runner --serve``), kept for the
+    slot's consecutive runs of one backend and thread count: it saves each run the
+    framework's import and start (seconds) while each run still sets its seeds, threads
+    and determinism, and a crash ends only the run it happened in."""
+
+    #: processes started so far (the tests count them)
+    started = 0
+
+    def __init__(self, backend: str, threads):
+        self.key = (backend, threads)
+        self.proc = subprocess.Popen([sys.executable, "-m", "mnistcnn.runner", "--serve"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, bufsize=1, preexec_fn=_die_with_parent)
+        _Worker.started += 1
+        _LIVE.add(self.proc)
+        # a framework's log lines must never fill the pipe: keep the last ones, for a crash report
+        self.stderr = collections.deque(maxlen=50)
+        self.reader = threading.Thread(target=self.stderr.extend, args=(self.proc.stderr,), daemon=True)
+        self.reader.start()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, job: Job, data_dir) -> RunResult | RunError:
+        try:
+            self.proc.stdin.write(f"{_job_file(job, data_dir)}\n")
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline().strip()
+        except BrokenPipeError:
+            answer = ""
+        if not answer:  # the process died during the run
+            self.close()
+        return _outcome(job, answer == "ok", self.proc.returncode, "".join(self.stderr))
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()  # the end of the job list: the process exits
+        except BrokenPipeError:
+            pass
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        _LIVE.discard(self.proc)
+        self.reader.join(timeout=10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+def _serve() -> int:
+    """Run the job files named on stdin, one per line, answering ``ok`` or ``error`` per
+    job on stdout (anything the frameworks print goes to stderr); end with stdin."""
+    import gc
+
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    for line in sys.stdin:
+        try:
+            _main_one(line.strip())
+            answers.write("ok\n")
+        except Exception:
+            answers.write("error\n")
+        if "keras" in sys.modules:  # the last run's graphs and layer names go with it
+            sys.modules["keras"].backend.clear_session()
+        gc.collect()
+    return 0
 
 
 def _error(job: Job, e: Exception) -> RunError:
@@ -156,7 +242,7 @@ def _check_before_running(todo: list[Job], data_dir, workers: int) -> None:
                               "--out.") from None
 
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "fresh", "ray")
 
 
 def _run_ray(todo: list[Job], data_dir, address: str | None):
@@ -195,8 +281,10 @@ def _run_ray(todo: list[Job], data_dir, address: str | None):
 
 def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = True,
              progress: bool = True, executor: str = "local", address: str | None = None) -> dict:
-    """JobKey -> RunResult, or RunError for a run that failed. ``executor='ray'`` runs each
-    job as a Ray task (``address``: an existing cluster; default a local instance)."""
+    """JobKey -> RunResult, or RunError for a run that failed. ``executor``: 'local'
+    (worker processes reused by a slot's consecutive runs of one backend), 'fresh' (a new
+    process per run) or 'ray' (each job a Ray task; ``address``: an existing cluster,
+    default a local instance)."""
     from tqdm.auto import tqdm
 
     results, todo = {}, []
@@ -219,11 +307,23 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
                disable=True if not progress else None)
     bar.log_lines = progress and bar.disable
 
+    slot, workers_started = threading.local(), []
+
+    def in_worker(job):
+        w = getattr(slot, "worker", None)
+        if w is None or not w.alive() or w.key != (job.backend, job.config.threads):
+            if w is not None:
+                w.close()
+            w = slot.worker = _Worker(job.backend, job.config.threads)
+            workers_started.append(w)
+        return w.run(job, data_dir)
+
     def one(job):
         (Path(job.out) / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt
         try:  # in-process runs too go to a process of their own where this one's Keras is another backend's
-            here = not isolate and runs_here(job.backend)
-            return job, (_run_here(job, data_dir) if here else _run_process(job, data_dir))
+            if not isolate and runs_here(job.backend):
+                return job, _run_here(job, data_dir)
+            return job, (in_worker(job) if executor == "local" else _run_process(job, data_dir))
         except Exception as e:  # a failed run is reported; the others go on
             return job, _error(job, e)
 
@@ -248,6 +348,8 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
         _stop_children()
         raise
     finally:
+        for w in workers_started:
+            w.close()
         bar.close()
     return results
 
@@ -263,13 +365,9 @@ def _record(results, job, outcome, bar):
     bar.update(1)
 
 
-def main(job_file) -> int:
-    """One job in this (child) process; a failure is written to the run's error.txt."""
-    import signal
-
-    from .errors import raise_terminated
-
-    signal.signal(signal.SIGTERM, raise_terminated)  # the parent stops us: release the lock, keep the epochs
+def _main_one(job_file) -> None:
+    """One job file's run in this (child) process; a failure is written to the run's
+    error.txt and raised."""
     d = json.loads(Path(job_file).read_text())
     job = Job(None, S.from_dict(d["spec"]), d["backend"], TrainConfig(**d["config"]), Path(d["out"]))
     try:
@@ -277,8 +375,19 @@ def main(job_file) -> int:
     except Exception as e:
         _error(job, e)
         raise
+
+
+def main(argv) -> int:
+    import signal
+
+    from .errors import raise_terminated
+
+    signal.signal(signal.SIGTERM, raise_terminated)  # the parent stops us: release the lock, keep the epochs
+    if argv == ["--serve"]:
+        return _serve()
+    _main_one(argv[0])
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))

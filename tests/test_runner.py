@@ -1,5 +1,7 @@
-"""Executing runs (mnistcnn.runner): a process per run, failures recorded by the child
+"""Executing runs (mnistcnn.runner): processes of their own (reused by a worker slot, or
+one per run), failures recorded by the child
 that had them, finished runs skipped, an old error removed by a run that succeeds."""
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,52 @@ def test_a_compare_through_ray_gives_the_local_numbers(tmp_path, mnist_path):
         twin = tmp_path / "local" / run.relative_to(tmp_path / "ray")
         assert json.loads(run.read_text())["epochs"][0]["train_loss"] == \
             json.loads(twin.read_text())["epochs"][0]["train_loss"]
+
+
+def _numbers(result: RunResult) -> list:
+    return [(e.train_loss, e.test_loss, e.test_acc) for e in result.epochs] + [result.test_acc]
+
+
+@pytest.mark.slow
+def test_a_reused_worker_gives_each_run_the_numbers_of_a_fresh_process(tmp_path, mnist_path):
+    """Five runs (mlp: dropout, so the per-run seeds of both frameworks matter) in one
+    worker slot: two processes (one per backend) instead of five, and every run's numbers
+    equal, bit for bit, to the same run in a fresh process."""
+    cfg = TrainConfig(epochs=2, train_limit=512, val_size=64, test_limit=300, batch_size=64, threads=1)
+    jobs = {name: [Job(JobKey("harmonized", "as-is", b, seed), zoo.get("mlp"), b, replace(cfg, seed=seed),
+                       tmp_path / name / b / f"seed{seed}") for b, seeds in (("torch", 3), ("keras", 2))
+                   for seed in range(seeds)] for name in ("local", "fresh")}
+    before = runner._Worker.started
+    reused = runner.run_jobs(jobs["local"], data_dir=mnist_path, progress=False)
+    assert runner._Worker.started - before == 2
+    fresh = runner.run_jobs(jobs["fresh"], data_dir=mnist_path, progress=False, executor="fresh")
+    assert runner._Worker.started - before == 2
+    assert all(r.completed for r in reused.values())
+    assert {k: _numbers(r) for k, r in reused.items()} == {k: _numbers(r) for k, r in fresh.items()}
+    assert _numbers(reused[jobs["local"][0].key]) != _numbers(reused[jobs["local"][1].key])  # seeds differ
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_fails_its_run_only(tmp_path, mnist_path, monkeypatch):
+    """The worker process killed under the first run (as by the kernel's OOM killer): that
+    run is an error that says how its process ended; the next run starts a fresh process
+    and finishes."""
+    import signal
+
+    run = runner._Worker.run
+
+    def killed_first(self, job, data_dir):
+        if job.key.seed == 0:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        return run(self, job, data_dir)
+
+    monkeypatch.setattr(runner._Worker, "run", killed_first)
+    jobs = [Job(JobKey("harmonized", "as-is", "torch", s), zoo.get("simple-fc"), "torch", replace(TINY, seed=s),
+                tmp_path / f"seed{s}") for s in (0, 1)]
+    before = runner._Worker.started
+    out = runner.run_jobs(jobs, data_dir=mnist_path, progress=False)
+    assert isinstance(out[jobs[0].key], RunError)
+    assert "the run's process ended with exit status -9" in out[jobs[0].key].message
+    assert isinstance(out[jobs[1].key], RunResult) and out[jobs[1].key].completed
+    assert runner._Worker.started - before == 2
