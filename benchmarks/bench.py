@@ -368,6 +368,68 @@ def torch_profile(trainer, n: int, bs: int, top: int = 10) -> list:
     return [{"op": e.key, "calls": e.count, "share": e.self_cpu_time_total / total} for e in events[:top]]
 
 
+def keras_profile(trainer, n: int, bs: int, top: int = 10) -> list:
+    """As torch_profile, with TensorFlow's profiler: its framework op statistics (the
+    TensorBoard profile tool's table, read with TensorFlow's own converter), self time on
+    the host summed per op type; IDLE is time the step's threads waited."""
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+    run = epoch_speed(trainer, n, bs)
+    run()
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        run()
+        tf.profiler.experimental.stop()
+        paths = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
+        table, _ = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+    table = json.loads(table)[0]
+    cols = [c["id"] for c in table["cols"]]
+    by_type: dict = {}
+    for row in table["rows"]:
+        r = dict(zip(cols, (c["v"] for c in row["c"])))
+        if r["host_or_device"] == "Host":
+            t = by_type.setdefault(r["type"], [0, 0.0])
+            t[0] += int(r["occurrences"])
+            t[1] += r["total_self_time"]
+    total = sum(t for _, t in by_type.values())
+    ranked = sorted(by_type.items(), key=lambda kv: kv[1][1], reverse=True)
+    return [{"op": op, "calls": calls, "share": t / total} for op, (calls, t) in ranked[:top]]
+
+
+def profile_here(framework: str, steps: int) -> dict:
+    """On this machine, in one process: mnistcnn's training step (seed000-cnn, batch 128,
+    harmonized), its kernels alone (the ceiling), and the profiler's account of the step."""
+    name, bs, n = "seed000-cnn", 128, steps * 128
+    x, y = images(n)
+    if framework == "keras":
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        import tensorflow as tf
+
+        a, b = tf.random.normal((SGEMM_N, SGEMM_N)), tf.random.normal((SGEMM_N, SGEMM_N))
+        sgemm = lambda: {"float32": 2 * SGEMM_N ** 3 / timed(lambda: (a @ b).numpy(), 3)}  # noqa: E731
+    else:
+        import torch
+
+        a, b = torch.randn(SGEMM_N, SGEMM_N), torch.randn(SGEMM_N, SGEMM_N)
+        sgemm = lambda: {"float32": 2 * SGEMM_N ** 3 / timed(lambda: a @ b, 3)}  # noqa: E731
+    spec, trainer = mnistcnn_trainer(framework, name, x, y)
+    run = epoch_speed(trainer, n, bs)
+    run()
+    speeds = [run() for _ in range(3)]
+    kernels = (keras_kernels if framework == "keras" else torch_kernels)(spec, bs, sgemm)
+    prof = (keras_profile if framework == "keras" else torch_profile)(trainer, n, bs)
+    step_s = bs / statistics.median(speeds)
+    kernel_s = sum(k["fwd_s"] + k["bwd_s"] for k in kernels)
+    return {"framework": framework, "mode": "profile", "model": name, "batch": bs, "steps": steps,
+            "images_per_s": speeds,
+            "step_s": step_s, "kernels_s": kernel_s, "of_ceiling": kernel_s / step_s, "kernels": kernels,
+            "profile": prof}
+
+
 # -- keras ----------------------------------------------------------------------------
 def keras_hand_model(keras, name: str, jit_compile="auto"):
     """The plain Keras script's model: a Sequential as keras.io writes it, compiled with
@@ -616,16 +678,17 @@ def _pct(values) -> str:
 
 
 def markdown(runs: list[dict], command: str) -> str:
-    reps = "/".join(sorted({str(len(r["cases"][0]["efficiency"]["float32"])) for r in runs}))
+    suites = [r for r in runs if r.get("mode") != "profile"]
+    reps = "/".join(sorted({str(len(r["cases"][0]["efficiency"]["float32"])) for r in suites}))
     lines = ["# Performance", "", f"Command: `{command}`  "]
-    for r in runs:
+    for r in suites:
         cpu, ext = r["cpu"], r["cpu"]["vector_extensions"]
         lines.append(f"The {r['framework']} run (`{r.get('command', 'make bench')}`): {cpu['name']}, {cpu['cores']} cores, "
                      "vector extensions "
                      + ("not recorded" if ext is None else ", ".join(ext) or "none of " + ", ".join(VECTOR_EXTENSIONS))
                      + ".  ")
     lines.append(f"Python {platform.python_version()}.  ")
-    lines += [f"{r['framework']}: {r['version']}, threads {r['threads']}, allocator: {r['allocator']}.  " for r in runs]
+    lines += [f"{r['framework']}: {r['version']}, threads {r['threads']}, allocator: {r['allocator']}.  " for r in suites]
     lines += ["", "This machine's speed drifts by up to 2x, so the loops compared ran in rounds (A B C, "
               f"A B C, ... {reps} rounds) in one process per framework; a ratio is the median of the "
               "per-round ratios; the 95% CI is a t-interval of their geometric mean (an interval that holds 1.00 "
@@ -633,7 +696,7 @@ def markdown(runs: list[dict], command: str) -> str:
               "## mnistcnn against hand-written native loops", "",
               "| framework | model | batch, precision | compared with | median ratio | 95% CI | per-round ratios |",
               "|---|---|---:|---|---:|---|---|"]
-    for r in runs:
+    for r in suites:
         for c in r["cases"]:
             for other, p in c["vs"].items():
                 lines.append(f"| {r['framework']} | {c['model']} | {c['batch']} {c['precision']} | {other} | {p['median_ratio']:.3f} | "
@@ -653,7 +716,7 @@ def markdown(runs: list[dict], command: str) -> str:
               "| framework | model | batch | precision | images/s | GFLOP/image | fp32 matmul GFLOP/s "
               "| efficiency vs fp32 matmul | bf16 matmul GFLOP/s | efficiency vs bf16 matmul |",
               "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in runs:
+    for r in suites:
         ext = r["cpu"]["vector_extensions"]
         units = ext is None or BF16_UNITS & set(ext)  # not recorded: shown as measured
         for c in r["cases"]:
@@ -675,7 +738,7 @@ def markdown(runs: list[dict], command: str) -> str:
               "everything but these kernels (activations, pooling, loss, optimizer, Python) took no time.", "",
               "| framework | layer | forward ms | forward efficiency | backward ms | backward efficiency |",
               "|---|---|---:|---:|---:|---:|"]
-    for r in runs:
+    for r in suites:
         ks = r.get("kernels", [])
         for k in ks:
             lines.append(f"| {r['framework']} | {k['layer']} | {k['fwd_s'] * 1e3:.2f} | "
@@ -687,18 +750,34 @@ def markdown(runs: list[dict], command: str) -> str:
             rate = statistics.median(k["sgemm_flops"] for k in ks)
             lines.append(f"| {r['framework']} | **all kernels, forward + backward (ceiling)** | | | "
                          f"{seconds * 1e3:.2f} in all | **{flops / seconds / rate:.0%}** |")
-    prof = [r for r in runs if r.get("profile")]
+    here = [r for r in runs if r.get("mode") == "profile"]
+    if here:
+        cpu = here[0]["cpu"]
+        lines += ["", f"## Where a training step goes, and how close it is to the kernels ({cpu['name']})", "",
+                  "One process per framework, one sitting (`" + "`, `".join(r["command"] for r in here) + "`): "
+                  "mnistcnn's step (seed000-cnn, batch 128, harmonized) timed (the median of 3 passes of "
+                  f"{here[0]['steps']} steps), its conv and dense "
+                  "kernels timed alone (forward + backward: the ceiling, what the step would take if nothing "
+                  "else cost time), and the profiler's account of the step (torch.profiler; TensorFlow's "
+                  "profiler for Keras), self time per operator type.", "",
+                  "| framework | step ms | kernels alone ms | step at % of the ceiling | where the step's time goes "
+                  "(self time, top operators) |", "|---|---:|---:|---:|---|"]
+        for r in here:
+            ops = ", ".join(f"{p['op']} {p['share']:.0%}" for p in r["profile"][:8])
+            lines.append(f"| {r['framework']} | {r['step_s'] * 1e3:.1f} | {r['kernels_s'] * 1e3:.1f} | "
+                         f"{r['of_ceiling']:.0%} | {ops} |")
+    prof = [r for r in suites if r.get("profile")]
     for r in prof:
         lines += ["", f"## Where a {r['framework']} training step goes (seed000-cnn, batch 128, mnistcnn's loop)", "",
                   "torch.profiler, operators by self CPU time:", "", "| operator | calls | share |", "|---|---:|---:|"]
         lines += [f"| {p['op']} | {p['calls']} | {p['share']:.1%} |" for p in r["profile"]]
     lines += ["", "## Explored", "", "| framework | what (first vs second) | median ratio | per-round | note |",
               "|---|---|---:|---|---|"]
-    for r in runs:
+    for r in suites:
         for e in r["explore"]:
             lines.append(f"| {r['framework']} | {e['what']} | {e['median_ratio']:.3f} | "
                          + ", ".join(f"{v:.2f}" for v in e["ratios"]) + f" | {e['note']} |")
-    tta = [t for r in runs for t in r.get("time_to_accuracy", [])]
+    tta = [t for r in suites for t in r.get("time_to_accuracy", [])]
     if tta:
         lines += ["", "## Time to 99.0% test accuracy (seed000-cnn, Adam 1e-3, batch 128, harmonized, seed 0)", "",
                   "| backend | precision | reached | epochs | training seconds | test accuracy per epoch |",
@@ -719,6 +798,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=40, help="training steps per measurement")
     p.add_argument("--reps", type=int, default=5, help="rounds per comparison")
     p.add_argument("--time-to-accuracy", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="only the step, its kernels and the profiler's account of it, on this machine")
     p.add_argument("--report", nargs="*", help="JSON files to turn into Markdown")
     p.add_argument("--md", help="where the Markdown goes")
     p.add_argument("--probe", choices=("torch", "keras"), help=argparse.SUPPRESS)  # allocator_effect's child
@@ -731,8 +812,10 @@ def main(argv=None) -> int:
         runs = [json.loads(Path(f).read_text()) for f in args.report]
         atomic_write_text(args.md, markdown(runs, runs[0].get("command", "make bench")))
         return 0
-    suite = {"torch": torch_suite, "keras": keras_suite, "jax": jax_suite}[args.framework]
-    result = suite(args.steps, args.reps)
+    if args.profile:
+        result = profile_here(args.framework, args.steps)
+    else:
+        result = {"torch": torch_suite, "keras": keras_suite, "jax": jax_suite}[args.framework](args.steps, args.reps)
     if args.time_to_accuracy:
         result["time_to_accuracy"] = [time_to_accuracy(args.framework, p) for p in ("float32", "bfloat16")]
     result["command"] = "python benchmarks/bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
