@@ -58,6 +58,9 @@ class Setting:
     #: protocol, versions, bugs): the named causes a published value outside our runs' range
     #: is read against
     differences: str = ""
+    #: the setting this one's native runs are paired against, seed by seed (same batches):
+    #: the cost of what this one changes (report 004: BatchNorm on axis 1)
+    against: str = ""
 
     def spec(self):
         from .spec import variants
@@ -255,6 +258,7 @@ STUDIES = {s.report: s for s in [
                             (_pub("test accuracy, 12 epochs, BatchNorm on axis 1 as published", acc,
                                   "test_acc", "keras"),),
                             runs=(("native", ("keras",)),), seeds=2, axes=(("batchnorm_axis", "height"),),
+                            against=arch,
                             differences="Keras 2.x then (3.15 here); one run per number."))),
           figures=tuple((f"{metric}.png", f"Report 004's figure: {words} per epoch (the test set validates)",
                          words, metric,
@@ -372,16 +376,31 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                 values = _group_values(base / setting.name, setting, probe, variant)
                 rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
     figures = [_figure(base, study, f, n_seeds_of(study, smoke, seeds)) for f in study.figures]
+    costs = [_cost(base, study, setting, n_seeds_of(study, smoke, seeds)) for setting in study.settings
+             if setting.against]
     summary = {"report": report, "title": study.title, "protocol": study.protocol, "smoke": smoke,
                "complete": all(r.get(k) is not None and r[k]["n"] == n_seeds_of(study, smoke, seeds)[r["setting"]]
                                for r in rows for k in _cells(study, r["setting"])),
                "command": command, "date": datetime.date.today().isoformat(),
                "wall_time_s": time.perf_counter() - started, "run_time_s": _run_time(base),
                "settings": [asdict(s) for s in study.settings], "rows": rows,
-               "figures": [f for f in figures if f]}
+               "figures": [f for f in figures if f], "costs": costs}
     atomic_write_text(base / "reproduce.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(base / "reproduce.md", markdown(summary))
     return summary
+
+
+def _cost(base: Path, study: Study, setting: Setting, n_seeds: dict) -> dict:
+    """The setting's own framework's native runs against those of the setting it changes,
+    paired by seed: ``against`` − ``setting``, at the published number's epoch."""
+    p = setting.published[0]
+    other = next(s for s in study.settings if s.name == setting.against)
+    values = [[None if r is None else _value(r, p.metric, p.epoch) for r in
+               (finished(base / s.name / "native" / "runs" / "native" / "as-is" / p.framework / f"seed{k}")
+                for k in range(min(n_seeds[setting.name], n_seeds[other.name])))] for s in (other, setting)]
+    pairs = [(a, b) for a, b in zip(*values) if a is not None and b is not None]
+    return {"setting": setting.name, "against": other.name, "framework": p.framework, "what": p.what,
+            "paired": stats.paired([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None}
 
 
 def _cells(study: Study, setting_name: str) -> list:
@@ -518,6 +537,13 @@ def markdown(s: dict, image_dir: str = "") -> str:
                   "", "| setting | published number | all native | mode | torch − keras then |", "|---|---|---|---|---|"]
         lines += [f"| {r['setting']} | {r['what']} | {_fmt_diff(r.get('diff_native'), r['metric'])} | {mode} | "
                   f"{_fmt_diff(r[f'diff_{mode}'], r['metric'])} |" for r, mode in ablated]
+    costs = [c for c in s.get("costs", []) if c["paired"]]
+    if costs:
+        lines += ["", "What the change costs: its own framework's native runs against the setting it changes, "
+                  "paired by seed (the same batches):", "", "| setting | against | framework | "
+                  "against − setting | seeds |", "|---|---|---|---|---:|"]
+        lines += [f"| {c['setting']} | {c['against']} | {c['framework']} | "
+                  f"{_fmt_diff(c['paired'], 'test_acc')} | {c['paired']['n']} |" for c in costs]
     lines += ["", "Accuracies in %, mean ± sd over seeds; differences in points with their 95% CI (paired "
               "by seed); PI: the 95% prediction interval of a new run of the report's own framework, "
               "native defaults, from our seeds.", ""]

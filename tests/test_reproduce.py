@@ -76,6 +76,8 @@ def test_smoke_study_fills_every_row(report, mnist_path, tmp_path):
     saved = json.loads((tmp_path / report / "reproduce.json").read_text())
     assert saved["smoke"] is True and saved["rows"] == json.loads(json.dumps(s["rows"]))
     assert "SMOKE SIZE" in (tmp_path / report / "reproduce.md").read_text()
+    assert [(c["setting"], c["paired"]["n"]) for c in s["costs"]] == [(st.name, 1) for st in study.settings
+                                                                       if st.against]
     assert s["figures"] == [f[0] for f in study.figures]  # the report's figures, from the runs
     for name in s["figures"]:
         assert (tmp_path / report / name).read_bytes()[:4] == b"\x89PNG"
@@ -123,3 +125,25 @@ def test_only_trains_the_named_settings(mnist_path, tmp_path):
     assert {r["setting"] for r in s["rows"]} > trained  # every published number still has its row
     with pytest.raises(R.ConfigError, match=r"Report 003 has no setting keras3-cnn\. Its settings: simple-fc, "):
         R.reproduce("003", tmp_path, smoke=True, data_dir=mnist_path, progress=False, only=["keras3-cnn"])
+
+
+def test_the_cost_of_batchnorm_on_axis_1_is_paired_by_seed(tmp_path):
+    """Report 004's -axis1 settings against their channel-BN twins: per seed, the twin's
+    test accuracy at epoch 12 minus the axis-1 run's, from the runs on disk."""
+    study = R.STUDIES["004"]
+    axis1 = next(s for s in study.settings if s.name == "keras3-cnn-axis1")
+    assert axis1.against == "keras3-cnn"
+    for name, accs in (("keras3-cnn", (0.986, 0.984)), ("keras3-cnn-axis1", (0.980, 0.981))):
+        for seed, acc in enumerate(accs):
+            epochs = [EpochRecord(e, 1e-3, 0.1, 0.9, None, None, 1.0, 1.0, 0.1, acc if e == 12 else 0.5)
+                      for e in range(1, 13)]
+            run = tmp_path / name / "native" / "runs" / "native" / "as-is" / "keras" / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "result.json").write_text(RunResult("keras", {}, {}, Optimizer("adam", 1e-3), epochs, 0.1, acc,
+                                                       completed=True).to_json())
+    cost = R._cost(tmp_path, study, axis1, R.n_seeds_of(study, False, None))
+    assert cost["against"] == "keras3-cnn" and cost["framework"] == "keras"
+    assert cost["paired"]["n"] == 2 and cost["paired"]["mean_diff"] == pytest.approx(0.0045)
+    md = R.markdown({"report": "004", "title": "t", "command": "c", "date": "d", "run_time_s": 0, "smoke": False,
+                     "protocol": "p", "rows": [], "costs": [cost]})
+    assert "| keras3-cnn-axis1 | keras3-cnn | keras | +0.45 [" in md
