@@ -12,7 +12,7 @@ ifdef MNISTCNN_DATA_DIR
 export MNISTCNN_DATA_DIR
 endif
 
-.PHONY: setup main summary test results bench clean
+.PHONY: setup main summary test results bench processes clean
 
 setup: $(VENV)/.installed
 
@@ -43,7 +43,16 @@ bench: setup
 	$(PY) benchmarks/bench.py --framework torch --out benchmarks/torch.json --time-to-accuracy
 	$(PY) benchmarks/bench.py --framework keras --out benchmarks/keras.json --time-to-accuracy
 	$(PY) benchmarks/bench.py --framework jax --out benchmarks/jax.json
-	$(PY) benchmarks/bench.py --report benchmarks/torch.json benchmarks/keras.json benchmarks/jax.json --md docs/performance.md
+	$(PY) benchmarks/bench.py --framework torch --profile --steps 20 --out benchmarks/profile-torch.json
+	$(PY) benchmarks/bench.py --framework keras --profile --steps 20 --out benchmarks/profile-keras.json
+	$(PY) benchmarks/bench.py --report benchmarks/torch.json benchmarks/keras.json benchmarks/jax.json \
+		benchmarks/profile-torch.json benchmarks/profile-keras.json --md docs/performance.md
+
+# whole processes: mnistcnn train against plain scripts, reused workers against a process per
+# run, seconds to a verdict, make main (hours on 2 cores: every compare runs twice per round)
+processes: setup
+	$(PY) benchmarks/processes.py --rounds 2 --out benchmarks/processes.json
+	$(PY) benchmarks/processes.py --report benchmarks/processes.json --md docs/processes.md
 
 test: setup
 	$(PY) -m pytest

@@ -87,7 +87,9 @@ def wall(argv: list, scratch: Path) -> dict:
     return record
 
 
-def measure(names: list, rounds: int, data_dir: str, n_train: int) -> list:
+def measure(names: list, rounds: int, data_dir: str, n_train: int, save) -> list:
+    """The cases, ``save(found)`` after every measurement (a long sitting that is cut
+    short keeps what it measured)."""
     table = cases(data_dir, n_train)
     scratch = Path(tempfile.mkdtemp(prefix="mnistcnn-processes-"))
     found = []
@@ -96,14 +98,16 @@ def measure(names: list, rounds: int, data_dir: str, n_train: int) -> list:
             what, sides = table[name]
             a, b = list(sides)
             record = {"case": name, "what": what, "sides": {a: [], b: []},
-                      "commands": {k: " ".join(v) for k, v in sides.items()}}
+                      "commands": {k: " ".join(v) for k, v in sides.items()}, "ratios": []}
+            found.append(record)
             for r in range(rounds):
                 for side in (a, b) if r % 2 == 0 else (b, a):
                     record["sides"][side].append(wall(sides[side], scratch))
                     print(name, side, f"{record['sides'][side][-1]['seconds']:.1f} s", flush=True)
-            # above 1: the second side (mnistcnn against a plain script, reuse against fresh) is faster
-            record["ratios"] = [x["seconds"] / y["seconds"] for x, y in zip(record["sides"][a], record["sides"][b])]
-            found.append(record)
+                    # above 1: the second side (mnistcnn against a plain script, reuse against fresh) is faster
+                    record["ratios"] = [x["seconds"] / y["seconds"]
+                                        for x, y in zip(record["sides"][a], record["sides"][b])]
+                    save(found)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return found
@@ -126,7 +130,8 @@ def markdown(sittings: list) -> str:
             a, b = list(c["sides"])
             secs = {k: ", ".join(f"{x['seconds']:.0f}" for x in v) for k, v in c["sides"].items()}
             lines.append(f"| {c['case']} | {c['what']} | {a} | {b} | {secs[a]} | {secs[b]} | "
-                         f"**{statistics.median(c['ratios']):.2f}** ({', '.join(f'{r:.2f}' for r in c['ratios'])}) |")
+                         + (f"**{statistics.median(c['ratios']):.2f}** ({', '.join(f'{r:.2f}' for r in c['ratios'])}) |"
+                          if c["ratios"] else "not measured (the sitting ended first) |"))
         lines.append("")
         for c in d["cases"]:
             seeds = {x.get("seeds") for v in c["sides"].values() for x in v} - {None}
@@ -156,10 +161,10 @@ def main(argv=None) -> int:
         return 0
     import datetime
 
-    found = measure(args.cases.split(","), args.rounds, os.path.abspath(args.data_dir), args.train_images)
     d = {"command": "python benchmarks/processes.py " + " ".join(sys.argv[1:] if argv is None else argv),
-         "date": datetime.date.today().isoformat(), "cpu": cpu_facts(), "note": args.note, "cases": found}
-    atomic_write_text(args.out, json.dumps(d, indent=2) + "\n")
+         "date": datetime.date.today().isoformat(), "cpu": cpu_facts(), "note": args.note}
+    measure(args.cases.split(","), args.rounds, os.path.abspath(args.data_dir), args.train_images,
+            lambda found: atomic_write_text(args.out, json.dumps(d | {"cases": found}, indent=2) + "\n"))
     return 0
 
 
