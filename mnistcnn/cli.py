@@ -134,9 +134,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import STUDIES, reproduce
-
     from .errors import ConfigError
+    from .reproduce import STUDIES, reproduce
 
     if args.only and args.report == "all":
         raise ConfigError("--only names settings of one report: give the report (e.g. reproduce 004 --only "
@@ -356,7 +355,7 @@ def make_parser() -> argparse.ArgumentParser:
                              "TensorFlow), jax (Keras on JAX)")
         p.add_argument("--seeds", type=int, default=3, help="seeds per backend and variant (default 3)")
         p.add_argument("--workers", type=int, default=workers,
-                       help=f"runs at a time, each in its own process (default {workers})")
+                       help=f"runs at a time, each worker a process of its own (default {workers})")
         p.add_argument("--in-process", action="store_true",
                        help="run everything in this process (quick smoke runs; timings less fair)")
         p.add_argument("--executor", choices=("local", "fresh", "ray"), default="local",
