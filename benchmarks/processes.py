@@ -139,6 +139,9 @@ def markdown(sittings: list) -> str:
                 stops = {x["stopped"] for v in c["sides"].values() for x in v}
                 lines += [f"{c['case']}: the verdict took {', '.join(map(str, sorted(seeds)))} seeds per backend "
                           f"({'; '.join(sorted(stops))}).", ""]
+    notes = HERE / "processes-notes.md"
+    if notes.exists():
+        lines += [notes.read_text().strip(), ""]
     lines += ["Commands (`{out}`: a fresh directory per run of the command):", ""]
     lines += [f"- {c['case']}, {side}: `{cmd.replace(sys.executable, 'python').replace(str(HERE.parent) + '/', '')}`"
               for d in sittings for c in d["cases"] for side, cmd in c["commands"].items()]
