@@ -52,6 +52,7 @@ def _scalars(logdir):
     return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
 
 
+@pytest.mark.slow
 def test_tensorboard_events_same_tags_for_both_backends_and_no_tensorflow_in_a_torch_run(mnist_path, tmp_path):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     code = ("import sys, mnistcnn.train as t; "

@@ -114,6 +114,7 @@ def test_version_help_and_zoo_table(capsys):
     assert any(l.split()[:2] == ["seed000-cnn", "827,738"] for l in lines)
 
 
+@pytest.mark.slow
 def test_output_that_is_not_a_terminal_gets_one_line_per_epoch_and_no_cuda_noise(tmp_path, mnist_path):
     """CI logs and `> log.txt`: no redrawn progress bar; TensorFlow's CUDA probing on a
     machine without a GPU ('failed call to cuInit') does not reach the user."""

@@ -151,6 +151,7 @@ def test_seeds_start_at_the_configs_seed_and_zero_seeds_is_refused(mnist_path, t
         C.compare("simple-fc", tmp_path, seeds=0, cfg=cfg, data_dir=mnist_path)
 
 
+@pytest.mark.slow
 def test_a_ci_target_adds_seeds_until_the_interval_is_narrow_enough(mnist_path, tmp_path):
     """Harmonized simple-fc in one process gives identical runs in both backends: the paired
     CI is +-0 from 3 seeds, so the target is met at once; an impossible one runs to the max."""

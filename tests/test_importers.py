@@ -178,6 +178,7 @@ def test_the_2019_net_is_the_zoo_entry():
     assert spec.total_params == mnistcnn.zoo.get("pytorch-examples-net").total_params
 
 
+@pytest.mark.slow
 def test_a_saved_keras_file_and_a_torch_class_through_the_command_line(tmp_path, mnist_path, capsys):
     import json
     import sys

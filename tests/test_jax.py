@@ -174,7 +174,8 @@ def test_harmonized_optimizers_give_the_same_weights_in_all_three(cfg, real):
             assert diff < tol, f"{a} vs {b}: {n} differs by {diff:.2e}"
 
 
-@pytest.mark.parametrize("name", ["seed000-cnn", "complex-cnn", "keras5-cnn", "pytorch-examples-net"])
+@pytest.mark.parametrize("name", ["seed000-cnn", "complex-cnn", pytest.param("keras5-cnn", marks=pytest.mark.slow),
+                                  "pytorch-examples-net"])
 def test_weights_round_trip_keras_to_jax_exactly(name, images_64):
     """Keras on TensorFlow -> neutral -> Keras on JAX -> neutral: every array back exactly;
     both models agree on real images."""

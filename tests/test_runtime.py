@@ -48,6 +48,7 @@ def test_tuned_allocator_stops_the_page_faults_of_every_step():
     assert tuned["faults_per_step"] < default["faults_per_step"] / 20, (tuned, default)
 
 
+@pytest.mark.slow
 def test_the_python_api_leaves_the_callers_allocator_alone(tmp_path, mnist_path):
     """train.run changes the process's malloc only when asked (the CLI and the runner's
     children ask: processes of mnistcnn's own)."""
