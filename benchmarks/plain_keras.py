@@ -5,26 +5,18 @@ test set. The whole-process yardstick for `mnistcnn train --backend keras`
 
     python benchmarks/plain_keras.py DATA_DIR [N]
 """
-import gzip
 import sys
 
-import numpy as np
-
-
-def idx(path):
-    raw = gzip.open(path).read()
-    dims = raw[3]
-    shape = np.frombuffer(raw, ">i4", dims, 4)
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
+from plain_data import mnist
 
 
 def main(data_dir, n=60_000):
     import keras
 
     keras.utils.set_random_seed(0)
-    x = {s: ((idx(f"{data_dir}/{s}-images-idx3-ubyte.gz") / 255.0 - 0.1307) / 0.3081).astype("float32")[..., None]
-         for s in ("train", "t10k")}
-    y = {s: idx(f"{data_dir}/{s}-labels-idx1-ubyte.gz").astype("int64") for s in ("train", "t10k")}
+    data = mnist(data_dir)
+    x = {s: images[..., None] for s, (images, _) in data.items()}
+    y = {s: labels for s, (_, labels) in data.items()}
     L = keras.layers
     model = keras.Sequential([keras.Input((28, 28, 1)),
                               L.Conv2D(32, 5, padding="same", activation="relu"), L.MaxPooling2D(2),

@@ -4,26 +4,18 @@ The whole-process yardstick for `mnistcnn train` (benchmarks/processes.py).
 
     python benchmarks/plain_torch.py DATA_DIR [N]
 """
-import gzip
 import sys
 
-import numpy as np
 import torch
+from plain_data import mnist
 from torch import nn
-
-
-def idx(path):
-    raw = gzip.open(path).read()
-    dims = raw[3]
-    shape = np.frombuffer(raw, ">i4", dims, 4)
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def main(data_dir, n=60_000):
     torch.manual_seed(0)
-    x = {s: torch.from_numpy((idx(f"{data_dir}/{s}-images-idx3-ubyte.gz") / 255.0 - 0.1307) / 0.3081)
-         .float().unsqueeze(1) for s in ("train", "t10k")}
-    y = {s: torch.from_numpy(idx(f"{data_dir}/{s}-labels-idx1-ubyte.gz").astype(np.int64)) for s in ("train", "t10k")}
+    data = mnist(data_dir)
+    x = {s: torch.from_numpy(images).unsqueeze(1) for s, (images, _) in data.items()}
+    y = {s: torch.from_numpy(labels) for s, (_, labels) in data.items()}
     model = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(32, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Flatten(), nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 10))

@@ -403,7 +403,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="the reference report (see ../shared/seeds or docs/results.md), or all")
     p.add_argument("--out", default="reports/reproduce", help="parent directory (default reports/reproduce)")
     p.add_argument("--seeds", type=int, help="seeds per setting (default: each study's own, 2 or 3)")
-    p.add_argument("--workers", type=int, default=1, help="runs at a time, each in its own process (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="runs at a time, each worker a process of its own (default 1)")
     p.add_argument("--smoke", action="store_true", help="a few hundred images, one seed, in this process: "
                                                          "checks the machinery, gives no results")
     _add_backends_arg(p, "the frameworks of the study's two-framework runs (torch,keras,jax adds Keras on JAX)")

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from . import stats, zoo
 from ._io import atomic_write_text, dir_lock
+from .backends import PAIR
 from .config import BN_VARIANT, DEFAULT_ITEMS, TrainConfig, mode_config
 from .errors import ConfigError, SpecError
 from .results import RunError
-from .backends import PAIR
 from .runner import Job, JobKey, run_jobs
 from .spec import variants
 

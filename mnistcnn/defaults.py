@@ -16,7 +16,6 @@ import numpy as np
 from .backends import PAIR
 
 
-
 def _default(fn, name):
     return inspect.signature(fn).parameters[name].default
 

@@ -288,13 +288,17 @@ def _value(r, metric: str, epoch: int | None):
     return getattr(e, metric)
 
 
+def _finished(setting_dir: Path, mode: str, variant: str, backend: str, seed: int):
+    """A setting's finished run (compare's layout under <setting>/<mode>), or None."""
+    return finished(setting_dir / mode / "runs" / mode / variant / backend / f"seed{seed}")
+
+
 def _group_values(setting_dir: Path, setting: Setting, published: Published, variant: str) -> dict:
     """{(mode, backend): [value per seed, None where the run is missing]}."""
     out = {}
     for mode, backends in setting.runs:
         for backend in backends:
-            runs = [finished(setting_dir / mode / "runs" / mode / variant / backend / f"seed{s}")
-                    for s in range(setting.seeds)]
+            runs = [_finished(setting_dir, mode, variant, backend, s) for s in range(setting.seeds)]
             out[(mode, backend)] = [None if r is None else _value(r, published.metric, published.epoch)
                                     for r in runs]
     return out
@@ -395,9 +399,9 @@ def _cost(base: Path, study: Study, setting: Setting, n_seeds: dict) -> dict:
     paired by seed: ``against`` − ``setting``, at the published number's epoch."""
     p = setting.published[0]
     other = next(s for s in study.settings if s.name == setting.against)
-    values = [[None if r is None else _value(r, p.metric, p.epoch) for r in
-               (finished(base / s.name / "native" / "runs" / "native" / "as-is" / p.framework / f"seed{k}")
-                for k in range(min(n_seeds[setting.name], n_seeds[other.name])))] for s in (other, setting)]
+    n = min(n_seeds[setting.name], n_seeds[other.name])
+    values = [_group_values(base / s.name, replace(s, seeds=n), p, "as-is")[("native", p.framework)]
+              for s in (other, setting)]
     pairs = [(a, b) for a, b in zip(*values) if a is not None and b is not None]
     return {"setting": setting.name, "against": other.name, "framework": p.framework, "what": p.what,
             "paired": stats.paired([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None}
@@ -435,8 +439,7 @@ def _figure(base: Path, study: Study, figure, seeds: dict) -> str | None:
     for panel, lines in panels:
         out = []
         for setting, variant, mode, backend in lines:
-            runs = [finished(base / setting / mode / "runs" / mode / variant / backend / f"seed{s}")
-                    for s in range(seeds.get(setting, 0))]
+            runs = [_finished(base / setting, mode, variant, backend, s) for s in range(seeds.get(setting, 0))]
             curves = [_curve(r, metric) for r in runs if r is not None]
             if curves:
                 label = f"{backend} {mode}" + ("" if variant == "as-is" else f", {variant}")
