@@ -27,7 +27,7 @@ from . import stats, zoo
 from ._io import atomic_write_text
 from .config import TrainConfig
 from .errors import ConfigError
-from .runner import finished
+from .runner import ERROR_FILE, finished
 
 BACKENDS = PAIR
 
@@ -418,10 +418,17 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                "command": command, "date": datetime.date.today().isoformat(),
                "wall_time_s": time.perf_counter() - started, "run_time_s": _run_time(base),
                "settings": [asdict(s) for s in study.settings], "rows": rows,
-               "figures": [f for f in figures if f], "costs": costs}
+               "figures": [f for f in figures if f], "costs": costs, "failed": _failed(base)}
     atomic_write_text(base / "reproduce.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(base / "reproduce.md", markdown(summary))
     return summary
+
+
+def _failed(base: Path) -> list:
+    """The runs whose last attempt failed and that no finished run has replaced: their
+    place under ``base`` and the error's first line (a diverged run is a result too)."""
+    return [{"run": f.parent.relative_to(base).as_posix(), "error": f.read_text().strip().splitlines()[0]}
+            for f in sorted(base.glob(f"**/{ERROR_FILE}")) if finished(f.parent) is None]
 
 
 def _cost(base: Path, study: Study, setting: Setting, n_seeds: dict) -> dict:
@@ -577,6 +584,9 @@ def markdown(s: dict, image_dir: str = "") -> str:
                   "against − setting | seeds |", "|---|---|---|---|---:|"]
         lines += [f"| {c['setting']} | {c['against']} | {c['framework']} | "
                   f"{_fmt_diff(c['paired'], 'test_acc')} | {c['paired']['n']} |" for c in costs]
+    if s.get("failed"):
+        lines += ["", "Runs that failed (not in the table or the figures; a rerun retries them):", ""]
+        lines += [f"- `{f['run']}`: {f['error']}" for f in s["failed"]]
     lines += ["", "Accuracies in %, mean ± sd over seeds; differences in points with their 95% CI (paired "
               "by seed); PI: the 95% prediction interval of a new run of the report's own framework, "
               "native defaults, from our seeds.", ""]

@@ -152,3 +152,21 @@ def test_the_cost_of_batchnorm_on_axis_1_is_paired_by_seed(tmp_path):
     md = R.markdown({"report": "004", "title": "t", "command": "c", "date": "d", "run_time_s": 0, "smoke": False,
                      "protocol": "p", "rows": [], "costs": [cost]})
     assert "| keras3-cnn-axis1 | keras3-cnn | keras | +0.45 [" in md
+
+
+def test_a_failed_run_is_listed_until_a_finished_run_replaces_it(tmp_path):
+    """A diverged run is a result the table cannot show: reproduce.md lists it with its
+    error; an error file left beside a run that then finished is not listed."""
+    runs = tmp_path / "simple-cnn-lr0.1" / "native" / "runs" / "native" / "as-is" / "torch"
+    for seed in (0, 1):
+        (runs / f"seed{seed}").mkdir(parents=True)
+        (runs / f"seed{seed}" / "error.txt").write_text("TrainingDiverged: [torch] the training loss became nan\n")
+    epochs = [EpochRecord(1, 0.1, 0.1, 0.9, None, None, 1.0, 1.0, 0.1, 0.98)]
+    (runs / "seed0" / "result.json").write_text(RunResult("torch", {}, {}, Optimizer("sgd", 0.1), epochs, 0.1, 0.98,
+                                                          completed=True).to_json())
+    failed = R._failed(tmp_path)
+    assert failed == [{"run": "simple-cnn-lr0.1/native/runs/native/as-is/torch/seed1",
+                       "error": "TrainingDiverged: [torch] the training loss became nan"}]
+    md = R.markdown({"report": "003", "title": "t", "command": "c", "date": "d", "run_time_s": 0, "smoke": False,
+                     "protocol": "p", "rows": [], "failed": failed})
+    assert "- `simple-cnn-lr0.1/native/runs/native/as-is/torch/seed1`: TrainingDiverged: [torch]" in md
