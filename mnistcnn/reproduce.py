@@ -388,7 +388,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
     if unknown:
         raise ConfigError(f"Report {report} has no setting {', '.join(unknown)}. Its settings: "
                           f"{', '.join(names)}.")
-    started, rows = time.perf_counter(), []
+    started, rows, spent = time.perf_counter(), [], []
     for setting in study.settings:
         cfg = TrainConfig(**setting.config)
         if smoke:
@@ -402,6 +402,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                     isolate=not smoke, data_dir=data_dir, progress=progress, command=command,
                     plots=not smoke)
         variants = ("no-bn", "bn") if setting.bn_pair else ("as-is",)
+        spent.append(_spent(base / setting.name, setting, variants))
         for variant in variants:
             label = "" if variant == "as-is" else f" [{variant}]"
             for p in setting.published:
@@ -420,10 +421,29 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                "command": command, "date": datetime.date.today().isoformat(),
                "wall_time_s": time.perf_counter() - started, "run_time_s": _run_time(base),
                "settings": [asdict(s) for s in study.settings], "rows": rows,
-               "figures": [f for f in figures if f], "costs": costs, "failed": _failed(base)}
+               "figures": [f for f in figures if f], "costs": costs, "failed": _failed(base),
+               "spent": spent, "machines": sorted({m for x in spent for m in x.pop("machines")})}
     atomic_write_text(base / "reproduce.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(base / "reproduce.md", markdown(summary))
     return summary
+
+
+def _spent(setting_dir: Path, setting: Setting, variants) -> dict:
+    """What the setting's runs cost here: per backend, runs planned and finished and the
+    training seconds of each finished one (and the machines they ran on)."""
+    out, machines = {"setting": setting.name}, set()
+    for mode, backends in setting.runs:
+        for backend in backends:
+            d = out.setdefault(backend, {"planned": 0, "seconds": []})
+            for variant in variants:
+                for seed in range(setting.seeds):
+                    d["planned"] += 1
+                    r = _finished(setting_dir, mode, variant, backend, seed)
+                    if r is not None:
+                        d["seconds"].append(sum(e.time_s for e in r.epochs))
+                        env = r.environment
+                        machines.add(f"{env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores")
+    return {**out, "machines": machines}
 
 
 def _failed(base: Path) -> list:
@@ -499,6 +519,12 @@ def _run_time(base: Path) -> float:
         if r is not None:
             total += sum(e.time_s for e in r.epochs)
     return total
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _fmt(d, metric) -> str:
@@ -586,6 +612,19 @@ def markdown(s: dict, image_dir: str = "") -> str:
                   "against − setting | seeds |", "|---|---|---|---|---:|"]
         lines += [f"| {c['setting']} | {c['against']} | {c['framework']} | "
                   f"{_fmt_diff(c['paired'], 'test_acc')} | {c['paired']['n']} |" for c in costs]
+    if s.get("spent"):
+        lines += ["", f"What the runs cost here ({'; '.join(s['machines']) or 'no run finished yet'}): training "
+                  "time per run (the median of the finished runs), and what the unfinished runs would take "
+                  "at that median:", "", "| setting | backend | runs finished | median per run | unfinished, "
+                  "at that median |", "|---|---|---:|---:|---:|"]
+        for x in s["spent"]:
+            for backend, d in x.items():
+                if backend == "setting":
+                    continue
+                median = float(np.median(d["seconds"])) if d["seconds"] else None
+                left = d["planned"] - len(d["seconds"])
+                lines.append(f"| {x['setting']} | {backend} | {len(d['seconds'])} of {d['planned']} | "
+                             f"{_duration(median)} | {_duration(median and left * median) if left else '–'} |")
     if s.get("failed"):
         lines += ["", "Runs that failed (not in the table or the figures; a rerun retries them):", ""]
         lines += [f"- `{f['run']}`: {f['error']}" for f in s["failed"]]
