@@ -131,6 +131,24 @@ _D001_TORCH = ("The 2019 pytorch/examples main.py protocol is assumed (SGD lr 0.
                "number.")
 _D003 = ("Its 'final loss' is one batch's loss (ours: the mean of the last 10 logged steps); one run per "
          "number.")
+#: report 004's Keras log, as printed (the models as published, BatchNorm on axis 1): (epoch,
+#: training loss, training accuracy, validation loss, validation accuracy), None where the
+#: line is cut off; the first and the last epoch whose line is legible (the test set validates)
+_EPOCHS_004 = {"keras3-cnn": ((1, 0.4069, 0.8740, 0.1157, 0.9648), (12, 0.0305, 0.9898, 0.0534, None)),
+               "keras5-cnn": ((1, 0.2118, 0.9349, 0.0499, 0.9849), (12, 0.0234, 0.9935, 0.0272, None)),
+               "keras7-cnn": ((4, 0.0635, 0.9808, 0.0502, 0.9867), (12, None, None, 0.0311, None))}
+
+
+def _epochs_004(log):
+    """Report 004's per-epoch numbers as published rows (the epoch-12 validation accuracy is
+    its test accuracy, a row of its own)."""
+    return tuple(_pub(f"epoch {e}: {what}", v, metric, "keras", e) for e, *values in log
+                 for (what, metric), v in zip((("training loss", "train_loss"), ("training accuracy", "train_acc"),
+                                               ("validation (test set) loss", "test_loss"),
+                                               ("validation (test set) accuracy", "test_acc")), values)
+                 if v is not None)
+
+
 #: report 004: its own framework natively, both frameworks harmonized, 2 seeds (the costly one)
 _RUNS_004 = (("native", ("keras",)), ("harmonized", BACKENDS))
 
@@ -288,7 +306,7 @@ STUDIES = {s.report: s for s in [
                     # as published: BatchNormalization(axis=1), the height axis (Keras, natively)
                     Setting(f"{arch}-axis1", arch, _KERAS_004,
                             (_pub("test accuracy, 12 epochs, BatchNorm on axis 1 as published", acc,
-                                  "test_acc", "keras"),),
+                                  "test_acc", "keras"), *_epochs_004(_EPOCHS_004[arch])),
                             runs=(("native", ("keras",)),), seeds=2, axes=(("batchnorm_axis", "height"),),
                             against=arch,
                             differences="Keras 2.x then (3.15 here); one run per number."))),
