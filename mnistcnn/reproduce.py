@@ -437,31 +437,31 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                "complete": all(r.get(k) is not None and r[k]["n"] == n_seeds_of(study, smoke, seeds)[r["setting"]]
                                for r in rows for k in _cells(study, r["setting"])),
                "command": command, "date": datetime.date.today().isoformat(),
-               "wall_time_s": time.perf_counter() - started, "run_time_s": _run_time(base),
+               "wall_time_s": time.perf_counter() - started,
+               "run_time_s": sum(sum(d["seconds"]) for x in spent for d in x["backends"].values()),
                "settings": [asdict(s) for s in study.settings], "rows": rows,
                "figures": [f for f in figures if f], "costs": costs, "failed": _failed(base),
-               "spent": spent, "machines": sorted({m for x in spent for m in x.pop("machines")})}
+               "spent": spent}
     atomic_write_text(base / "reproduce.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(base / "reproduce.md", markdown(summary))
     return summary
 
 
 def _spent(setting_dir: Path, setting: Setting, variants) -> dict:
-    """What the setting's runs cost here: per backend, runs planned and finished and the
-    training seconds of each finished one (and the machines they ran on)."""
-    out, machines = {"setting": setting.name}, set()
-    for mode, backends in setting.runs:
-        for backend in backends:
-            d = out.setdefault(backend, {"planned": 0, "seconds": []})
+    """What the setting's runs cost here: per backend, runs planned and the training seconds
+    of each finished one, and the machines they ran on."""
+    backends, machines = {}, set()
+    for mode, names in setting.runs:
+        for backend in names:
+            d = backends.setdefault(backend, {"planned": 0, "seconds": []})
             for variant in variants:
                 for seed in range(setting.seeds):
                     d["planned"] += 1
                     r = _finished(setting_dir, mode, variant, backend, seed)
                     if r is not None:
                         d["seconds"].append(sum(e.time_s for e in r.epochs))
-                        env = r.environment
-                        machines.add(f"{env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores")
-    return {**out, "machines": machines}
+                        machines.add(f"{r.environment.get('cpu', '?')}, {r.environment.get('cpu_count', '?')} cores")
+    return {"setting": setting.name, "backends": backends, "machines": sorted(machines)}
 
 
 def _failed(base: Path) -> list:
@@ -527,16 +527,6 @@ def _figure(base: Path, study: Study, figure, seeds: dict) -> str | None:
     if not any(lines for _, lines in drawn):
         return None
     return curves_figure(base / name, title, ylabel, drawn, log=metric in ("steps", "train_loss", "test_loss"))
-
-
-def _run_time(base: Path) -> float:
-    """Training seconds of every finished run under ``base`` (the study's cost here)."""
-    total = 0.0
-    for path in base.rglob("result.json"):
-        r = finished(path.parent)
-        if r is not None:
-            total += sum(e.time_s for e in r.epochs)
-    return total
 
 
 def _duration(seconds) -> str:
@@ -631,14 +621,13 @@ def markdown(s: dict, image_dir: str = "") -> str:
         lines += [f"| {c['setting']} | {c['against']} | {c['framework']} | "
                   f"{_fmt_diff(c['paired'], 'test_acc')} | {c['paired']['n']} |" for c in costs]
     if s.get("spent"):
-        lines += ["", f"What the runs cost here ({'; '.join(s['machines']) or 'no run finished yet'}): training "
+        machines = "; ".join(sorted({m for x in s["spent"] for m in x["machines"]})) or "no run finished yet"
+        lines += ["", f"What the runs cost here ({machines}): training "
                   "time per run (the median of the finished runs), and what the unfinished runs would take "
                   "at that median:", "", "| setting | backend | runs finished | median per run | unfinished, "
                   "at that median |", "|---|---|---:|---:|---:|"]
         for x in s["spent"]:
-            for backend, d in x.items():
-                if backend == "setting":
-                    continue
+            for backend, d in x["backends"].items():
                 median = float(np.median(d["seconds"])) if d["seconds"] else None
                 left = d["planned"] - len(d["seconds"])
                 lines.append(f"| {x['setting']} | {backend} | {len(d['seconds'])} of {d['planned']} | "

@@ -84,8 +84,9 @@ def test_smoke_study_fills_every_row(report, mnist_path, tmp_path):
     saved = json.loads((tmp_path / report / "reproduce.json").read_text())
     assert saved["smoke"] is True and saved["rows"] == json.loads(json.dumps(s["rows"]))
     assert "SMOKE SIZE" in (tmp_path / report / "reproduce.md").read_text()
-    assert [x["setting"] for x in s["spent"]] == [st.name for st in study.settings] and s["machines"]
-    assert all(len(d["seconds"]) == d["planned"] for x in s["spent"] for k, d in x.items() if k != "setting")
+    assert [x["setting"] for x in s["spent"]] == [st.name for st in study.settings]
+    assert all(len(d["seconds"]) == d["planned"] and x["machines"] for x in s["spent"] for d in x["backends"].values())
+    assert s["run_time_s"] == sum(sum(d["seconds"]) for x in s["spent"] for d in x["backends"].values()) > 0
     assert [(c["setting"], c["paired"]["n"]) for c in s["costs"]] == [(st.name, 1) for st in study.settings
                                                                        if st.against]
     assert s["figures"] == [f[0] for f in study.figures]  # the report's figures, from the runs
@@ -178,10 +179,11 @@ def test_a_failed_run_is_listed_until_a_finished_run_replaces_it(tmp_path):
 
 
 def test_the_cost_table_prices_the_unfinished_runs_at_the_median_finished_run():
-    spent = [{"setting": "complex-cnn", "torch": {"planned": 6, "seconds": [600.0, 660.0, 6000.0]},
-              "keras": {"planned": 6, "seconds": []}}]
+    spent = [{"setting": "complex-cnn", "machines": ["AMD EPYC, 2 cores"],
+              "backends": {"torch": {"planned": 6, "seconds": [600.0, 660.0, 6000.0]},
+                           "keras": {"planned": 6, "seconds": []}}}]
     md = R.markdown({"report": "003", "title": "t", "command": "c", "date": "d", "run_time_s": 0, "smoke": False,
-                     "protocol": "p", "rows": [], "spent": spent, "machines": ["AMD EPYC, 2 cores"]})
+                     "protocol": "p", "rows": [], "spent": spent})
     assert "What the runs cost here (AMD EPYC, 2 cores)" in md
     assert "| complex-cnn | torch | 3 of 6 | 11.0 min | 33.0 min |" in md  # 3 x the median 660 s
     assert "| complex-cnn | keras | 0 of 6 | ? | ? |" in md
