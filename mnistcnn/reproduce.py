@@ -104,8 +104,6 @@ def _keras_001_published(label, test, first, last):
 
 _ADAM_64_UNIT = dict(optimizer="adam", lr=1e-3, batch_size=64, normalization="unit", val_size=0,
                      epochs=10, test_every_epoch=True)
-_KERAS_001 = dict(optimizer="sgd", lr=0.01, momentum=0.0, batch_size=128, epochs=5, normalization="unit",
-                  val_size=0)
 #: report 001's Keras optimizer is not in its text: one epoch of its relu model with each
 #: candidate, against the training accuracy and loss it printed for epoch 1 (Keras' defaults)
 _OPTIMIZERS_001 = (("sgd", dict(optimizer="sgd", lr=0.01, momentum=0.0)),
@@ -113,6 +111,8 @@ _OPTIMIZERS_001 = (("sgd", dict(optimizer="sgd", lr=0.01, momentum=0.0)),
                    ("rmsprop", dict(optimizer="rmsprop", lr=1e-3, momentum=0.0)),
                    ("adadelta", dict(optimizer="adadelta", lr=1e-3, rho=0.95, eps=1e-7)),
                    ("adadelta-lr1", dict(optimizer="adadelta", lr=1.0, rho=0.95, eps=1e-7)))
+#: the candidate whose first epoch is the report's (plain SGD)
+_KERAS_001 = dict(**dict(_OPTIMIZERS_001)["sgd"], batch_size=128, epochs=5, normalization="unit", val_size=0)
 #: the relu model's numbers: test (accuracy, loss), training (accuracy, loss) of epochs 1 and 5
 _RELU_001 = ((0.9733, 0.0853), (0.563, 1.373), (0.9234, 0.2664))
 _TORCH_001 = dict(optimizer="sgd", lr=0.01, momentum=0.5, batch_size=128, epochs=5,
@@ -343,14 +343,21 @@ def _finished(setting_dir: Path, mode: str, variant: str, backend: str, seed: in
     return finished(setting_dir / mode / "runs" / mode / variant / backend / f"seed{seed}")
 
 
-def _group_values(setting_dir: Path, setting: Setting, published: Published, variant: str) -> dict:
+def _runs(setting_dir: Path, setting: Setting, variants) -> dict:
+    """{(mode, variant, backend, seed): the finished run or None} for every run the setting
+    plans: read once, for its table rows and its cost."""
+    return {(mode, variant, backend, seed): _finished(setting_dir, mode, variant, backend, seed)
+            for mode, backends in setting.runs for backend in backends for variant in variants
+            for seed in range(setting.seeds)}
+
+
+def _group_values(runs: dict, published: Published, variant: str) -> dict:
     """{(mode, backend): [value per seed, None where the run is missing]}."""
     out = {}
-    for mode, backends in setting.runs:
-        for backend in backends:
-            runs = [_finished(setting_dir, mode, variant, backend, s) for s in range(setting.seeds)]
-            out[(mode, backend)] = [None if r is None else _value(r, published.metric, published.epoch)
-                                    for r in runs]
+    for (mode, v, backend, _), r in runs.items():  # seeds in order
+        if v == variant:
+            out.setdefault((mode, backend), []).append(
+                None if r is None else _value(r, published.metric, published.epoch))
     return out
 
 
@@ -420,15 +427,16 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                     isolate=not smoke, data_dir=data_dir, progress=progress, command=command,
                     plots=not smoke)
         variants = ("no-bn", "bn") if setting.bn_pair else ("as-is",)
-        spent.append(_spent(base / setting.name, setting, variants))
+        runs = _runs(base / setting.name, setting, variants)
+        spent.append(_spent(setting.name, runs))
         for variant in variants:
             label = "" if variant == "as-is" else f" [{variant}]"
             for p in setting.published:
-                values = _group_values(base / setting.name, setting, p, variant)
+                values = _group_values(runs, p, variant)
                 rows.append(_row(study, setting, p, values, p.what + label))
             for k in study.sensitivity_epochs:
                 probe = Published(f"test accuracy after {k} epochs", 0.0, "test_acc", "torch", k)
-                values = _group_values(base / setting.name, setting, probe, variant)
+                values = _group_values(runs, probe, variant)
                 rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
     figures = [_figure(base, study, f, n_seeds_of(study, smoke, seeds)) for f in study.figures]
     costs = [_cost(base, study, setting, n_seeds_of(study, smoke, seeds)) for setting in study.settings
@@ -447,21 +455,17 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
     return summary
 
 
-def _spent(setting_dir: Path, setting: Setting, variants) -> dict:
+def _spent(name: str, runs: dict) -> dict:
     """What the setting's runs cost here: per backend, runs planned and the training seconds
     of each finished one, and the machines they ran on."""
     backends, machines = {}, set()
-    for mode, names in setting.runs:
-        for backend in names:
-            d = backends.setdefault(backend, {"planned": 0, "seconds": []})
-            for variant in variants:
-                for seed in range(setting.seeds):
-                    d["planned"] += 1
-                    r = _finished(setting_dir, mode, variant, backend, seed)
-                    if r is not None:
-                        d["seconds"].append(sum(e.time_s for e in r.epochs))
-                        machines.add(f"{r.environment.get('cpu', '?')}, {r.environment.get('cpu_count', '?')} cores")
-    return {"setting": setting.name, "backends": backends, "machines": sorted(machines)}
+    for (_, _, backend, _), r in runs.items():
+        d = backends.setdefault(backend, {"planned": 0, "seconds": []})
+        d["planned"] += 1
+        if r is not None:
+            d["seconds"].append(sum(e.time_s for e in r.epochs))
+            machines.add(f"{r.environment.get('cpu', '?')}, {r.environment.get('cpu_count', '?')} cores")
+    return {"setting": name, "backends": backends, "machines": sorted(machines)}
 
 
 def _failed(base: Path) -> list:
@@ -477,8 +481,8 @@ def _cost(base: Path, study: Study, setting: Setting, n_seeds: dict) -> dict:
     p = setting.published[0]
     other = next(s for s in study.settings if s.name == setting.against)
     n = min(n_seeds[setting.name], n_seeds[other.name])
-    values = [_group_values(base / s.name, replace(s, seeds=n), p, "as-is")[("native", p.framework)]
-              for s in (other, setting)]
+    values = [_group_values(_runs(base / s.name, replace(s, seeds=n), ("as-is",)), p, "as-is")
+              [("native", p.framework)] for s in (other, setting)]
     pairs = [(a, b) for a, b in zip(*values) if a is not None and b is not None]
     return {"setting": setting.name, "against": other.name, "framework": p.framework, "what": p.what,
             "paired": stats.paired([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None}
