@@ -414,18 +414,20 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
         raise ConfigError(f"Report {report} has no setting {', '.join(unknown)}. Its settings: "
                           f"{', '.join(names)}.")
     started, rows, spent = time.perf_counter(), [], []
+    n_seeds = n_seeds_of(study, smoke, seeds)
+    chosen = [s for s in study.settings if train and (only is None or s.name in only)]
+    # every setting's first group (native) before any setting's second: a study stopped
+    # half-way has the runs its published numbers are read against in all its settings
+    for group in range(max((len(s.runs) for s in chosen), default=0)):
+        for setting in chosen:
+            if group < len(setting.runs):
+                mode, backends = setting.runs[group]
+                compare(setting.spec(), base / setting.name / mode, seeds=n_seeds[setting.name],
+                        cfg=_config(setting, smoke), backends=backends, bn=setting.bn_pair, modes=(mode,),
+                        workers=workers, isolate=not smoke, data_dir=data_dir, progress=progress,
+                        command=command, plots=not smoke)
     for setting in study.settings:
-        cfg = TrainConfig(**setting.config)
-        if smoke:
-            cfg = replace(cfg, epochs=min(cfg.epochs, SMOKE_EPOCHS), **SMOKE,
-                          val_size=min(cfg.val_size, 64))
-        n_seeds = 1 if smoke else (seeds or setting.seeds)
-        setting = replace(setting, seeds=n_seeds)
-        for mode, backends in setting.runs if train and (only is None or setting.name in only) else ():
-            compare(setting.spec(), base / setting.name / mode, seeds=n_seeds, cfg=cfg,
-                    backends=backends, bn=setting.bn_pair, modes=(mode,), workers=workers,
-                    isolate=not smoke, data_dir=data_dir, progress=progress, command=command,
-                    plots=not smoke)
+        setting = replace(setting, seeds=n_seeds[setting.name])
         variants = ("no-bn", "bn") if setting.bn_pair else ("as-is",)
         runs = _runs(base / setting.name, setting, variants)
         spent.append(_spent(setting.name, runs))
@@ -438,11 +440,11 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                 probe = Published(f"test accuracy after {k} epochs", 0.0, "test_acc", "torch", k)
                 values = _group_values(runs, probe, variant)
                 rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
-    figures = [_figure(base, study, f, n_seeds_of(study, smoke, seeds)) for f in study.figures]
-    costs = [_cost(base, study, setting, n_seeds_of(study, smoke, seeds)) for setting in study.settings
+    figures = [_figure(base, study, f, n_seeds) for f in study.figures]
+    costs = [_cost(base, study, setting, n_seeds) for setting in study.settings
              if setting.against]
     summary = {"report": report, "title": study.title, "protocol": study.protocol, "smoke": smoke,
-               "complete": all(r.get(k) is not None and r[k]["n"] == n_seeds_of(study, smoke, seeds)[r["setting"]]
+               "complete": all(r.get(k) is not None and r[k]["n"] == n_seeds[r["setting"]]
                                for r in rows for k in _cells(study, r["setting"])),
                "command": command, "date": datetime.date.today().isoformat(),
                "wall_time_s": time.perf_counter() - started,
@@ -491,6 +493,13 @@ def _cost(base: Path, study: Study, setting: Setting, n_seeds: dict) -> dict:
 def _cells(study: Study, setting_name: str) -> list:
     setting = next(s for s in study.settings if s.name == setting_name)
     return [f"{b}_{mode}" for mode, backends in setting.runs for b in backends]
+
+
+def _config(setting: Setting, smoke: bool) -> TrainConfig:
+    cfg = TrainConfig(**setting.config)
+    if smoke:
+        cfg = replace(cfg, epochs=min(cfg.epochs, SMOKE_EPOCHS), **SMOKE, val_size=min(cfg.val_size, 64))
+    return cfg
 
 
 def n_seeds_of(study: Study, smoke: bool, seeds: int | None) -> dict:

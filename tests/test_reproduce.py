@@ -187,3 +187,16 @@ def test_the_cost_table_prices_the_unfinished_runs_at_the_median_finished_run():
     assert "What the runs cost here (AMD EPYC, 2 cores)" in md
     assert "| complex-cnn | torch | 3 of 6 | 11.0 min | 33.0 min |" in md  # 3 x the median 660 s
     assert "| complex-cnn | keras | 0 of 6 | ? | ? |" in md
+
+
+def test_every_settings_native_runs_train_before_any_harmonized_run(monkeypatch, tmp_path):
+    """A study stopped half-way has its native runs (what a published number is read
+    against) in every setting, not every run of its first settings."""
+    calls = []
+    monkeypatch.setattr("mnistcnn.compare.compare", lambda spec, out, **kw: calls.append(
+        (out.parent.name, kw["modes"][0], kw["backends"])))
+    R.reproduce("003", tmp_path, progress=False, only=["simple-fc", "simple-cnn", "mlp-lr0.0001"])
+    fc, cnn, mlp = "simple-fc", "simple-cnn", "mlp-lr0.0001"
+    assert [(name, mode) for name, mode, _ in calls] == [
+        (fc, "native"), (cnn, "native"), (mlp, "native"), (fc, "harmonized"), (cnn, "harmonized"),
+        (mlp, "harmonized"), (mlp, "native+init"), (mlp, "native+optimizer")]
