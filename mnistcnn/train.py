@@ -236,9 +236,11 @@ def _restore(out: Path | None, trainer, fresh: RunResult) -> RunResult:
                     **saved.config}
     if saved.config != fresh.config or saved.backend != fresh.backend:
         diff = {k: (saved.config.get(k), v) for k, v in fresh.config.items() if saved.config.get(k) != v}
+        threads = (" (compare, sweep and reproduce give each run cpu count / --workers threads: resume with "
+                   "the same --workers)") if "threads" in diff else ""
         raise ConfigError(
             f"Cannot resume {out}: it was started with other settings {diff or saved.backend!r}. "
-            "Use the same settings or another --out."
+            f"Use the same settings{threads} or another --out."
         )
     if saved.completed:
         return saved

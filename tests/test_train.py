@@ -125,6 +125,11 @@ def test_resume_refuses_other_settings(mnist_path, tmp_path):
     with pytest.raises(ConfigError, match=r"Cannot resume .* started with other settings \{'lr'"):
         train.run("simple-fc", TORCH, train.TrainConfig(**SHORT, lr=0.1), tmp_path, mnist_path,
                   progress=False, resume=True)
+    # the thread count a study's --workers chose: the message says which --workers resumes it
+    with pytest.raises(ConfigError, match=r"\{'threads': \(None, 1\)\}\. Use the same settings \(compare, sweep "
+                       r"and reproduce .*: resume with the same --workers\) or another --out\."):
+        train.run("simple-fc", TORCH, train.TrainConfig(**SHORT, threads=1), tmp_path, mnist_path,
+                  progress=False, resume=True)
 
 
 @pytest.fixture(scope="module")
