@@ -87,6 +87,16 @@ def test_bottleneck_any_width(k):
     spec = zoo.get(f"bottleneck-cnn:features={k}")
     assert spec == zoo.get("bottleneck-cnn", features=k)
     assert spec.name == f"bottleneck-cnn-features{k}"
+    neck = spec.layers[spec.layers.index(next(x for x in spec.layers if type(x).__name__ == "Flatten")) + 1]
+    assert (neck.units, neck.activation) == (k, "relu")  # report 002's accuracy ceiling needs the ReLU
+
+
+def test_bottleneck_relu0_is_linear_with_the_same_parameters():
+    linear, relu = zoo.get("bottleneck-cnn:relu=0"), zoo.get("bottleneck-cnn")
+    assert linear.name == "bottleneck-cnn-relu0"
+    assert [type(x).__name__ for x in linear.layers] == [type(x).__name__ for x in relu.layers]
+    assert [getattr(x, "activation", None) for x in linear.layers] != [getattr(x, "activation", None) for x in relu.layers]
+    assert linear.total_params == relu.total_params == 28_540
 
 
 def test_unknown_name_lists_valid_names():
