@@ -64,6 +64,15 @@ def _seeds(cfg: TrainConfig, n: int) -> range:
     return range(cfg.seed, cfg.seed + n)
 
 
+def plan(spec, out: Path, seeds: int, cfg: TrainConfig, backends, bn: bool, modes) -> list[Job]:
+    """A comparison's runs, each in its directory under ``out``/runs."""
+    specs = variants.batchnorm_pair(spec, BN_VARIANT) if bn else {"as-is": spec}
+    return [Job(JobKey(mode, variant, backend, seed), s, backend, replace(mode_config(cfg, mode), seed=seed),
+                out / "runs" / mode / variant / backend / f"seed{seed}")
+            for mode in modes for variant, s in specs.items() for seed in _seeds(cfg, seeds)
+            for backend in backends]
+
+
 def batchnorm_words(bn) -> str:
     return (f"BatchNorm momentum {bn.momentum:g} (Keras convention: running = {bn.momentum:g}·running "
             f"+ {1 - bn.momentum:g}·batch), epsilon {bn.epsilon:g}")
@@ -136,13 +145,8 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     modes = list(modes)
     if ablate:
         modes = list(dict.fromkeys(modes + ["harmonized", "native"] + [f"native+{i}" for i in DEFAULT_ITEMS]))
-    specs = variants.batchnorm_pair(spec, BN_VARIANT) if bn else {"as-is": spec}
-    jobs = [
-        Job(JobKey(mode, variant, backend, seed), s, backend, replace(mode_config(cfg, mode), seed=seed),
-            out / "runs" / mode / variant / backend / f"seed{seed}")
-        for mode in modes for variant, s in specs.items() for seed in _seeds(cfg, seeds)
-        for backend in backends
-    ]
+    jobs = plan(spec, out, seeds, cfg, backends, bn, modes)
+    specs = {job.key.variant: job.spec for job in jobs}  # as-is, or no-bn and bn
     with dir_lock(out):  # one writer per report directory
         results = run_jobs(jobs, data_dir, workers, isolate, progress, executor, address)
 

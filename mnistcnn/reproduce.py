@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -354,12 +354,14 @@ def _finished(setting_dir: Path, mode: str, variant: str, backend: str, seed: in
     return finished(setting_dir / mode / "runs" / mode / variant / backend / f"seed{seed}")
 
 
-def _runs(setting_dir: Path, setting: Setting, variants) -> dict:
+def _runs(setting_dir: Path, setting: Setting, cfg: TrainConfig) -> dict:
     """{(mode, variant, backend, seed): the finished run or None} for every run the setting
-    plans: read once, for its table rows and its cost."""
-    return {(mode, variant, backend, seed): _finished(setting_dir, mode, variant, backend, seed)
-            for mode, backends in setting.runs for backend in backends for variant in variants
-            for seed in range(setting.seeds)}
+    plans: read once, for its table rows and its cost; a finished run of another protocol
+    or model (the setting changed since) is an error, not a row."""
+    from .compare import plan
+
+    return {astuple(job.key): finished(job.out, job) for mode, backends in setting.runs
+            for job in plan(setting.spec(), setting_dir / mode, setting.seeds, cfg, backends, setting.bn_pair, (mode,))}
 
 
 def _group_values(runs: dict, published: Published, variant: str) -> dict:
@@ -440,7 +442,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
     for setting in study.settings:
         setting = replace(setting, seeds=n_seeds[setting.name])
         variants = ("no-bn", "bn") if setting.bn_pair else ("as-is",)
-        runs = _runs(base / setting.name, setting, variants)
+        runs = _runs(base / setting.name, setting, _config(setting, smoke))
         spent.append(_spent(setting.name, runs))
         for variant in variants:
             label = "" if variant == "as-is" else f" [{variant}]"
@@ -452,7 +454,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                 values = _group_values(runs, probe, variant)
                 rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
     figures = [_figure(base, study, f, n_seeds) for f in study.figures]
-    costs = [_cost(base, study, setting, n_seeds) for setting in study.settings
+    costs = [_cost(base, study, setting, n_seeds, smoke) for setting in study.settings
              if setting.against]
     summary = {"report": report, "title": study.title, "protocol": study.protocol, "smoke": smoke,
                "complete": all(r.get(k) is not None and r[k]["n"] == n_seeds[r["setting"]]
@@ -488,13 +490,13 @@ def _failed(base: Path) -> list:
             for f in sorted(base.glob(f"**/{ERROR_FILE}")) if finished(f.parent) is None]
 
 
-def _cost(base: Path, study: Study, setting: Setting, n_seeds: dict) -> dict:
+def _cost(base: Path, study: Study, setting: Setting, n_seeds: dict, smoke: bool) -> dict:
     """The setting's own framework's native runs against those of the setting it changes,
     paired by seed: ``against`` − ``setting``, at the published number's epoch."""
     p = setting.published[0]
     other = next(s for s in study.settings if s.name == setting.against)
     n = min(n_seeds[setting.name], n_seeds[other.name])
-    values = [_group_values(_runs(base / s.name, replace(s, seeds=n), ("as-is",)), p, "as-is")
+    values = [_group_values(_runs(base / s.name, replace(s, seeds=n), _config(s, smoke)), p, "as-is")
               [("native", p.framework)] for s in (other, setting)]
     pairs = [(a, b) for a, b in zip(*values) if a is not None and b is not None]
     return {"setting": setting.name, "against": other.name, "framework": p.framework, "what": p.what,

@@ -51,11 +51,27 @@ class Job:
     out: Path
 
 
-def finished(out: Path) -> RunResult | None:
+def finished(out: Path, job: Job | None = None) -> RunResult | None:
+    """The finished run in ``out``, else None. With ``job``: a finished run of other
+    settings than the job's (a protocol or a model changed since) is an error naming what
+    differs, never a result of this job (the thread count alone may differ)."""
     path = Path(out) / "result.json"
     if path.exists():
         result = RunResult.from_json(path.read_text())
         if result.completed:
+            if job is not None:
+                from . import zoo
+                from .train import differences
+
+                spec = S.to_dict(job.config.trained_spec(zoo.resolve(job.spec), job.backend))
+                config = json.loads(json.dumps(asdict(job.config)))
+                diff = differences(result, job.backend, spec, config, ignore=("threads",))
+                if diff:
+                    from .errors import ConfigError
+
+                    raise ConfigError(f"{out} holds a finished run with other settings than this one's: {diff}. "
+                                      "Delete that directory to train it again (its results go), or choose "
+                                      "another --out.")
             return result
     return None
 
@@ -290,7 +306,7 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
     results, todo = {}, []
     isolate = isolate or executor == "ray"  # a Ray task runs its job in a process of its own
     for job in jobs:
-        done = finished(job.out)
+        done = finished(job.out, job)
         if done is not None:
             results[job.key] = done
         else:

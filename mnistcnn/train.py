@@ -226,20 +226,36 @@ def _checkpoint(out: Path, trainer, trained, result: RunResult) -> None:
     _write_result(out, result)
 
 
+def differences(saved: RunResult, backend: str, spec: dict, config: dict, ignore=()) -> dict:
+    """{what: (saved, now)} where a saved run differs from a run of ``backend`` with the
+    (trained) ``spec`` and ``config`` as result.json records them; empty: the same run. A
+    setting added since the run was saved counts as its default (device: auto), and the
+    saved spec is read by today's parser (a layer field added since takes its default)."""
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    then = {**{k: defaults[k] for k in config.keys() - saved.config.keys() if k in defaults}, **saved.config}
+    diff = {k: (then.get(k), v) for k, v in config.items() if k not in ignore and then.get(k) != v}
+    if saved.backend != backend:
+        diff["backend"] = (saved.backend, backend)
+    old = S.to_dict(S.from_dict(saved.spec))
+    if old != spec:
+        changed = [i for i, (a, b) in enumerate(zip(old["layers"], spec["layers"])) if a != b]
+        diff["spec"] = ((old["name"], spec["name"]) if old["name"] != spec["name"] else
+                        (f"layer {changed[0]}: {old['layers'][changed[0]]}", f"{spec['layers'][changed[0]]}")
+                        if changed else (f"{len(old['layers'])} layers, input {old['input_shape']}",
+                                         f"{len(spec['layers'])} layers, input {spec['input_shape']}"))
+    return diff
+
+
 def _restore(out: Path | None, trainer, fresh: RunResult) -> RunResult:
     if out is None or not (out / "result.json").exists():
         raise ConfigError(f"Nothing to resume: {out}/result.json does not exist. Run without --resume.")
     saved = RunResult.from_json((out / "result.json").read_text())
-    # a setting added since the run started counts as its default (device: auto)
-    defaults = json.loads(json.dumps(asdict(TrainConfig())))
-    saved.config = {**{k: defaults[k] for k in fresh.config.keys() - saved.config.keys() if k in defaults},
-                    **saved.config}
-    if saved.config != fresh.config or saved.backend != fresh.backend:
-        diff = {k: (saved.config.get(k), v) for k, v in fresh.config.items() if saved.config.get(k) != v}
+    diff = differences(saved, fresh.backend, fresh.spec, fresh.config)
+    if diff:
         threads = (" (compare, sweep and reproduce give each run cpu count / --workers threads: resume with "
                    "the same --workers)") if "threads" in diff else ""
         raise ConfigError(
-            f"Cannot resume {out}: it was started with other settings {diff or saved.backend!r}. "
+            f"Cannot resume {out}: it was started with other settings {diff}. "
             f"Use the same settings{threads} or another --out."
         )
     if saved.completed:

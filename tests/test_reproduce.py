@@ -148,16 +148,45 @@ def test_the_cost_of_batchnorm_on_axis_1_is_paired_by_seed(tmp_path):
         for seed, acc in enumerate(accs):
             epochs = [EpochRecord(e, 1e-3, 0.1, 0.9, None, None, 1.0, 1.0, 0.1, acc if e == 12 else 0.5)
                       for e in range(1, 13)]
-            run = tmp_path / name / "native" / "runs" / "native" / "as-is" / "keras" / f"seed{seed}"
-            run.mkdir(parents=True)
-            (run / "result.json").write_text(RunResult("keras", {}, {}, Optimizer("adam", 1e-3), epochs, 0.1, acc,
-                                                       completed=True).to_json())
-    cost = R._cost(tmp_path, study, axis1, R.n_seeds_of(study, False, None))
+            _write_run(tmp_path, study, name, "native", "keras", seed, epochs, acc)
+    cost = R._cost(tmp_path, study, axis1, R.n_seeds_of(study, False, None), smoke=False)
     assert cost["against"] == "keras3-cnn" and cost["framework"] == "keras"
     assert cost["paired"]["n"] == 2 and cost["paired"]["mean_diff"] == pytest.approx(0.0045)
     md = R.markdown({"report": "004", "title": "t", "command": "c", "date": "d", "run_time_s": 0, "smoke": False,
                      "protocol": "p", "rows": [], "costs": [cost]})
     assert "| keras3-cnn-axis1 | keras3-cnn | keras | +0.45 [" in md
+
+
+def _write_run(base, study, name, mode, backend, seed, epochs, acc, **config):
+    """A finished run of the setting as its study plans it (its spec and protocol), with
+    these epochs; ``config``: settings that differ from the plan's."""
+    from dataclasses import asdict, replace
+
+    from mnistcnn import spec as S
+    from mnistcnn.compare import plan
+
+    setting = next(s for s in study.settings if s.name == name)
+    job = next(j for j in plan(setting.spec(), base / name / mode, setting.seeds, R._config(setting, False),
+                               (backend,), setting.bn_pair, (mode,)) if j.key.seed == seed)
+    cfg = replace(job.config, **config)
+    job.out.mkdir(parents=True)
+    (job.out / "result.json").write_text(RunResult(
+        backend, S.to_dict(cfg.trained_spec(job.spec, backend)), json.loads(json.dumps(asdict(cfg))),
+        Optimizer(cfg.optimizer, cfg.lr), epochs, 0.1, acc, completed=True).to_json())
+
+
+def test_a_finished_run_of_another_protocol_is_an_error_not_a_row(tmp_path):
+    """A setting changed since its runs finished (report 001's Keras optimizer did): its
+    old runs are not tabulated as its own; the error names the run and what differs."""
+    study = R.STUDIES["003"]
+    epochs = [EpochRecord(e, 1e-3, 0.1, 0.9, None, None, 1.0, 1.0, 0.1, 0.9) for e in range(1, 6)]
+    _write_run(tmp_path / "003", study, "simple-fc", "native", "torch", 0, epochs, 0.9)
+    s = R.reproduce("003", tmp_path, progress=False, train=False)
+    assert next(r for r in s["rows"] if r["setting"] == "simple-fc")["torch_native"]["n"] == 1
+    _write_run(tmp_path / "003", study, "simple-fc", "native", "torch", 1, epochs, 0.9, momentum=0.5)
+    with pytest.raises(R.ConfigError, match=r"simple-fc/native/runs/native/as-is/torch/seed1 holds a finished run "
+                       r"with other settings than this one's: \{'momentum': \(0\.5, 0\.9\)\}"):
+        R.reproduce("003", tmp_path, progress=False, train=False)
 
 
 def test_a_failed_run_is_listed_until_a_finished_run_replaces_it(tmp_path):

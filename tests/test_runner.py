@@ -9,6 +9,7 @@ import pytest
 from mnistcnn import runner, zoo
 from mnistcnn import spec as S
 from mnistcnn.config import TrainConfig
+from mnistcnn.errors import ConfigError
 from mnistcnn.results import RunError, RunResult
 from mnistcnn.runner import Job, JobKey
 
@@ -45,6 +46,24 @@ def test_finished_runs_are_skipped(tmp_path, mnist_path, monkeypatch):
     assert first.completed and Path(j.out, "result.json").exists()
     monkeypatch.setattr(runner, "_run_here", lambda *a, **k: pytest.fail("ran a finished run again"))
     assert runner.run_jobs([j], data_dir=mnist_path, isolate=False, progress=False)[j.key] == first
+
+
+def test_a_finished_run_of_other_settings_is_an_error_not_a_result(tmp_path, mnist_path, monkeypatch):
+    """A study's protocol or a zoo model changed since a run finished: the run is not
+    tabulated as this one's; the error names what differs and the fix. Another thread
+    count (another --workers) is the same run."""
+    j = job(tmp_path)
+    first = runner.run_jobs([j], data_dir=mnist_path, isolate=False, progress=False)[j.key]
+    monkeypatch.setattr(runner, "_run_here", lambda *a, **k: pytest.fail("trained instead of refusing"))
+    assert runner.run_jobs([replace(j, config=replace(TINY, threads=2))], data_dir=mnist_path, isolate=False,
+                           progress=False)[j.key] == first
+    with pytest.raises(ConfigError, match=r"holds a finished run with other settings than this one's: "
+                       r"\{'lr': \(0\.001, 0\.01\)\}\. Delete that directory to train it again"):
+        runner.run_jobs([replace(j, config=replace(TINY, lr=0.01))], data_dir=mnist_path, progress=False)
+    no_bias = S.ModelSpec("simple-fc", [S.Flatten(), S.Dense(10, use_bias=False), S.Activation("log_softmax")])
+    with pytest.raises(ConfigError, match=r"'spec': \(\"layer 1: \{'kind': 'Dense', 'units': 10, 'activation': "
+                       r"None, 'use_bias': True\}\", \"\{.*'use_bias': False\}\"\)"):
+        runner.run_jobs([replace(j, spec=no_bias)], data_dir=mnist_path, progress=False)
 
 
 def test_what_would_fail_every_run_is_checked_once_before_any(tmp_path, mnist_path):
