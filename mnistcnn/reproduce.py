@@ -246,7 +246,7 @@ STUDIES = {s.report: s for s in [
            Setting("bottleneck-2-linear", "bottleneck-cnn:relu=0", _CONFIG_002, _PUBLISHED_002,
                    runs=(("native", ("torch",)),), seeds=2,
                    differences="A linear 2-wide layer (no ReLU on the 2 features): the reconstruction the "
-                               "report's accuracy rules out.")),
+                               "report's accuracy rules out; its times are its own machine's.")),
           figures=tuple((f"{metric}.png", f"Report 002's figure: {words}", words, metric,
                          (("bottleneck-cnn, 2 features", tuple(("bottleneck-2", "as-is", m, b)
                                                                for m in ("native", "harmonized") for b in BACKENDS)),))
