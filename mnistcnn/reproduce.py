@@ -349,11 +349,6 @@ def _value(r, metric: str, epoch: int | None):
     return getattr(e, metric)
 
 
-def _finished(setting_dir: Path, mode: str, variant: str, backend: str, seed: int):
-    """A setting's finished run (compare's layout under <setting>/<mode>), or None."""
-    return finished(setting_dir / mode / "runs" / mode / variant / backend / f"seed{seed}")
-
-
 def _runs(setting_dir: Path, setting: Setting, cfg: TrainConfig) -> dict:
     """{(mode, variant, backend, seed): the finished run or None} for every run the setting
     plans: read once, for its table rows and its cost; a finished run of another protocol
@@ -426,7 +421,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
     if unknown:
         raise ConfigError(f"Report {report} has no setting {', '.join(unknown)}. Its settings: "
                           f"{', '.join(names)}.")
-    started, rows, spent = time.perf_counter(), [], []
+    started, rows, spent, read = time.perf_counter(), [], [], {}
     n_seeds = n_seeds_of(study, smoke, seeds)
     chosen = [s for s in study.settings if train and (only is None or s.name in only)]
     # every setting's first group (native) before any setting's second: a study stopped
@@ -442,7 +437,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
     for setting in study.settings:
         setting = replace(setting, seeds=n_seeds[setting.name])
         variants = ("no-bn", "bn") if setting.bn_pair else ("as-is",)
-        runs = _runs(base / setting.name, setting, _config(setting, smoke))
+        runs = read[setting.name] = _runs(base / setting.name, setting, _config(setting, smoke))
         spent.append(_spent(setting.name, runs))
         for variant in variants:
             label = "" if variant == "as-is" else f" [{variant}]"
@@ -453,7 +448,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                 probe = Published(f"test accuracy after {k} epochs", 0.0, "test_acc", "torch", k)
                 values = _group_values(runs, probe, variant)
                 rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
-    figures = [_figure(base, study, f, n_seeds) for f in study.figures]
+    figures = [_figure(base, f, read) for f in study.figures]
     costs = [_cost(base, study, setting, n_seeds, smoke) for setting in study.settings
              if setting.against]
     summary = {"report": report, "title": study.title, "protocol": study.protocol, "smoke": smoke,
@@ -533,8 +528,9 @@ def _curve(r, metric: str):
     return x, [None if getattr(e, metric) is None else getattr(e, metric) * scale for e in r.epochs]
 
 
-def _figure(base: Path, study: Study, figure, seeds: dict) -> str | None:
-    """One of the report's figures from the finished runs (None if none has finished)."""
+def _figure(base: Path, figure, read: dict) -> str | None:
+    """One of the report's figures from the finished runs (``read``: each setting's _runs;
+    None if none has finished)."""
     from .report import curves_figure
 
     name, title, ylabel, metric, panels = figure
@@ -542,7 +538,7 @@ def _figure(base: Path, study: Study, figure, seeds: dict) -> str | None:
     for panel, lines in panels:
         out = []
         for setting, variant, mode, backend in lines:
-            runs = [_finished(base / setting, mode, variant, backend, s) for s in range(seeds.get(setting, 0))]
+            runs = [r for (m, v, b, _), r in read[setting].items() if (m, v, b) == (mode, variant, backend)]
             curves = [_curve(r, metric) for r in runs if r is not None]
             if curves:
                 label = f"{backend} {mode}" + ("" if variant == "as-is" else f", {variant}")
