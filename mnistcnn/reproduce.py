@@ -449,7 +449,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                 values = _group_values(runs, probe, variant)
                 rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
     figures = [_figure(base, f, read) for f in study.figures]
-    costs = [_cost(base, study, setting, n_seeds, smoke) for setting in study.settings
+    costs = [_cost(study, setting, n_seeds, read) for setting in study.settings
              if setting.against]
     summary = {"report": report, "title": study.title, "protocol": study.protocol, "smoke": smoke,
                "complete": all(r.get(k) is not None and r[k]["n"] == n_seeds[r["setting"]]
@@ -485,13 +485,14 @@ def _failed(base: Path) -> list:
             for f in sorted(base.glob(f"**/{ERROR_FILE}")) if finished(f.parent) is None]
 
 
-def _cost(base: Path, study: Study, setting: Setting, n_seeds: dict, smoke: bool) -> dict:
+def _cost(study: Study, setting: Setting, n_seeds: dict, read: dict) -> dict:
     """The setting's own framework's native runs against those of the setting it changes,
-    paired by seed: ``against`` − ``setting``, at the published number's epoch."""
+    paired by seed: ``against`` − ``setting``, at the published number's epoch (``read``:
+    each setting's _runs)."""
     p = setting.published[0]
     other = next(s for s in study.settings if s.name == setting.against)
     n = min(n_seeds[setting.name], n_seeds[other.name])
-    values = [_group_values(_runs(base / s.name, replace(s, seeds=n), _config(s, smoke)), p, "as-is")
+    values = [_group_values({k: r for k, r in read[s.name].items() if k[3] < n}, p, "as-is")
               [("native", p.framework)] for s in (other, setting)]
     pairs = [(a, b) for a, b in zip(*values) if a is not None and b is not None]
     return {"setting": setting.name, "against": other.name, "framework": p.framework, "what": p.what,

@@ -149,7 +149,9 @@ def test_the_cost_of_batchnorm_on_axis_1_is_paired_by_seed(tmp_path):
             epochs = [EpochRecord(e, 1e-3, 0.1, 0.9, None, None, 1.0, 1.0, 0.1, acc if e == 12 else 0.5)
                       for e in range(1, 13)]
             _write_run(tmp_path, study, name, "native", "keras", seed, epochs, acc)
-    cost = R._cost(tmp_path, study, axis1, R.n_seeds_of(study, False, None), smoke=False)
+    read = {s.name: R._runs(tmp_path / s.name, s, R._config(s, False)) for s in study.settings
+            if s.name in ("keras3-cnn", "keras3-cnn-axis1")}
+    cost = R._cost(study, axis1, R.n_seeds_of(study, False, None), read)
     assert cost["against"] == "keras3-cnn" and cost["framework"] == "keras"
     assert cost["paired"]["n"] == 2 and cost["paired"]["mean_diff"] == pytest.approx(0.0045)
     md = R.markdown({"report": "004", "title": "t", "command": "c", "date": "d", "run_time_s": 0, "smoke": False,
