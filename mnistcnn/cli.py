@@ -140,7 +140,9 @@ def cmd_reproduce(args) -> int:
     if args.only and args.report == "all":
         raise ConfigError("--only names settings of one report: give the report (e.g. reproduce 004 --only "
                           "keras3-cnn), not all.")
-    reports = list(STUDIES) if args.report == "all" else [args.report]
+    # all: a study whose seeds continue to a precision (report 000's, for hours) last
+    reports = (sorted(STUDIES, key=lambda r: any(s.precision for s in STUDIES[r].settings))
+               if args.report == "all" else [args.report])
     failed = False
     for report in reports:
         s = reproduce(report, args.out, smoke=args.smoke, seeds=args.seeds, workers=args.workers,

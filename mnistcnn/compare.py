@@ -64,9 +64,11 @@ def _seeds(cfg: TrainConfig, n: int) -> range:
     return range(cfg.seed, cfg.seed + n)
 
 
-def plan(spec, out: Path, seeds: int, cfg: TrainConfig, backends, bn: bool, modes) -> list[Job]:
-    """A comparison's runs, each in its directory under ``out``/runs."""
+def plan(spec, out: Path, seeds: int, cfg: TrainConfig, backends, bn: bool, modes, only=None) -> list[Job]:
+    """A comparison's runs, each in its directory under ``out``/runs; ``only``: of these
+    variants (e.g. ("no-bn",)), not all."""
     specs = variants.batchnorm_pair(spec, BN_VARIANT) if bn else {"as-is": spec}
+    specs = {v: s for v, s in specs.items() if only is None or v in only}
     return [Job(JobKey(mode, variant, backend, seed), s, backend, replace(mode_config(cfg, mode), seed=seed),
                 out / "runs" / mode / variant / backend / f"seed{seed}")
             for mode in modes for variant, s in specs.items() for seed in _seeds(cfg, seeds)
@@ -107,12 +109,13 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
             isolate: bool = True, data_dir=None, progress: bool = True,
             command: str = "mnistcnn.compare.compare() from Python", plots: bool = True,
             executor: str = "local", address: str | None = None, ci_target_pp: float | None = None,
-            max_seeds: int = 30) -> CompareSummary:
+            max_seeds: int = 30, variants=None) -> CompareSummary:
     """Run the comparison and write its report directory. ``command`` is recorded as
     what produced it; ``plots=False`` leaves the figures out; ``executor='ray'`` runs each
     training as a Ray task (``address``: an existing cluster). ``ci_target_pp``: add seeds
     (from ``seeds``, at least 3) until every paired 95% CI of test accuracy is no wider than
-    +-that many points, or ``max_seeds`` (SEQUENTIAL_RULE)."""
+    +-that many points, or ``max_seeds`` (SEQUENTIAL_RULE). ``variants``: train only these
+    of the BatchNorm pair (e.g. ("no-bn",)), not both."""
     from . import report
 
     if ci_target_pp is not None:
@@ -120,7 +123,8 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
             raise ConfigError(f"Invalid CI target: expected ci_target_pp > 0 and max_seeds >= 3. Received "
                               f"ci_target_pp={ci_target_pp!r}, max_seeds={max_seeds!r}.")
         kw = dict(cfg=cfg, backends=backends, bn=bn, modes=modes, ablate=ablate, workers=workers, isolate=isolate,
-                  data_dir=data_dir, progress=progress, command=command, executor=executor, address=address)
+                  data_dir=data_dir, progress=progress, command=command, executor=executor, address=address,
+                  variants=variants)
         n = min(max(seeds, 3), max_seeds)
         while True:
             s = compare(spec, out, seeds=n, plots=False, **kw)
@@ -145,7 +149,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     modes = list(modes)
     if ablate:
         modes = list(dict.fromkeys(modes + ["harmonized", "native"] + [f"native+{i}" for i in DEFAULT_ITEMS]))
-    jobs = plan(spec, out, seeds, cfg, backends, bn, modes)
+    jobs = plan(spec, out, seeds, cfg, backends, bn, modes, variants)
     specs = {job.key.variant: job.spec for job in jobs}  # as-is, or no-bn and bn
     with dir_lock(out):  # one writer per report directory
         results = run_jobs(jobs, data_dir, workers, isolate, progress, executor, address)
@@ -156,7 +160,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
             backends=list(backends),
             batchnorm=(f"the BN variant has {batchnorm_words(BN_VARIANT)}, in every backend under "
                        f"harmonized; under native each framework's own" if "bn" in specs
-                   else f"as in the spec ({spec.name} has no layer to put BatchNorm after)" if bn
+                   else f"as in the spec ({spec.name} has no layer to put BatchNorm after)" if "as-is" in specs and bn
                    else "as in the spec"),
             params={v: {"trainable": s.trainable_params, "state": s.state_params} for v, s in specs.items()},
             runs=[_run_row(j.key, results[j.key]) for j in jobs])

@@ -151,6 +151,17 @@ def test_seeds_start_at_the_configs_seed_and_zero_seeds_is_refused(mnist_path, t
         C.compare("simple-fc", tmp_path, seeds=0, cfg=cfg, data_dir=mnist_path)
 
 
+def test_variants_trains_only_the_named_side_of_the_batchnorm_pair(mnist_path, tmp_path):
+    """Report 000's further seeds: the model without BatchNorm only, in the pair's own
+    directories (so its first seeds are the pair's runs, not new ones)."""
+    cfg = TrainConfig(epochs=1, train_limit=64, val_size=0, test_limit=100, batch_size=32)
+    s = C.compare("simple-cnn", tmp_path, seeds=2, cfg=cfg, backends=("torch",), isolate=False,
+                  data_dir=mnist_path, progress=False, plots=False, variants=("no-bn",))
+    assert s.variants == ["no-bn"] and [(r["variant"], r["seed"]) for r in s.runs] == [("no-bn", 0), ("no-bn", 1)]
+    assert s.batchnorm == "as in the spec"
+    assert sorted(p.name for p in (tmp_path / "runs" / "harmonized").iterdir()) == ["no-bn"]
+
+
 @pytest.mark.slow
 def test_a_ci_target_adds_seeds_until_the_interval_is_narrow_enough(mnist_path, tmp_path):
     """Harmonized simple-fc in one process gives identical runs in both backends: the paired

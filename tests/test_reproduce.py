@@ -1,6 +1,7 @@
 """The reports' studies (mnistcnn.reproduce): protocols as data, checked without
 training, and a smoke run of every study through the real machinery."""
 import json
+from dataclasses import astuple
 
 import pytest
 
@@ -112,7 +113,7 @@ def test_report_000s_answer_in_one_sentence():
     from mnistcnn import stats
     from mnistcnn.reproduce import answer_000
 
-    torch_acc, keras_acc = [0.9910, 0.9915, 0.9921, 0.9912], [0.9905, 0.9913, 0.9915, 0.9903]
+    torch_acc, keras_acc = [0.9910, 0.9915, 0.9921, 0.9912], [0.9895, 0.9913, 0.9925, 0.9903]
     row = {"what": "PyTorch test accuracy [no-bn]", "torch_native": stats.describe(torch_acc),
            "keras_native": stats.describe(keras_acc), "diff_native": stats.paired(torch_acc, keras_acc)}
     text = answer_000({"rows": [row]})
@@ -122,6 +123,10 @@ def test_report_000s_answer_in_one_sentence():
     need = max(2, int(__import__("math").ceil((1.96 * d["sd_diff"] * 100 / 0.1) ** 2)))
     assert f"about {need} seeds" in text
     assert "under way" in answer_000({"rows": [{**row, "diff_native": None, "diff_harmonized": None}]})
+    tight = stats.paired(torch_acc, [0.9905, 0.9913, 0.9915, 0.9903])  # CI +0.01 to +0.10: within +-0.1 pp
+    text = answer_000({"rows": [{**row, "diff_native": tight}]})
+    assert "+0.05 pp (95% CI +0.01 to +0.10, 4 seeds): PyTorch is ahead at this precision." in text
+    assert "would take" not in text
 
 
 @pytest.mark.slow
@@ -220,6 +225,36 @@ def test_the_cost_table_prices_the_unfinished_runs_at_the_median_finished_run():
     assert "| complex-cnn | keras | 0 of 6 | ? | ? |" in md
 
 
+def test_report_000s_native_runs_continue_until_the_ci_is_narrow_enough(monkeypatch, tmp_path):
+    """After its groups, report 000's model without BatchNorm trains on natively under
+    compare's sequential rule (CI within +-0.1 pp, at most 30 seeds), not the BN variant:
+    that is the precision its 0.29 pp question needs. --seeds and --smoke leave it out."""
+    calls = []
+    monkeypatch.setattr("mnistcnn.compare.compare", lambda spec, out, **kw: calls.append((out.name, kw)))
+    R.reproduce("000", tmp_path, progress=False)
+    assert [(mode, kw.get("ci_target_pp")) for mode, kw in calls] == [
+        ("native", None), ("harmonized", None), ("native", 0.1)]
+    last = calls[-1][1]
+    assert (last["max_seeds"], last["variants"], last["modes"], last["seeds"]) == (30, ("no-bn",), ("native",), 3)
+    calls.clear()
+    R.reproduce("000", tmp_path, progress=False, seeds=2)
+    assert [kw.get("ci_target_pp") for _, kw in calls] == [None, None]
+
+
+def test_report_000s_further_seeds_are_read_up_to_the_last_one_trained(monkeypatch, tmp_path):
+    """The table reads the sequential rule's seeds of the no-BN native runs, both
+    frameworks up to the last seed either finished (a missing one stays a gap, so the
+    frameworks stay paired by seed), and no more: the rule, not the maximum, plans them."""
+    done = {("native", "no-bn", b, s) for b in ("torch", "keras") for s in (0, 1, 2, 3, 4)} - {("native", "no-bn", "keras", 4)}
+    monkeypatch.setattr(R, "finished", lambda out, job: "run" if astuple(job.key) in done else None)
+    setting = R.STUDIES["000"].settings[0]
+    runs = R._runs(tmp_path, setting, R._config(setting, False))
+    further = sorted(k for k in runs if k[3] >= 3)
+    assert further == [("native", "no-bn", b, s) for b in ("keras", "torch") for s in (3, 4)]
+    assert runs[("native", "no-bn", "keras", 4)] is None and runs[("native", "no-bn", "torch", 4)] == "run"
+    assert len(runs) == 3 * 2 * 2 * 2 + 4  # the 3 seeds of both groups, both variants; then the further ones
+
+
 def test_every_settings_native_runs_train_before_any_harmonized_run(monkeypatch, tmp_path):
     """A study stopped half-way has its native runs (what a published number is read
     against) in every setting, not every run of its first settings."""
@@ -231,3 +266,15 @@ def test_every_settings_native_runs_train_before_any_harmonized_run(monkeypatch,
     assert [(name, mode) for name, mode, _ in calls] == [
         (fc, "native"), (cnn, "native"), (mlp, "native"), (fc, "harmonized"), (cnn, "harmonized"),
         (mlp, "harmonized"), (mlp, "native+init"), (mlp, "native+optimizer")]
+
+
+def test_reproduce_all_runs_report_000_last(monkeypatch, tmp_path):
+    """Report 000's seeds continue for hours (its precision rule): `reproduce all` gives
+    every other report's rows first."""
+    from mnistcnn.cli import main
+
+    order = []
+    monkeypatch.setattr(R, "reproduce", lambda report, out, **kw: order.append(report) or
+                        {"rows": [], "complete": True})
+    assert main(["reproduce", "all", "--out", str(tmp_path), "--quiet"]) == 0
+    assert order == ["001", "002", "003", "004", "000"]
