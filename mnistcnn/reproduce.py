@@ -633,29 +633,45 @@ def _extra_columns(rows) -> list:
     return [f"{b}_{mode}" for b in ("jax",) for mode in ("native", "harmonized") if any(r.get(f"{b}_{mode}") for r in rows)]
 
 
-def markdown(s: dict, image_dir: str = "") -> str:
-    """The study's table: one row per published number (accuracies in %), then its
-    figures (``image_dir``: their directory relative to where the text goes)."""
-    extra = _extra_columns(s["rows"])
-    lines = [f"# Report {s['report']}: {s['title']}", "", f"Command: `{s['command']}` ({s['date']}); "
-             f"training time of the finished runs {s['run_time_s'] / 60:.1f} min"
-             + (" (SMOKE SIZE: not results)" if s["smoke"] else "")
-             + ("" if s.get("complete", True) else " (STUDY UNDER WAY: some runs have not finished; "
-                "n gives the seeds each cell has)") + ".", "", s["protocol"], "",
-             "| setting | published number | published | torch native | keras native | torch harmonized | "
-             "keras harmonized | torch − keras native | torch − keras harmonized | inside own 95% PI |"
-             + "".join(f" {c.replace('_', ' ')} |" for c in extra),
-             "|---|---|---:|---|---|---|---|---|---|---|" + "---|" * len(extra)]
-    for r in s["rows"]:
+def rows_table(rows: list, with_report: bool = False) -> list:
+    """The lines of the table of ``rows``: a row per number (accuracies in %), each
+    framework native and harmonized, the paired differences, and whether the published
+    value lies inside its own framework's 95% PI (where not: the known cause).
+    ``with_report``: a first column naming each row's report (rows of several reports)."""
+    extra = _extra_columns(rows)
+    lines = [("| report " if with_report else "") + "| setting | published number | published | torch native | "
+             "keras native | torch harmonized | keras harmonized | torch − keras native | torch − keras harmonized "
+             "| inside own 95% PI |" + "".join(f" {c.replace('_', ' ')} |" for c in extra),
+             ("|---" if with_report else "") + "|---|---|---:|---|---|---|---|---|---|---|" + "---|" * len(extra)]
+    for r in rows:
         m = r["metric"]
         pub = "–" if r["published"] is None else _fmt({"mean": r["published"], "sd": None, "n": 1}, m).split(" (")[0]
         inside = {True: "yes", False: f"**no**: {r.get('differences') or 'not explained yet'}",
                   None: "–"}[r.get("inside")]
-        lines.append(f"| {r['setting']} | {r['what']} | {pub} | {_fmt(r.get('torch_native'), m)} | "
+        lines.append((f"| {r['report']} " if with_report else "")
+                     + f"| {r['setting']} | {r['what']} | {pub} | {_fmt(r.get('torch_native'), m)} | "
                      f"{_fmt(r.get('keras_native'), m)} | {_fmt(r.get('torch_harmonized'), m)} | "
                      f"{_fmt(r.get('keras_harmonized'), m)} | {_fmt_diff(r.get('diff_native'), m)} | "
                      f"{_fmt_diff(r.get('diff_harmonized'), m)} | {inside} |"
                      + "".join(f" {_fmt(r.get(c), m)} |" for c in extra))
+    return lines
+
+
+def markdown(s: dict, image_dir: str = "", published_rows: bool = True) -> str:
+    """The study's table: one row per published number (accuracies in %), then its
+    figures (``image_dir``: their directory relative to where the text goes).
+    ``published_rows=False``: the table keeps only the rows of numbers the report did not
+    publish (its published ones are in a table of their own: docs/results.md's)."""
+    rows = [r for r in s["rows"] if published_rows or r["published"] is None]
+    lines = [f"# Report {s['report']}: {s['title']}", "", f"Command: `{s['command']}` ({s['date']}); "
+             f"training time of the finished runs {s['run_time_s'] / 60:.1f} min"
+             + (" (SMOKE SIZE: not results)" if s["smoke"] else "")
+             + ("" if s.get("complete", True) else " (STUDY UNDER WAY: some runs have not finished; "
+                "n gives the seeds each cell has)") + ".", "", s["protocol"]]
+    if not published_rows:
+        lines += ["", f"Its published numbers are the report {s['report']} rows of the table at the top."]
+    if rows:
+        lines += ["", *rows_table(rows)]
     ablated = [(r, k.removeprefix("diff_")) for r in s["rows"] for k in r if k.startswith("diff_native+") and r[k]]
     if ablated:
         lines += ["", "Which native default makes the frameworks differ: the native torch − keras difference with "

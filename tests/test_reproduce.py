@@ -278,3 +278,33 @@ def test_reproduce_all_runs_report_000_last(monkeypatch, tmp_path):
                         {"rows": [], "complete": True})
     assert main(["reproduce", "all", "--out", str(tmp_path), "--quiet"]) == 0
     assert order == ["001", "002", "003", "004", "000"]
+
+
+def test_results_doc_has_one_table_of_every_published_number(tmp_path):
+    """docs/results.md: one table, a row per published number of every report (its report
+    named in the first column); each report's section keeps only the rows it did not publish."""
+    from mnistcnn.report import results_doc
+
+    acc = stats.describe([0.981, 0.983])
+    dirs = []
+    for report, setting in (("001", "keras-relu"), ("003", "simple-cnn")):
+        published = {"report": report, "setting": setting, "what": f"test accuracy of {setting}", "published": 0.98,
+                     "metric": "test_acc", "inside": True, "torch_native": acc}
+        probe = {**published, "what": f"(not published) test accuracy after 1 epochs of {setting}",
+                 "published": None, "inside": None}
+        d = tmp_path / report
+        d.mkdir()
+        (d / "reproduce.json").write_text(json.dumps(
+            {"report": report, "title": f"title {report}", "command": "c", "date": "d", "run_time_s": 60,
+             "smoke": False, "complete": True, "protocol": f"protocol {report}", "rows": [published, probe]}))
+        dirs.append(d)
+    doc = results_doc(dirs, doc_dir=tmp_path)
+    table = doc.index("## Every published number, at its report's own protocol")
+    assert table < doc.index("## Report 001") < doc.index("## Report 003")
+    for report, setting in (("001", "keras-relu"), ("003", "simple-cnn")):
+        row = f"| {report} | {setting} | test accuracy of {setting} | 98.00 | 98.20 ± 0.14 (n=2) |"
+        assert doc.count(row) == 1 and table < doc.index(row) < doc.index("## Report 001")
+        section = doc[doc.index(f"## Report {report}"):]
+        assert f"| {setting} | (not published) test accuracy after 1 epochs of {setting} | – |" in section
+        assert f"| {setting} | test accuracy of {setting} |" not in section.split("## Report", 2)[1]
+    assert "(not published)" not in doc[table:doc.index("## Report 001")]
