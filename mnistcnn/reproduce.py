@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
 
@@ -692,12 +693,16 @@ def markdown(s: dict, image_dir: str = "", published_rows: bool = True) -> str:
                   "time per run (the median of the finished runs), and what the unfinished runs would take "
                   "at that median:", "", "| setting | backend | runs finished | median per run | unfinished, "
                   "at that median |", "|---|---|---:|---:|---:|"]
+        # a failed run (setting/mode/runs/mode/variant/backend/seedN) is no run left to train
+        failed = Counter((p[0], p[-2]) for p in (f["run"].split("/") for f in s.get("failed", [])))
         for x in s["spent"]:
             for backend, d in x["backends"].items():
                 median = float(np.median(d["seconds"])) if d["seconds"] else None
-                left = d["planned"] - len(d["seconds"])
-                lines.append(f"| {x['setting']} | {backend} | {len(d['seconds'])} of {d['planned']} | "
-                             f"{_duration(median)} | {_duration(median and left * median) if left else '–'} |")
+                n_failed = failed[(x["setting"], backend)]
+                left = d["planned"] - len(d["seconds"]) - n_failed
+                lines.append(f"| {x['setting']} | {backend} | {len(d['seconds'])} of {d['planned']}"
+                             f"{f' ({n_failed} failed)' if n_failed else ''} | {_duration(median)} | "
+                             f"{_duration(median and left * median) if left else '–'} |")
     if s.get("failed"):
         lines += ["", "Runs that failed (not in the table or the figures; a rerun retries them):", ""]
         lines += [f"- `{f['run']}`: {f['error']}" for f in s["failed"]]

@@ -217,12 +217,16 @@ def test_a_failed_run_is_listed_until_a_finished_run_replaces_it(tmp_path):
 def test_the_cost_table_prices_the_unfinished_runs_at_the_median_finished_run():
     spent = [{"setting": "complex-cnn", "machines": ["AMD EPYC, 2 cores"],
               "backends": {"torch": {"planned": 6, "seconds": [600.0, 660.0, 6000.0]},
-                           "keras": {"planned": 6, "seconds": []}}}]
+                           "keras": {"planned": 6, "seconds": []}}},
+             {"setting": "simple-cnn-lr0.1", "machines": ["AMD EPYC, 2 cores"],
+              "backends": {"torch": {"planned": 3, "seconds": [78.0, 78.0]}}}]
+    failed = [{"run": "simple-cnn-lr0.1/native/runs/native/as-is/torch/seed1", "error": "TrainingDiverged"}]
     md = R.markdown({"report": "003", "title": "t", "command": "c", "date": "d", "run_time_s": 0, "smoke": False,
-                     "protocol": "p", "rows": [], "spent": spent})
+                     "protocol": "p", "rows": [], "spent": spent, "failed": failed})
     assert "What the runs cost here (AMD EPYC, 2 cores)" in md
     assert "| complex-cnn | torch | 3 of 6 | 11.0 min | 33.0 min |" in md  # 3 x the median 660 s
     assert "| complex-cnn | keras | 0 of 6 | ? | ? |" in md
+    assert "| simple-cnn-lr0.1 | torch | 2 of 3 (1 failed) | 1.3 min | – |" in md  # nothing left to train
 
 
 def test_report_000s_native_runs_continue_until_the_ci_is_narrow_enough(monkeypatch, tmp_path):
