@@ -405,7 +405,7 @@ def results_doc(report_dirs, doc_dir="docs") -> str:
                   else "yes" if ours["torch"] == ours["keras"] == value else "**no**")
             lines.append(f"| {name} | {what} | {fmt(value)} | {fmt(ours['torch'])} | {fmt(ours['keras'])} | {ok} |")
     if studies:
-        from .reproduce import rows_table
+        from .reproduce import rows_table, study_costs
 
         lines += ["", "## Every published number, at its report's own protocol", "",
                   "A row per number the reference reports published: what each framework gives under the "
@@ -414,7 +414,7 @@ def results_doc(report_dirs, doc_dir="docs") -> str:
                   "lies inside the 95% prediction interval of its own framework's native runs; where not, "
                   "the known cause. Each report's protocol, costs and figures follow below.", "",
                   *rows_table([r for s in studies.values() for r in s["rows"] if r["published"] is not None],
-                              with_report=True)]
+                              with_report=True), "", study_costs(list(studies.values()))]
     lines += ["", "Below: every study, with the command that made it, in the order given to "
               "`mnistcnn results-doc`: the example studies and each reference report's study (its protocol, "
               "the numbers it did not publish, its costs and figures).", ""]

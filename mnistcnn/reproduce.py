@@ -658,6 +658,40 @@ def rows_table(rows: list, with_report: bool = False) -> list:
     return lines
 
 
+def cost_rows(s: dict) -> list:
+    """Per setting and backend of a study's summary: runs planned, finished and failed, the
+    median training seconds of a finished run, the runs left to train and what they would
+    take at that median (None where no run has finished)."""
+    # a failed run (setting/mode/runs/mode/variant/backend/seedN) is no run left to train
+    failed = Counter((p[0], p[-2]) for p in (f["run"].split("/") for f in s.get("failed", [])))
+    out = []
+    for x in s.get("spent", []):
+        for backend, d in x["backends"].items():
+            median = float(np.median(d["seconds"])) if d["seconds"] else None
+            n_failed = failed[(x["setting"], backend)]
+            left = d["planned"] - len(d["seconds"]) - n_failed
+            out.append({"setting": x["setting"], "backend": backend, "planned": d["planned"],
+                        "finished": len(d["seconds"]), "failed": n_failed, "median_s": median, "left": left,
+                        "left_s": None if median is None else left * median})
+    return out
+
+
+def study_costs(summaries: list) -> str:
+    """One sentence: the training time of the studies' finished runs, and what their runs
+    still planned would take at each setting's median run."""
+    done = {s["report"]: s["run_time_s"] / 3600 for s in summaries}
+    costs = [c for s in summaries for c in cost_rows(s)]
+    left = sum(c["left_s"] for c in costs if c["left_s"] is not None) / 3600
+    unpriced = sum(c["left"] for c in costs if c["median_s"] is None)
+    sequential = [f"report {s['report']}'s further seeds under its precision rule"
+                  for s in summaries if any(st.get("precision") for st in s.get("settings", []))]
+    return (f"Training time of the finished runs: {sum(done.values()):.1f} h ("
+            + ", ".join(f"report {r}: {h:.1f} h" for r, h in done.items()) + "), on the machines each study's "
+            f"cost table names. The runs still planned would take about {left:.1f} h more at each setting's "
+            "median finished run" + (f", plus {unpriced} runs of settings with none finished yet" if unpriced else "")
+            + (f" ({' and '.join(sequential)} not counted)" if sequential else "") + ".")
+
+
 def markdown(s: dict, image_dir: str = "", published_rows: bool = True) -> str:
     """The study's table: one row per published number (accuracies in %), then its
     figures (``image_dir``: their directory relative to where the text goes).
@@ -693,16 +727,10 @@ def markdown(s: dict, image_dir: str = "", published_rows: bool = True) -> str:
                   "time per run (the median of the finished runs), and what the unfinished runs would take "
                   "at that median:", "", "| setting | backend | runs finished | median per run | unfinished, "
                   "at that median |", "|---|---|---:|---:|---:|"]
-        # a failed run (setting/mode/runs/mode/variant/backend/seedN) is no run left to train
-        failed = Counter((p[0], p[-2]) for p in (f["run"].split("/") for f in s.get("failed", [])))
-        for x in s["spent"]:
-            for backend, d in x["backends"].items():
-                median = float(np.median(d["seconds"])) if d["seconds"] else None
-                n_failed = failed[(x["setting"], backend)]
-                left = d["planned"] - len(d["seconds"]) - n_failed
-                lines.append(f"| {x['setting']} | {backend} | {len(d['seconds'])} of {d['planned']}"
-                             f"{f' ({n_failed} failed)' if n_failed else ''} | {_duration(median)} | "
-                             f"{_duration(median and left * median) if left else '–'} |")
+        for c in cost_rows(s):
+            failed = f" ({c['failed']} failed)" if c["failed"] else ""
+            lines.append(f"| {c['setting']} | {c['backend']} | {c['finished']} of {c['planned']}{failed} | "
+                         f"{_duration(c['median_s'])} | {_duration(c['left_s']) if c['left'] else '–'} |")
     if s.get("failed"):
         lines += ["", "Runs that failed (not in the table or the figures; a rerun retries them):", ""]
         lines += [f"- `{f['run']}`: {f['error']}" for f in s["failed"]]

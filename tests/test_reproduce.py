@@ -312,3 +312,20 @@ def test_results_doc_has_one_table_of_every_published_number(tmp_path):
         assert f"| {setting} | (not published) test accuracy after 1 epochs of {setting} | – |" in section
         assert f"| {setting} | test accuracy of {setting} |" not in section.split("## Report", 2)[1]
     assert "(not published)" not in doc[table:doc.index("## Report 001")]
+
+
+def test_the_studies_cost_in_one_sentence():
+    """docs/results.md states what all studies took and what their planned runs would take
+    at each setting's median run; runs with no median and sequential seeds are named, not priced."""
+    spent = lambda setting, planned, seconds: {"setting": setting, "machines": [],  # noqa: E731
+                                               "backends": {"keras": {"planned": planned, "seconds": seconds}}}
+    s000 = {"report": "000", "run_time_s": 7200, "settings": [{"precision": ["no-bn", 0.1, 30]}],
+            "spent": [spent("seed000-cnn", 3, [600.0, 600.0, 600.0])]}
+    s004 = {"report": "004", "run_time_s": 3600, "settings": [{"precision": None}],
+            "spent": [spent("keras3-cnn", 4, [600.0, 1200.0]), spent("keras7-cnn", 2, [])],
+            "failed": [{"run": "keras3-cnn/native/runs/native/as-is/keras/seed3", "error": "TrainingDiverged"}]}
+    text = R.study_costs([s000, s004])
+    assert "finished runs: 3.0 h (report 000: 2.0 h, report 004: 1.0 h)" in text
+    assert "about 0.2 h more" in text  # keras3-cnn: 4 planned - 2 finished - 1 failed = 1 run at 900 s
+    assert "plus 2 runs of settings with none finished yet" in text
+    assert "(report 000's further seeds under its precision rule not counted)" in text
