@@ -39,15 +39,11 @@ BATCHES = (64, 128)
 SGEMM_N = 2048
 
 
-#: the vector extensions a benchmark names with the CPU (speed statements hold only with them)
-VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 BF16_UNITS = {"avx512_bf16", "amx_bf16"}
 
 
 def cpu_facts() -> dict:
-    flags = runtime.cpu_flags()
-    return {"name": runtime.cpu_name(), "cores": os.cpu_count(),
-            "vector_extensions": [f for f in VECTOR_EXTENSIONS if f in flags]}
+    return {"name": runtime.cpu_name(), "cores": os.cpu_count(), "vector_extensions": runtime.vector_extensions()}
 
 
 def training_flops(spec) -> float:
@@ -685,7 +681,7 @@ def markdown(runs: list[dict], command: str) -> str:
         cpu, ext = r["cpu"], r["cpu"]["vector_extensions"]
         lines.append(f"The {r['framework']} run (`{r.get('command', 'make bench')}`): {cpu['name']}, {cpu['cores']} cores, "
                      "vector extensions "
-                     + ("not recorded" if ext is None else ", ".join(ext) or "none of " + ", ".join(VECTOR_EXTENSIONS))
+                     + ("not recorded" if ext is None else ", ".join(ext) or "none of " + ", ".join(runtime.VECTOR_EXTENSIONS))
                      + ".  ")
     lines.append(f"Python {platform.python_version()}.  ")
     lines += [f"{r['framework']}: {r['version']}, threads {r['threads']}, allocator: {r['allocator']}.  " for r in suites]

@@ -501,8 +501,15 @@ def _spent(name: str, runs: dict) -> dict:
         d["planned"] += 1
         if r is not None:
             d["seconds"].append(sum(e.time_s for e in r.epochs))
-            machines.add(f"{r.environment.get('cpu', '?')}, {r.environment.get('cpu_count', '?')} cores")
+            machines.add(machine(r.environment))
     return {"setting": name, "backends": backends, "machines": sorted(machines)}
+
+
+def machine(env: dict) -> str:
+    """A run's CPU as its cost table names it: model, vector extensions, cores."""
+    ext = env.get("cpu_extensions")
+    ext = "extensions not recorded" if ext is None else ", ".join(ext) or "no vector extensions named"
+    return f"{env.get('cpu', '?')} ({ext}), {env.get('cpu_count', '?')} cores"
 
 
 def _failed(base: Path) -> list:

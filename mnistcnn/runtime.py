@@ -79,6 +79,16 @@ def cpu_flags() -> set:
     return set((_cpuinfo("flags") or "").split())
 
 
+#: the vector extensions named with the CPU: two machines of one model name ("AMD EPYC")
+#: differ in speed by 4x with and without them, so a timing holds only with them
+VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def vector_extensions() -> list:
+    flags = cpu_flags()
+    return [f for f in VECTOR_EXTENSIONS if f in flags]
+
+
 def environment(backend) -> dict:
     """Provenance (mnistcnn version, git commit, date), versions, threads, flags and CPU:
     what a timing or a number depends on. ``backend`` is a backend module (its own part:
@@ -92,5 +102,5 @@ def environment(backend) -> dict:
     return {"mnistcnn": __version__, "git_commit": git_commit(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "python": platform.python_version(), "machine": platform.machine(),
-            "cpu": cpu_name(), "cpu_count": os.cpu_count(), "numpy": np.__version__,
+            "cpu": cpu_name(), "cpu_extensions": vector_extensions(), "cpu_count": os.cpu_count(), "numpy": np.__version__,
             "allocator": _tuned or "glibc defaults (not tuned)", **backend.environment()}

@@ -229,6 +229,16 @@ def test_the_cost_table_prices_the_unfinished_runs_at_the_median_finished_run():
     assert "| simple-cnn-lr0.1 | torch | 2 of 3 (1 failed) | 1.3 min | – |" in md  # nothing left to train
 
 
+def test_the_cost_table_names_each_machine_by_its_vector_extensions():
+    """Two machines both named "AMD EPYC" ran the studies 4x apart in speed: a run's machine
+    is its model name with the extensions it recorded (runs from before that say so)."""
+    assert R.machine({"cpu": "AMD EPYC", "cpu_count": 2, "cpu_extensions": ["avx2", "fma", "avx512f"]}) \
+        == "AMD EPYC (avx2, fma, avx512f), 2 cores"
+    assert R.machine({"cpu": "AMD EPYC", "cpu_count": 2}) == "AMD EPYC (extensions not recorded), 2 cores"
+    assert R.machine({"cpu": "Old CPU", "cpu_count": 1, "cpu_extensions": []}) \
+        == "Old CPU (no vector extensions named), 1 cores"
+
+
 def test_report_000s_native_runs_continue_until_the_ci_is_narrow_enough(monkeypatch, tmp_path):
     """After its groups, report 000's model without BatchNorm trains on natively under
     compare's sequential rule (CI within +-0.1 pp, at most 30 seeds), not the BN variant:

@@ -227,6 +227,8 @@ def test_run_files_are_plain_data(short_runs, tmp_path):
     assert len(rows) == 1 + len(r.epochs) and rows[0].startswith("backend,seed,epoch,lr")
     assert r.environment["torch"].startswith("2.") and r.environment["threads"] >= 1
     assert r.environment["allocator"].startswith("glibc mallopt: mmap_threshold 32 MiB")
+    # the CPU's vector extensions, read from /proc/cpuinfo: avx2 on every machine this runs on
+    assert "avx2" in r.environment["cpu_extensions"] and r.environment["cpu"]
     assert short_runs[KERAS].environment["keras_backend"] == "tensorflow"
 
 
