@@ -627,13 +627,24 @@ def answer_000(s: dict, target_pp: float = 0.1) -> str:
     mean, lo, hi, sd = (d[k] * 100 for k in ("mean_diff", "ci_low", "ci_high", "sd_diff"))
     need = max(2, math.ceil((1.96 * sd / target_pp) ** 2))
     torch_acc, keras_acc = row["torch_native"]["mean"] * 100, row["keras_native"]["mean"] * 100
-    verdict = ("no gap between the frameworks is detectable" if lo <= 0 <= hi else
-               f"{'PyTorch' if mean > 0 else 'TensorFlow'} is ahead")
-    more = ("" if (hi - lo) / 2 <= target_pp else f"; a CI of ±{target_pp:g} pp would take about {need} seeds "
+    precise = (hi - lo) / 2 <= target_pp
+    if lo <= 0 <= hi:
+        verdict = (f"the frameworks do not differ by more than {max(-lo, hi):.2f} pp" if precise
+                   else "no gap between the frameworks is detectable at this precision")
+    else:
+        verdict = f"{'PyTorch' if mean > 0 else 'TensorFlow'} is ahead at this precision"
+    more = ("" if precise else f"; a CI of ±{target_pp:g} pp would take about {need} seeds "
             f"at the spread seen (sd of the difference {sd:.2f} pp)")
+    published = {r["what"].split()[0]: r.get("published") for r in s["rows"] if r["what"].endswith("accuracy [no-bn]")}
+    if None not in (published.get("PyTorch"), published.get("TensorFlow")):
+        gap, half = (published["PyTorch"] - published["TensorFlow"]) * 100, stats.prediction_half_width(sd, d["n"])
+        more += (f"; one run of each, as the report compared, differs by {mean - half:+.2f} to {mean + half:+.2f} pp "
+                 f"(95% prediction interval of a pair of runs), so its {gap:+.2f} pp "
+                 + ("is the scatter of single runs" if mean - half <= gap <= mean + half
+                    else "is more than single runs scatter"))
     return (f"{head}; at its most likely protocol (Adam, batch 64, 10 epochs), natively, we measure PyTorch "
             f"{torch_acc:.2f}% vs TensorFlow {keras_acc:.2f}%, a paired difference of {mean:+.2f} pp (95% CI "
-            f"{lo:+.2f} to {hi:+.2f}, {d['n']} seeds): {verdict} at this precision{more}.")
+            f"{lo:+.2f} to {hi:+.2f}, {d['n']} seeds): {verdict}{more}.")
 
 
 def _extra_columns(rows) -> list:
@@ -683,6 +694,16 @@ def cost_rows(s: dict) -> list:
     return out
 
 
+def _precise(s: dict, setting: dict) -> bool:
+    """Whether a setting's precision rule has stopped: the native paired CI of each of its
+    published numbers within the target, or the most seeds trained."""
+    variant, target_pp, most = setting["precision"]
+    diffs = [r["diff_native"] for r in s["rows"] if r["setting"] == setting["name"] and r["published"] is not None
+             and r["what"].endswith(f"[{variant}]") and r.get("diff_native")]
+    return bool(diffs) and all(d["n"] >= most or d["ci_low"] is not None and (d["ci_high"] - d["ci_low"]) * 50
+                               <= target_pp for d in diffs)
+
+
 def study_costs(summaries: list) -> str:
     """One sentence: the training time of the studies' finished runs, and what their runs
     still planned would take at each setting's median run."""
@@ -691,11 +712,13 @@ def study_costs(summaries: list) -> str:
     left = sum(c["left_s"] for c in costs if c["left_s"] is not None) / 3600
     unpriced = sum(c["left"] for c in costs if c["median_s"] is None)
     sequential = [f"report {s['report']}'s further seeds under its precision rule"
-                  for s in summaries if any(st.get("precision") for st in s.get("settings", []))]
+                  for s in summaries if any(st.get("precision") and not _precise(s, st) for st in s.get("settings", []))]
     return (f"Training time of the finished runs: {sum(done.values()):.1f} h ("
             + ", ".join(f"report {r}: {h:.1f} h" for r, h in done.items()) + "), on the machines each study's "
-            f"cost table names. The runs still planned would take about {left:.1f} h more at each setting's "
-            "median finished run" + (f", plus {unpriced} runs of settings with none finished yet" if unpriced else "")
+            "cost table names. " + (f"The runs still planned would take about {left:.1f} h more at each setting's "
+                                    "median finished run" + (", plus" if unpriced else "") if left else
+                                    "Every setting with a finished run has all its runs" + ("; left:" if unpriced else ""))
+            + (f" {unpriced} runs of settings with none finished yet" if unpriced else "")
             + (f" ({' and '.join(sequential)} not counted)" if sequential else "") + ".")
 
 

@@ -39,11 +39,16 @@ def paired(a, b, confidence: float = 0.95) -> dict:
 def prediction_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     """Where one more run's value falls with probability ``confidence``, from the runs so
     far (Student t): mean ± t(n-1) · sd · sqrt(1 + 1/n). Needs two values or more."""
+    v = np.asarray(values, dtype=float)
+    half = prediction_half_width(float(v.std(ddof=1)), v.size, confidence)
+    return float(v.mean()) - half, float(v.mean()) + half
+
+
+def prediction_half_width(sd: float, n: int, confidence: float = 0.95) -> float:
+    """The half-width of prediction_interval, from the runs' sd and number (n >= 2)."""
     from scipy import stats
 
-    v = np.asarray(values, dtype=float)
-    half = float(stats.t.ppf((1 + confidence) / 2, v.size - 1)) * float(v.std(ddof=1)) * math.sqrt(1 + 1 / v.size)
-    return float(v.mean()) - half, float(v.mean()) + half
+    return float(stats.t.ppf((1 + confidence) / 2, n - 1)) * sd * math.sqrt(1 + 1 / n)
 
 
 def verdict(p: dict, a: str = "torch", b: str = "keras", what: str = "test accuracy",

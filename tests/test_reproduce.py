@@ -127,6 +127,17 @@ def test_report_000s_answer_in_one_sentence():
     text = answer_000({"rows": [{**row, "diff_native": tight}]})
     assert "+0.05 pp (95% CI +0.01 to +0.10, 4 seeds): PyTorch is ahead at this precision." in text
     assert "would take" not in text
+    # precise and no gap: the report's one pair of runs read against the scatter of a pair
+    keras_same = [0.9912, 0.9913, 0.9919, 0.9914]  # differences -0.02, +0.02, +0.02, -0.02 pp
+    same = {**row, "diff_native": stats.paired(torch_acc, keras_same)}
+    tf_row = {"what": "TensorFlow test accuracy [no-bn]", "published": 0.9909}
+    text = answer_000({"rows": [{**same, "published": 0.9880}, tf_row]})
+    half = stats.prediction_half_width(same["diff_native"]["sd_diff"] * 100, 4)  # 0.08 pp
+    assert ": the frameworks do not differ by more than 0.04 pp; one run of each, as the report compared, " \
+           f"differs by {-half:+.2f} to {half:+.2f} pp (95% prediction interval of a pair of runs), so its " \
+           "-0.29 pp is more than single runs scatter." in text
+    text = answer_000({"rows": [{**same, "published": 0.9904}, tf_row]})
+    assert "so its -0.05 pp is the scatter of single runs." in text
 
 
 @pytest.mark.slow
@@ -329,8 +340,10 @@ def test_the_studies_cost_in_one_sentence():
     at each setting's median run; runs with no median and sequential seeds are named, not priced."""
     spent = lambda setting, planned, seconds: {"setting": setting, "machines": [],  # noqa: E731
                                                "backends": {"keras": {"planned": planned, "seconds": seconds}}}
-    s000 = {"report": "000", "run_time_s": 7200, "settings": [{"precision": ["no-bn", 0.1, 30]}],
-            "spent": [spent("seed000-cnn", 3, [600.0, 600.0, 600.0])]}
+    diff = {"n": 3, "ci_low": -0.005, "ci_high": 0.005}  # +-0.5 pp: the rule adds seeds
+    s000 = {"report": "000", "run_time_s": 7200, "settings": [{"name": "seed000-cnn", "precision": ["no-bn", 0.1, 30]}],
+            "rows": [{"setting": "seed000-cnn", "published": 0.988, "what": "PyTorch test accuracy [no-bn]",
+                      "diff_native": diff}], "spent": [spent("seed000-cnn", 3, [600.0, 600.0, 600.0])]}
     s004 = {"report": "004", "run_time_s": 3600, "settings": [{"precision": None}],
             "spent": [spent("keras3-cnn", 4, [600.0, 1200.0]), spent("keras7-cnn", 2, [])],
             "failed": [{"run": "keras3-cnn/native/runs/native/as-is/keras/seed3", "error": "TrainingDiverged"}]}
@@ -339,3 +352,9 @@ def test_the_studies_cost_in_one_sentence():
     assert "about 0.2 h more" in text  # keras3-cnn: 4 planned - 2 finished - 1 failed = 1 run at 900 s
     assert "plus 2 runs of settings with none finished yet" in text
     assert "(report 000's further seeds under its precision rule not counted)" in text
+    for stopped in ({"n": 23, "ci_low": -0.00095, "ci_high": 0.00095}, {"n": 30, "ci_low": -0.002, "ci_high": 0.002}):
+        s000["rows"][0]["diff_native"] = stopped  # within +-0.1 pp, or the most seeds: nothing further
+        assert "precision rule" not in R.study_costs([s000, s004])
+    s004["spent"][0]["backends"]["keras"]["planned"] = 3  # keras3-cnn done: 2 finished, 1 failed
+    assert "names. Every setting with a finished run has all its runs; left: 2 runs of settings with none " \
+           "finished yet." in R.study_costs([s000, s004])
