@@ -128,8 +128,8 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
         n = min(max(seeds, 3), max_seeds)
         while True:
             s = compare(spec, out, seeds=n, plots=False, **kw)
-            widest = max(((p["test_acc"]["ci_high"] - p["test_acc"]["ci_low"]) / 2 * 100 for p in s.paired
-                          if p["test_acc"]["ci_low"] is not None), default=float("inf"))
+            widest = max((stats.ci_half_width(p["test_acc"]) for p in s.paired if p["test_acc"]["ci_low"] is not None),
+                         default=float("inf"))
             if widest <= ci_target_pp or n >= max_seeds:
                 break
             n = min(max_seeds, n + max(1, workers))  # one round of seeds per worker

@@ -627,7 +627,7 @@ def answer_000(s: dict, target_pp: float = 0.1) -> str:
     mean, lo, hi, sd = (d[k] * 100 for k in ("mean_diff", "ci_low", "ci_high", "sd_diff"))
     need = max(2, math.ceil((1.96 * sd / target_pp) ** 2))
     torch_acc, keras_acc = row["torch_native"]["mean"] * 100, row["keras_native"]["mean"] * 100
-    precise = (hi - lo) / 2 <= target_pp
+    precise = stats.ci_half_width(d) <= target_pp
     if lo <= 0 <= hi:
         verdict = (f"the frameworks do not differ by more than {max(-lo, hi):.2f} pp" if precise
                    else "no gap between the frameworks is detectable at this precision")
@@ -700,8 +700,8 @@ def _precise(s: dict, setting: dict) -> bool:
     variant, target_pp, most = setting["precision"]
     diffs = [r["diff_native"] for r in s["rows"] if r["setting"] == setting["name"] and r["published"] is not None
              and r["what"].endswith(f"[{variant}]") and r.get("diff_native")]
-    return bool(diffs) and all(d["n"] >= most or d["ci_low"] is not None and (d["ci_high"] - d["ci_low"]) * 50
-                               <= target_pp for d in diffs)
+    return bool(diffs) and all(d["n"] >= most or d["ci_low"] is not None and stats.ci_half_width(d) <= target_pp
+                               for d in diffs)
 
 
 def study_costs(summaries: list) -> str:

@@ -36,6 +36,11 @@ def paired(a, b, confidence: float = 0.95) -> dict:
     return out
 
 
+def ci_half_width(p: dict, scale: float = 100.0) -> float:
+    """The half-width of ``paired``'s confidence interval (in points: ``scale`` 100)."""
+    return (p["ci_high"] - p["ci_low"]) / 2 * scale
+
+
 def prediction_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     """Where one more run's value falls with probability ``confidence``, from the runs so
     far (Student t): mean ± t(n-1) · sd · sqrt(1 + 1/n). Needs two values or more."""
