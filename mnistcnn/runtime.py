@@ -79,8 +79,8 @@ def cpu_flags() -> set:
     return set((_cpuinfo("flags") or "").split())
 
 
-#: the vector extensions named with the CPU: under one model name ("AMD EPYC") this
-#: project's runs met machines with avx2 only and with avx512 and bf16, 3-5x apart in speed
+#: the vector extensions named with the CPU: under one model name ("AMD EPYC") report 000's
+#: runs met machines with avx2 only and with avx512 and bf16, 3-5x apart in speed
 VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 

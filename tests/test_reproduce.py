@@ -241,7 +241,7 @@ def test_the_cost_table_prices_the_unfinished_runs_at_the_median_finished_run():
 
 
 def test_the_cost_table_names_each_machine_by_its_vector_extensions():
-    """Two machines both named "AMD EPYC" ran the studies 3-5x apart in speed: a run's machine
+    """Two machines both named "AMD EPYC" ran report 000's runs 3-5x apart in speed: a run's machine
     is its model name with the extensions it recorded (runs from before that say so)."""
     assert R.machine({"cpu": "AMD EPYC", "cpu_count": 2, "cpu_extensions": ["avx2", "fma", "avx512f"]}) \
         == "AMD EPYC (avx2, fma, avx512f), 2 cores"
