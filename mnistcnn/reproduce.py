@@ -315,7 +315,7 @@ STUDIES = {s.report: s for s in [
           "models as published, BatchNormalization(axis=1) normalising the height (mnistcnn's "
           "HeightBatchNorm; PyTorch needs the channel and height axes swapped around a "
           "BatchNorm2d(H) to express it), in Keras natively, 2 seeds: the accuracy cost of the "
-          "mistake. keras5-cnn and keras7-cnn take hours per run on 2 cores.",
+          "mistake. keras5-cnn and keras7-cnn are the costly runs (the cost table below).",
           tuple(setting for arch, acc in (("keras3-cnn", 0.9860), ("keras5-cnn", 0.9932), ("keras7-cnn", 0.9911))
                 for setting in (
                     Setting(arch, arch, _KERAS_004, (_pub("test accuracy, 12 epochs", acc, "test_acc", "keras"),),
