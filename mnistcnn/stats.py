@@ -36,9 +36,9 @@ def paired(a, b, confidence: float = 0.95) -> dict:
     return out
 
 
-def ci_half_width(p: dict, scale: float = 100.0) -> float:
-    """The half-width of ``paired``'s confidence interval (in points: ``scale`` 100)."""
-    return (p["ci_high"] - p["ci_low"]) / 2 * scale
+def ci_half_width(p: dict) -> float:
+    """The half-width of ``paired``'s confidence interval of accuracies, in points."""
+    return (p["ci_high"] - p["ci_low"]) / 2 * 100
 
 
 def prediction_interval(values, confidence: float = 0.95) -> tuple[float, float]:
