@@ -329,7 +329,9 @@ STUDIES = {s.report: s for s in [
                                   "test_acc", "keras"), *_epochs_004(_EPOCHS_004[arch])),
                             runs=(("native", ("keras",)),), seeds=2, axes=(("batchnorm_axis", "height"),),
                             against=arch,
-                            differences="Keras 2.x then (3.15 here); one run per number."))),
+                            differences="Keras 2.x then (3.15 here); one run per number; and 2 seeds here: a 95% "
+                                        "prediction interval from 2 runs has one degree of freedom, narrow "
+                                        "wherever the two happen to agree."))),
           figures=tuple((f"{metric}.png", f"Report 004's figure: {words} per epoch (the test set validates)",
                          words, metric,
                          tuple((arch, ((arch, "as-is", "native", "keras"), (arch, "as-is", "harmonized", "keras"),
