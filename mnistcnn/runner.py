@@ -261,6 +261,24 @@ def _check_before_running(todo: list[Job], data_dir, workers: int) -> None:
 EXECUTORS = ("local", "fresh", "ray")
 
 
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join the Ray cluster at ``address``, or start a local instance for this process on
+    the loopback (``num_cpus``: its size, default all cores). Ray's usage reporting is off:
+    it would send statistics and probe cloud metadata addresses (169.254.169.254,
+    metadata.google.internal) from every process Ray starts, which inherit this setting."""
+    import ray
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    if not address:
+        # Ray's single-node switch: its services bind to 127.0.0.1 instead of the address
+        # that reaches public DNS servers (read at Ray's import, so the processes it starts
+        # see it; this process has read it already)
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
+    ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+
+
 def _run_ray(todo: list[Job], data_dir, address: str | None):
     """(job, outcome) as each run finishes, every run a Ray task: a process of its own on
     whichever node Ray places it (num_cpus = its threads), started exactly as the local
@@ -274,8 +292,7 @@ def _run_ray(todo: list[Job], data_dir, address: str | None):
         raise BackendUnavailableError("--executor ray needs the ray package. Install with: "
                                       "pip install 'mnistcnn[ray]'") from None
     if not ray.is_initialized():
-        # an existing cluster at ``address``, else a local instance for this process
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        start_ray(address)
     task = ray.remote(_run_process)
     for job in todo:
         (Path(job.out) / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt

@@ -103,10 +103,12 @@ def test_an_interrupted_run_without_its_checkpoint_starts_again(tmp_path, mnist_
 
 
 @pytest.mark.slow
-def test_a_compare_through_ray_gives_the_local_numbers(tmp_path, mnist_path):
-    """A local Ray instance: the same runs, files and numbers as the local executor."""
+def test_a_compare_through_ray_gives_the_local_numbers(tmp_path, mnist_path, monkeypatch):
+    """A local Ray instance, on the loopback with its usage reporting off: the same runs,
+    files and numbers as the local executor."""
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'mnistcnn[ray]')")
     import json
+    import secrets
 
     import ray
 
@@ -115,7 +117,13 @@ def test_a_compare_through_ray_gives_the_local_numbers(tmp_path, mnist_path):
     cfg = TrainConfig(epochs=1, train_limit=256, val_size=128, test_limit=300, batch_size=64, threads=1)
     local = compare("simple-fc", tmp_path / "local", seeds=2, cfg=cfg, bn=False, workers=2, data_dir=mnist_path,
                     progress=False, plots=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # a token of the test's own: Ray would otherwise write one into ~/.ray
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    runner.start_ray(num_cpus=2)
+    from ray._common.usage import usage_lib
+
+    assert not usage_lib.usage_stats_enabled()  # no statistics, no cloud metadata probes
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}  # the loopback only
     try:
         remote = compare("simple-fc", tmp_path / "ray", seeds=2, cfg=cfg, bn=False, data_dir=mnist_path,
                          progress=False, plots=False, executor="ray")
