@@ -66,17 +66,12 @@ BACKENDS = PAIR  # the frameworks compared unless told otherwise
 
 
 def _harmonized_model(backend: str, spec, weights: dict, dtype: str = "float32"):
+    """The backend's model holding ``weights``, Keras' BatchNorm by PyTorch's rules (as
+    harmonized training uses it); dtype 'float64' for the reference."""
     b = get_backend(backend)
     model = b.build(spec, bn_rules="torch", dtype=dtype)
     b.set_weights(model, spec, {k: v.astype(dtype) for k, v in weights.items()})
     return model
-
-
-def harmonized_models(spec, weights: dict, dtype: str = "float32", backends=BACKENDS) -> dict:
-    """Each backend's model holding ``weights``, Keras' BatchNorm by PyTorch's rules (as
-    harmonized training uses it); dtype 'float64' for the reference. The backends must
-    load in this process (Keras on TensorFlow or on JAX, not both)."""
-    return {b: _harmonized_model(b, spec, weights, dtype) for b in backends}
 
 
 # each backend's side of a tier: module-level, so that mnistcnn.backends.call can run it
