@@ -2,15 +2,49 @@
 (same weights, batches and rules, paired statistics over seeds), reproduce the reference
 reports' studies, and check that both frameworks compute the same function.
 
-The command line parses arguments and calls the library; nothing else lives here."""
+The command line parses arguments and calls the library; nothing else lives here. Each
+subcommand is a function `cmd_<name>` registered by `@command` with its help text and
+the function that declares its arguments, which stands just above it; `make_parser`
+builds one subparser per registered command, in the order they are registered."""
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
 import sys
+from typing import Callable, NamedTuple
 
+from .backends import BACKENDS, PAIR
 from .errors import MnistCnnError
+
+
+class Command(NamedTuple):
+    run: Callable  # cmd_<name>(args) -> exit status
+    add_args: Callable | None  # declares the command's arguments on its subparser
+    help: str  # its line in `mnistcnn --help`
+    description: str | None  # the top of `mnistcnn <name> --help`
+
+
+#: every subcommand by name, in the order `mnistcnn --help` lists them
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, add_args: Callable | None = None, *, help: str, description: str | None = None):
+    """Register the decorated function as the subcommand ``name``."""
+    def register(run):
+        COMMANDS[name] = Command(run, add_args, help, description)
+        return run
+    return register
+
+
+# --- arguments several commands share -------------------------------------------------
+
+def _add_model_args(p, required: bool = True):
+    p.add_argument("model", nargs="?", metavar="MODEL",  # "?": --arch/--spec may name it instead
+                   help="a zoo name (see `mnistcnn zoo`; e.g. seed000-cnn, bottleneck-cnn:features=8) or a "
+                        "spec JSON file" + ("" if required else " (optional)"))
+    p.add_argument("--arch", dest="arch_flag", help=argparse.SUPPRESS)  # older spellings of MODEL
+    p.add_argument("--spec", help=argparse.SUPPRESS)
 
 
 def _spec(args):
@@ -31,251 +65,33 @@ def _spec(args):
     return load_model(name)[0]  # a zoo name, a spec JSON, a .keras or TorchScript file, module:Class
 
 
-def cmd_summary(args) -> int:
-    from .summary import side_by_side
-
-    s = _spec(args)
-    if args.backend == "spec":
-        s.summary()
-    else:
-        print(side_by_side(s, _backends(args)))
-    return 0
-
-
-def cmd_zoo(args) -> int:
-    from . import zoo
-
-    print(f"{'name':30s} {'trainable':>10s} {'BN stats':>9s} {'mult-adds':>12s}  source")
-    for name in zoo.names():
-        spec = zoo.get(name)
-        print(f"{name:30s} {spec.trainable_params:>10,} {spec.state_params:>9,} {spec.macs:>12,}  "
-              f"{zoo.ZOO[name].source}")
-    return 0
-
-
 #: --backend's choices beyond one backend: both (the reports' two frameworks), all
-BACKEND_GROUPS = {"both": ("torch", "keras"), "all": ("torch", "keras", "jax")}
+BACKEND_GROUPS = {"both": PAIR, "all": tuple(BACKENDS)}
 
 
-def _add_backends_arg(p, what: str) -> None:
-    """--backends B1,B2,... (default torch,keras)."""
-    p.add_argument("--backends", type=_backend_list, default=BACKEND_GROUPS["both"], metavar="B1,B2,...",
-                   help=f"{what} (default torch,keras)")
+def _add_backend_arg(p, helptext: str, also: tuple = ()) -> None:
+    """--backend: one backend, both or all (default both), or one of ``also``."""
+    p.add_argument("--backend", choices=(*also, *BACKENDS, *BACKEND_GROUPS), default="both", help=helptext)
 
 
 def _backends(args) -> tuple:
     return BACKEND_GROUPS.get(args.backend, (args.backend,))
 
 
+def _add_backends_arg(p, what: str) -> None:
+    """--backends B1,B2,... (default torch,keras)."""
+    p.add_argument("--backends", type=_backend_list, default=PAIR, metavar="B1,B2,...",
+                   help=f"{what} (default torch,keras)")
+
+
 def _backend_list(text: str) -> tuple:
     """--backends torch,keras,jax"""
-    from .backends import BACKENDS
-
     names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
     unknown = [n for n in names if n not in BACKENDS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(map(repr, unknown)) or repr(text)}: "
                                          f"expected a comma-separated list of {', '.join(BACKENDS)}")
     return names
-
-
-def cmd_train(args) -> int:
-    from . import train
-    from .backends import call
-
-    cfg, spec = _config(args), _spec(args)
-    backends = _backends(args)
-    for backend in backends:
-        if args.out:
-            out = args.out if len(backends) == 1 else f"{args.out}/{backend}"
-        else:
-            out = f"runs/{spec.name}-{backend}-seed{cfg.seed}"
-        # in this process, or (Keras on JAX after Keras on TensorFlow) in a child of its own
-        result = call(backend, train.run, spec, backend, cfg, out=out, data_dir=args.data_dir,
-                      progress=not args.quiet, resume=args.resume, overwrite=args.overwrite,
-                      tune_allocator=True)  # the command line's own process
-        print(f"wrote {out}/result.json, {out}/epochs.csv and {out}/checkpoint/ "
-              f"({backend} test accuracy {result.test_acc:.4f})")
-    return 0
-
-
-def _config(args):
-    from .config import TrainConfig
-
-    names = _config_fields()
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
-
-
-def cmd_compare(args) -> int:
-    from .compare import compare
-
-    modes = ["harmonized"] + (["native"] if args.native else [])
-    s = compare(_spec(args), args.out, seeds=args.seeds, cfg=_config(args), bn=not args.no_bn,
-                modes=modes, ablate=args.ablate, workers=args.workers, isolate=not args.in_process,
-                backends=args.backends,
-                data_dir=args.data_dir, progress=not args.quiet, command=args.command_line,
-                executor=args.executor, address=args.address, ci_target_pp=args.ci_target,
-                max_seeds=args.max_seeds)
-    for p in s.paired:
-        print(f"{p['variant']}, {p['mode']}: {p['verdict']}")
-    print(f"report: {args.out}/report.md  plots: {', '.join(s.plots)}  "
-          f"data: {args.out}/results.json, results.csv")
-    return 1 if any("error" in r for r in s.runs) else 0
-
-
-def cmd_sweep(args) -> int:
-    from .compare import parse_grid, sweep
-
-    s = sweep(_spec(args), parse_grid(args.grid), args.out, seeds=args.seeds, cfg=_config(args),
-              backends=args.backends, workers=args.workers, isolate=not args.in_process, data_dir=args.data_dir,
-              progress=not args.quiet, command=args.command_line, executor=args.executor, address=args.address)
-    print(f"table: {args.out}/sweep.md  data: {args.out}/sweep.json, sweep.csv")
-    return 1 if any(r["errors"] for r in s["rows"]) else 0
-
-
-def cmd_reproduce(args) -> int:
-    from .errors import ConfigError
-    from .reproduce import STUDIES, reproduce
-
-    if args.only and args.report == "all":
-        raise ConfigError("--only names settings of one report: give the report (e.g. reproduce 004 --only "
-                          "keras3-cnn), not all.")
-    # all: a study whose seeds continue to a precision (report 000's, for hours) last
-    reports = (sorted(STUDIES, key=lambda r: any(s.precision for s in STUDIES[r].settings))
-               if args.report == "all" else [args.report])
-    failed = False
-    for report in reports:
-        s = reproduce(report, args.out, smoke=args.smoke, seeds=args.seeds, workers=args.workers,
-                      data_dir=args.data_dir, progress=not args.quiet, command=args.command_line,
-                      train=not args.table_only, backends=args.backends,
-                      only=args.only and args.only.split(","))
-        outside = [r["what"] for r in s["rows"] if r.get("inside") is False]
-        print(f"report {report}: {args.out}/{report}/reproduce.md ({len(s['rows'])} rows; "
-              f"published value outside its framework's 95% prediction interval: {len(outside)})")
-        failed |= not s["complete"] and not args.table_only
-    return 1 if failed else 0
-
-
-def cmd_parity(args) -> int:
-    import json
-
-    from . import data, parity
-
-    ds = data.load("mnist", args.data_dir)
-    x, y = data.normalize(ds.x_test[:args.images]), ds.y_test[:args.images]
-    tiers = args.tiers
-    result = parity.run(_spec(args), x, y, tiers=tiers, steps=args.steps, seed=args.seed, backends=args.backends)
-    print(parity.format_report(result))
-    if args.json:
-        from ._io import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
-    failed = [t for t in ("forward", "gradients") if t in result and not result[t]["ok"]]
-    return 1 if failed else 0
-
-
-def cmd_defaults(args) -> int:
-    from . import defaults
-
-    rows = defaults.ledger(args.backends)
-    if args.markdown:
-        print(defaults.ledger_markdown(rows))
-    else:
-        for r in rows:
-            mark = "DIFFERS" if r["differs"] else "same"
-            print(f"{r['label']} [{mark}]\n" + "".join(f"  {b + ':':12s}{r[b]}\n" for b in args.backends)
-                  + f"  harmonized: {r['harmonized']}")
-    if args.model or args.arch_flag or args.spec:
-        from .spec.lint import lint
-
-        for w in lint(_spec(args)):
-            print(f"warning: {w}")
-    return 0
-
-
-def cmd_results_doc(args) -> int:
-    from ._io import atomic_write_text
-    from .report import results_doc
-
-    atomic_write_text(args.out, results_doc(args.reports, doc_dir=os.path.dirname(os.path.abspath(args.out))))
-    print(f"wrote {args.out}")
-    return 0
-
-
-def cmd_import(args) -> int:
-    from pathlib import Path
-
-    from . import spec as specs
-    from . import weights as W
-    from .importers import from_torch, load_model, torch_class
-
-    if args.torch_class:  # a state dict for a class of the user's
-        import torch
-
-        module = torch_class(args.torch_class)()
-        module.load_state_dict(torch.load(args.model, map_location="cpu", weights_only=True))
-        spec, weights = from_torch(module, tuple(args.input_shape), with_weights=True,
-                                   name=args.torch_class.partition(":")[2])
-    else:
-        spec, weights = load_model(args.model, tuple(args.input_shape))
-    out = Path(args.out or f"imported/{spec.name}")
-    specs.save(spec, out / "spec.json")
-    written = [str(out / "spec.json")]
-    if weights is not None:
-        W.save(out / "weights.npz", spec, weights, {"from": str(args.model)})
-        written.append(str(out / "weights.npz"))
-    print(f"{spec.name}: {len(spec.layers)} layers, {spec.total_params:,} parameters; wrote {', '.join(written)}")
-    print(f"next: mnistcnn summary {out / 'spec.json'}  |  mnistcnn compare {out / 'spec.json'} --out reports/mine"
-          + (f"  |  mnistcnn evaluate {out / 'weights.npz'}" if weights is not None else ""))
-    return 0
-
-
-def cmd_tensorboard(args) -> int:
-    from pathlib import Path
-
-    from .callbacks import TENSORBOARD_DIR, write_tensorboard
-    from .errors import ConfigError
-    from .results import RunResult
-
-    root = Path(args.directory)
-    results = sorted(root.rglob("result.json")) if root.is_dir() else []
-    if not results:
-        raise ConfigError(f"No run results (result.json) under {root}: give a run, compare, sweep or "
-                          "reproduce output directory.")
-    written = 0
-    for path in results:
-        logdir = path.parent / TENSORBOARD_DIR
-        if logdir.exists() and not args.overwrite:
-            continue
-        if logdir.exists():
-            import shutil
-
-            shutil.rmtree(logdir)
-        write_tensorboard(RunResult.from_json(path.read_text()), logdir)
-        written += 1
-    print(f"event files for {written} of {len(results)} runs ({len(results) - written} had them already); "
-          f"view with: tensorboard --logdir {root}")
-    return 0
-
-
-def cmd_evaluate(args) -> int:
-    import json
-
-    from . import train
-    from .backends import call
-
-    for backend in _backends(args):
-        r = call(backend, train.evaluate_checkpoint, args.checkpoint, args.data_dir, args.dataset,
-                 args.normalization, backend)
-        print(json.dumps({k: v for k, v in r.items() if k != "confusion"}))
-    return 0
-
-
-def _int_list(text: str) -> tuple:
-    try:
-        return tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,3, got {text!r}") from None
 
 
 def _config_fields():
@@ -310,38 +126,78 @@ def _add_config_args(p):
             p.add_argument(flag, type=base, help=helptext, metavar=name.upper())
 
 
-def _add_model_args(p, required: bool = True):
-    p.add_argument("model", nargs="?", metavar="MODEL",  # "?": --arch/--spec may name it instead
-                   help="a zoo name (see `mnistcnn zoo`; e.g. seed000-cnn, bottleneck-cnn:features=8) or a "
-                        "spec JSON file" + ("" if required else " (optional)"))
-    p.add_argument("--arch", dest="arch_flag", help=argparse.SUPPRESS)  # older spellings of MODEL
-    p.add_argument("--spec", help=argparse.SUPPRESS)
+def _config(args):
+    """The TrainConfig the flags given fill (it validates them); unset flags keep its defaults."""
+    from .config import TrainConfig
+
+    names = _config_fields()
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
-def make_parser() -> argparse.ArgumentParser:
-    from . import __version__
+def _add_run_args(p, workers: int):
+    """What compare and sweep share: the training settings, backends, seeds and execution."""
+    from .runner import EXECUTORS
 
-    parser = argparse.ArgumentParser(prog="mnistcnn", description=__doc__.split("\n\n")[0].replace("\n", " "))
-    parser.add_argument("--version", action="version", version=f"mnistcnn {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
-    sub = parser.add_subparsers(dest="command", required=True)
+    _add_config_args(p)
+    _add_backends_arg(p, "the backends to compare, every pair paired by seed: torch, keras (Keras on "
+                         "TensorFlow), jax (Keras on JAX)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per backend and variant (default 3)")
+    p.add_argument("--workers", type=int, default=workers,
+                   help=f"runs at a time, each worker a process of its own (default {workers})")
+    p.add_argument("--in-process", action="store_true",
+                   help="run everything in this process (quick smoke runs; timings less fair)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: on this machine, a process per worker that runs its consecutive runs of one "
+                        "backend (default); fresh: a new process for every run; ray: each run a Ray task, "
+                        "on a local Ray instance or the cluster at --address (needs the ray extra)")
+    p.add_argument("--address", help="with --executor ray: the cluster to join, e.g. ray://head:10001 or auto "
+                                     "(default: start a local instance)")
+    p.add_argument("--data-dir", help="directory of the MNIST IDX files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("summary", help="layer table: shapes, params and mult-adds, per backend")
+
+def _int_list(text: str) -> tuple:
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,3, got {text!r}") from None
+
+
+# --- the commands, each below the function that declares its arguments ---------------
+
+def _summary_args(p):
     _add_model_args(p)
-    p.add_argument("--backend", choices=("spec", "torch", "keras", "jax", "both", "all"), default="both",
-                   help="'spec' for the arithmetic alone; a backend to check it against; both: torch and keras; "
-                        "all: torch, keras and jax (default both)")
-    p.set_defaults(func=cmd_summary)
+    _add_backend_arg(p, "'spec' for the arithmetic alone; a backend to check it against; both: torch and keras; "
+                        "all: torch, keras and jax (default both)", also=("spec",))
 
-    p = sub.add_parser("zoo", help="list the zoo's architectures and their sources")
-    p.set_defaults(func=cmd_zoo)
 
-    p = sub.add_parser("train", help="train one spec in one backend on MNIST",
-                       description="Train under mnistcnn's shared protocol; writes result.json, "
-                                   "epochs.csv and a checkpoint after every epoch.")
+@command("summary", _summary_args, help="layer table: shapes, params and mult-adds, per backend")
+def cmd_summary(args) -> int:
+    from .summary import side_by_side
+
+    s = _spec(args)
+    if args.backend == "spec":
+        s.summary()
+    else:
+        print(side_by_side(s, _backends(args)))
+    return 0
+
+
+@command("zoo", help="list the zoo's architectures and their sources")
+def cmd_zoo(args) -> int:
+    from . import zoo
+
+    print(f"{'name':30s} {'trainable':>10s} {'BN stats':>9s} {'mult-adds':>12s}  source")
+    for name in zoo.names():
+        spec = zoo.get(name)
+        print(f"{name:30s} {spec.trainable_params:>10,} {spec.state_params:>9,} {spec.macs:>12,}  "
+              f"{zoo.ZOO[name].source}")
+    return 0
+
+
+def _train_args(p):
     _add_model_args(p)
-    p.add_argument("--backend", choices=("torch", "keras", "jax", "both", "all"), default="both",
-                   help="the framework to train in (jax: Keras on JAX); both trains one run in torch and one "
+    _add_backend_arg(p, "the framework to train in (jax: Keras on JAX); both trains one run in torch and one "
                         "in keras (into --out/torch and --out/keras), all also one in jax (default both)")
     _add_config_args(p)
     p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
@@ -349,29 +205,32 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-    p.set_defaults(func=cmd_train)
 
-    def add_run_args(p, workers):
-        _add_config_args(p)
-        _add_backends_arg(p, "the backends to compare, every pair paired by seed: torch, keras (Keras on "
-                             "TensorFlow), jax (Keras on JAX)")
-        p.add_argument("--seeds", type=int, default=3, help="seeds per backend and variant (default 3)")
-        p.add_argument("--workers", type=int, default=workers,
-                       help=f"runs at a time, each worker a process of its own (default {workers})")
-        p.add_argument("--in-process", action="store_true",
-                       help="run everything in this process (quick smoke runs; timings less fair)")
-        p.add_argument("--executor", choices=("local", "fresh", "ray"), default="local",
-                       help="local: on this machine, a process per worker that runs its consecutive runs of one "
-                            "backend (default); fresh: a new process for every run; ray: each run a Ray task, "
-                            "on a local Ray instance or the cluster at --address (needs the ray extra)")
-        p.add_argument("--address", help="with --executor ray: the cluster to join, e.g. ray://head:10001 or auto "
-                                         "(default: start a local instance)")
-        p.add_argument("--data-dir", help="directory of the MNIST IDX files")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("compare", help="the comparison: the backends (default torch and keras), with/without BN, over seeds",
-                       description="Train one spec in each backend (--backends) with and without batch norm over "
-                                   "several seeds; write results.json/.csv, report.md and plots.")
+@command("train", _train_args, help="train one spec in one backend on MNIST",
+         description="Train under mnistcnn's shared protocol; writes result.json, "
+                     "epochs.csv and a checkpoint after every epoch.")
+def cmd_train(args) -> int:
+    from . import train
+    from .backends import call
+
+    cfg, spec = _config(args), _spec(args)
+    backends = _backends(args)
+    for backend in backends:
+        if args.out:
+            out = args.out if len(backends) == 1 else f"{args.out}/{backend}"
+        else:
+            out = f"runs/{spec.name}-{backend}-seed{cfg.seed}"
+        # in this process, or (Keras on JAX after Keras on TensorFlow) in a child of its own
+        result = call(backend, train.run, spec, backend, cfg, out=out, data_dir=args.data_dir,
+                      progress=not args.quiet, resume=args.resume, overwrite=args.overwrite,
+                      tune_allocator=True)  # the command line's own process
+        print(f"wrote {out}/result.json, {out}/epochs.csv and {out}/checkpoint/ "
+              f"({backend} test accuracy {result.test_acc:.4f})")
+    return 0
+
+
+def _compare_args(p):
     _add_model_args(p)
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--native", action="store_true", help="also run with each framework's native defaults")
@@ -383,24 +242,52 @@ def make_parser() -> argparse.ArgumentParser:
                         "of test accuracy is within +-PP percentage points, or --max-seeds (a fixed-width "
                         "sequential interval: the rule looks at the width, never at significance)")
     p.add_argument("--max-seeds", type=int, default=30, help="with --ci-target: the most seeds to run (default 30)")
-    add_run_args(p, workers=1)
-    p.set_defaults(func=cmd_compare)
+    _add_run_args(p, workers=1)
 
-    p = sub.add_parser("sweep", help="a grid over variants of a spec, in each backend",
-                       description="Each --grid key=v1,v2 is an axis: arch, activation, pooling, hidden, "
-                                   "kernel, conv_blocks, or a training setting (lr, epochs, ...).")
+
+@command("compare", _compare_args,
+         help="the comparison: the backends (default torch and keras), with/without BN, over seeds",
+         description="Train one spec in each backend (--backends) with and without batch norm over "
+                     "several seeds; write results.json/.csv, report.md and plots.")
+def cmd_compare(args) -> int:
+    from .compare import compare
+
+    modes = ["harmonized"] + (["native"] if args.native else [])
+    s = compare(_spec(args), args.out, seeds=args.seeds, cfg=_config(args), bn=not args.no_bn,
+                modes=modes, ablate=args.ablate, workers=args.workers, isolate=not args.in_process,
+                backends=args.backends,
+                data_dir=args.data_dir, progress=not args.quiet, command=args.command_line,
+                executor=args.executor, address=args.address, ci_target_pp=args.ci_target,
+                max_seeds=args.max_seeds)
+    for p in s.paired:
+        print(f"{p['variant']}, {p['mode']}: {p['verdict']}")
+    print(f"report: {args.out}/report.md  plots: {', '.join(s.plots)}  "
+          f"data: {args.out}/results.json, results.csv")
+    return 1 if any("error" in r for r in s.runs) else 0
+
+
+def _sweep_args(p):
     _add_model_args(p)
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
                    help="an axis of the grid, repeatable: e.g. --grid activation=relu,tanh --grid lr=0.01,0.001")
     p.add_argument("--out", required=True, help="sweep directory (finished runs there are skipped)")
-    add_run_args(p, workers=2)
-    p.set_defaults(func=cmd_sweep)
+    _add_run_args(p, workers=2)
 
-    p = sub.add_parser("reproduce", help="a reference report's study under its own protocol, in both frameworks",
-                       description="Runs report 000 ... 004 (or all) as the report did it: its epochs, batch "
-                                   "size, optimizer, schedule, split and normalisation, both frameworks, native "
-                                   "and harmonized, over seeds; writes reproduce.json/.md per report. Finished "
-                                   "runs are skipped, so an interrupted study continues where it stopped.")
+
+@command("sweep", _sweep_args, help="a grid over variants of a spec, in each backend",
+         description="Each --grid key=v1,v2 is an axis: arch, activation, pooling, hidden, "
+                     "kernel, conv_blocks, or a training setting (lr, epochs, ...).")
+def cmd_sweep(args) -> int:
+    from .compare import parse_grid, sweep
+
+    s = sweep(_spec(args), parse_grid(args.grid), args.out, seeds=args.seeds, cfg=_config(args),
+              backends=args.backends, workers=args.workers, isolate=not args.in_process, data_dir=args.data_dir,
+              progress=not args.quiet, command=args.command_line, executor=args.executor, address=args.address)
+    print(f"table: {args.out}/sweep.md  data: {args.out}/sweep.json, sweep.csv")
+    return 1 if any(r["errors"] for r in s["rows"]) else 0
+
+
+def _reproduce_args(p):
     p.add_argument("report", choices=["000", "001", "002", "003", "004", "all"],
                    help="the reference report (see ../shared/seeds or docs/results.md), or all")
     p.add_argument("--out", default="reports/reproduce", help="parent directory (default reports/reproduce)")
@@ -416,12 +303,38 @@ def make_parser() -> argparse.ArgumentParser:
                         "table still shows every setting's finished runs")
     p.add_argument("--data-dir", help="directory of the MNIST IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("parity", help="do torch, keras and a numpy reference compute the same thing?",
-                       description="Tier 1: per-layer forward outputs; tier 2: loss and gradients; "
-                                   "tier 3: weight drift over optimizer steps. Exit status 1 if tier 1 or 2 "
-                                   "exceeds its tolerance.")
+
+@command("reproduce", _reproduce_args,
+         help="a reference report's study under its own protocol, in both frameworks",
+         description="Runs report 000 ... 004 (or all) as the report did it: its epochs, batch "
+                     "size, optimizer, schedule, split and normalisation, both frameworks, native "
+                     "and harmonized, over seeds; writes reproduce.json/.md per report. Finished "
+                     "runs are skipped, so an interrupted study continues where it stopped.")
+def cmd_reproduce(args) -> int:
+    from .errors import ConfigError
+    from .reproduce import STUDIES, reproduce
+
+    if args.only and args.report == "all":
+        raise ConfigError("--only names settings of one report: give the report (e.g. reproduce 004 --only "
+                          "keras3-cnn), not all.")
+    # all: a study whose seeds continue to a precision (report 000's, for hours) last
+    reports = (sorted(STUDIES, key=lambda r: any(s.precision for s in STUDIES[r].settings))
+               if args.report == "all" else [args.report])
+    failed = False
+    for report in reports:
+        s = reproduce(report, args.out, smoke=args.smoke, seeds=args.seeds, workers=args.workers,
+                      data_dir=args.data_dir, progress=not args.quiet, command=args.command_line,
+                      train=not args.table_only, backends=args.backends,
+                      only=args.only and args.only.split(","))
+        outside = [r["what"] for r in s["rows"] if r.get("inside") is False]
+        print(f"report {report}: {args.out}/{report}/reproduce.md ({len(s['rows'])} rows; "
+              f"published value outside its framework's 95% prediction interval: {len(outside)})")
+        failed |= not s["complete"] and not args.table_only
+    return 1 if failed else 0
+
+
+def _parity_args(p):
     _add_model_args(p)
     p.add_argument("--tiers", default=(1, 2, 3), type=_int_list, metavar="1,2,3",
                    help="comma-separated tiers: 1 forward, 2 loss and gradients, 3 drift (default 1,2,3)")
@@ -431,26 +344,74 @@ def make_parser() -> argparse.ArgumentParser:
     _add_backends_arg(p, "the frameworks to check against each other and the numpy reference")
     p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
     p.add_argument("--json", help="also write the full result as JSON here")
-    p.set_defaults(func=cmd_parity)
 
-    p = sub.add_parser("defaults", help="the defaults ledger: native torch vs native keras vs harmonized",
-                       description="Every implicit setting, read from the installed frameworks; with a "
-                                   "model, also lint warnings for known mistakes.")
+
+@command("parity", _parity_args, help="do torch, keras and a numpy reference compute the same thing?",
+         description="Tier 1: per-layer forward outputs; tier 2: loss and gradients; "
+                     "tier 3: weight drift over optimizer steps. Exit status 1 if tier 1 or 2 "
+                     "exceeds its tolerance.")
+def cmd_parity(args) -> int:
+    import json
+
+    from . import data, parity
+
+    ds = data.load("mnist", args.data_dir)
+    x, y = data.normalize(ds.x_test[:args.images]), ds.y_test[:args.images]
+    tiers = args.tiers
+    result = parity.run(_spec(args), x, y, tiers=tiers, steps=args.steps, seed=args.seed, backends=args.backends)
+    print(parity.format_report(result))
+    if args.json:
+        from ._io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+    failed = [t for t in ("forward", "gradients") if t in result and not result[t]["ok"]]
+    return 1 if failed else 0
+
+
+def _defaults_args(p):
     _add_model_args(p, required=False)
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
     _add_backends_arg(p, "the frameworks whose defaults to read (jax: Keras on JAX)")
-    p.set_defaults(func=cmd_defaults)
 
-    p = sub.add_parser("results-doc", help="write docs/results.md from report directories")
+
+@command("defaults", _defaults_args, help="the defaults ledger: native torch vs native keras vs harmonized",
+         description="Every implicit setting, read from the installed frameworks; with a "
+                     "model, also lint warnings for known mistakes.")
+def cmd_defaults(args) -> int:
+    from . import defaults
+
+    rows = defaults.ledger(args.backends)
+    if args.markdown:
+        print(defaults.ledger_markdown(rows))
+    else:
+        for r in rows:
+            mark = "DIFFERS" if r["differs"] else "same"
+            print(f"{r['label']} [{mark}]\n" + "".join(f"  {b + ':':12s}{r[b]}\n" for b in args.backends)
+                  + f"  harmonized: {r['harmonized']}")
+    if args.model or args.arch_flag or args.spec:
+        from .spec.lint import lint
+
+        for w in lint(_spec(args)):
+            print(f"warning: {w}")
+    return 0
+
+
+def _results_doc_args(p):
     p.add_argument("reports", nargs="*", help="compare or sweep output directories")
     p.add_argument("--out", default="docs/results.md", help="the Markdown file to write (default docs/results.md)")
-    p.set_defaults(func=cmd_results_doc)
 
-    p = sub.add_parser("import", help="a Keras or PyTorch model of yours as a spec JSON and neutral weights",
-                       description="Reads a .keras file, a TorchScript file, 'package.module:Class' (a PyTorch "
-                                   "module built without arguments) or a state dict (.pt/.pth) with --torch-class; "
-                                   "writes spec.json and weights.npz. Exact or refused: a layer the spec cannot "
-                                   "represent is named with its argument.")
+
+@command("results-doc", _results_doc_args, help="write docs/results.md from report directories")
+def cmd_results_doc(args) -> int:
+    from ._io import atomic_write_text
+    from .report import results_doc
+
+    atomic_write_text(args.out, results_doc(args.reports, doc_dir=os.path.dirname(os.path.abspath(args.out))))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _import_args(p):
     p.add_argument("model", metavar="MODEL", help="a .keras file, a TorchScript file, module:Class, or a state dict "
                                                   "with --torch-class")
     p.add_argument("--torch-class", metavar="MODULE:CLASS",
@@ -458,29 +419,119 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", type=int, nargs=3, default=(1, 28, 28), metavar=("C", "H", "W"),
                    help="the input a PyTorch model takes (default 1 28 28)")
     p.add_argument("--out", help="output directory (default imported/<model name>)")
-    p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("tensorboard", help="write TensorBoard event files for the runs under a directory",
-                       description="Runs write their event files while they train when the tensorboard "
-                                   "package is installed; this writes them afterwards from result.json (for "
-                                   "runs made without it, or committed results), one log per run, so that "
-                                   "`tensorboard --logdir DIR` overlays PyTorch and Keras runs.")
+
+@command("import", _import_args, help="a Keras or PyTorch model of yours as a spec JSON and neutral weights",
+         description="Reads a .keras file, a TorchScript file, 'package.module:Class' (a PyTorch "
+                     "module built without arguments) or a state dict (.pt/.pth) with --torch-class; "
+                     "writes spec.json and weights.npz. Exact or refused: a layer the spec cannot "
+                     "represent is named with its argument.")
+def cmd_import(args) -> int:
+    from pathlib import Path
+
+    from . import spec as specs
+    from . import weights as W
+    from .importers import from_torch, load_model, torch_class
+
+    if args.torch_class:  # a state dict for a class of the user's
+        import torch
+
+        module = torch_class(args.torch_class)()
+        module.load_state_dict(torch.load(args.model, map_location="cpu", weights_only=True))
+        spec, weights = from_torch(module, tuple(args.input_shape), with_weights=True,
+                                   name=args.torch_class.partition(":")[2])
+    else:
+        spec, weights = load_model(args.model, tuple(args.input_shape))
+    out = Path(args.out or f"imported/{spec.name}")
+    specs.save(spec, out / "spec.json")
+    written = [str(out / "spec.json")]
+    if weights is not None:
+        W.save(out / "weights.npz", spec, weights, {"from": str(args.model)})
+        written.append(str(out / "weights.npz"))
+    print(f"{spec.name}: {len(spec.layers)} layers, {spec.total_params:,} parameters; wrote {', '.join(written)}")
+    print(f"next: mnistcnn summary {out / 'spec.json'}  |  mnistcnn compare {out / 'spec.json'} --out reports/mine"
+          + (f"  |  mnistcnn evaluate {out / 'weights.npz'}" if weights is not None else ""))
+    return 0
+
+
+def _tensorboard_args(p):
     p.add_argument("directory", help="a run, compare, sweep or reproduce output directory")
     p.add_argument("--overwrite", action="store_true", help="rewrite event files that exist")
-    p.set_defaults(func=cmd_tensorboard)
 
-    p = sub.add_parser("evaluate", help="test accuracy of a checkpoint (weights.npz) in a backend")
+
+@command("tensorboard", _tensorboard_args, help="write TensorBoard event files for the runs under a directory",
+         description="Runs write their event files while they train when the tensorboard "
+                     "package is installed; this writes them afterwards from result.json (for "
+                     "runs made without it, or committed results), one log per run, so that "
+                     "`tensorboard --logdir DIR` overlays PyTorch and Keras runs.")
+def cmd_tensorboard(args) -> int:
+    from pathlib import Path
+
+    from .callbacks import TENSORBOARD_DIR, write_tensorboard
+    from .errors import ConfigError
+    from .results import RunResult
+
+    root = Path(args.directory)
+    results = sorted(root.rglob("result.json")) if root.is_dir() else []
+    if not results:
+        raise ConfigError(f"No run results (result.json) under {root}: give a run, compare, sweep or "
+                          "reproduce output directory.")
+    written = 0
+    for path in results:
+        logdir = path.parent / TENSORBOARD_DIR
+        if logdir.exists() and not args.overwrite:
+            continue
+        if logdir.exists():
+            import shutil
+
+            shutil.rmtree(logdir)
+        write_tensorboard(RunResult.from_json(path.read_text()), logdir)
+        written += 1
+    print(f"event files for {written} of {len(results)} runs ({len(results) - written} had them already); "
+          f"view with: tensorboard --logdir {root}")
+    return 0
+
+
+def _evaluate_args(p):
+    from .config import CHOICES
+
     p.add_argument("checkpoint", help="a neutral checkpoint (e.g. runs/x/checkpoint/weights.npz), or a .keras or "
                                       "TorchScript model file")
-    p.add_argument("--backend", choices=("torch", "keras", "jax", "both", "all"), default="both",
-                   help="the framework to evaluate in; both (torch and keras) or all (also jax) give one line "
+    _add_backend_arg(p, "the framework to evaluate in; both (torch and keras) or all (also jax) give one line "
                         "per framework (default both)")
     p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"),
+    p.add_argument("--dataset", choices=CHOICES["dataset"],
                    help="override the dataset the checkpoint records (older checkpoints: mnist)")
-    p.add_argument("--normalization", choices=("standard", "unit"),
+    p.add_argument("--normalization", choices=CHOICES["normalization"],
                    help="override the normalisation the checkpoint records (older checkpoints: standard)")
-    p.set_defaults(func=cmd_evaluate)
+
+
+@command("evaluate", _evaluate_args, help="test accuracy of a checkpoint (weights.npz) in a backend")
+def cmd_evaluate(args) -> int:
+    import json
+
+    from . import train
+    from .backends import call
+
+    for backend in _backends(args):
+        r = call(backend, train.evaluate_checkpoint, args.checkpoint, args.data_dir, args.dataset,
+                 args.normalization, backend)
+        print(json.dumps({k: v for k, v in r.items() if k != "confusion"}))
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="mnistcnn", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser.add_argument("--version", action="version", version=f"mnistcnn {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, c in COMMANDS.items():
+        p = sub.add_parser(name, help=c.help, description=c.description)
+        if c.add_args:
+            c.add_args(p)
+        p.set_defaults(func=c.run)
     return parser
 
 
