@@ -1,6 +1,6 @@
-"""mnistcnn: train the same CNN in PyTorch and in Keras on MNIST and compare them honestly
-(same weights, batches and rules, paired statistics over seeds), reproduce the reference
-reports' studies, and check that both frameworks compute the same function.
+"""mnistcnn: train the same CNN in PyTorch and in Keras (on TensorFlow or JAX) on MNIST and
+compare them honestly (same weights, batches and rules, paired statistics over seeds),
+reproduce the reference reports' studies, and check that the backends compute the same function.
 
 The command line parses arguments and calls the library; nothing else lives here. Each
 subcommand is a function `cmd_<name>` registered by `@command` with its help text and
@@ -81,7 +81,7 @@ def _backends(args) -> tuple:
 def _add_backends_arg(p, what: str) -> None:
     """--backends B1,B2,... (default torch,keras)."""
     p.add_argument("--backends", type=_backend_list, default=PAIR, metavar="B1,B2,...",
-                   help=f"{what} (default torch,keras)")
+                   help=f"{what} (default {','.join(PAIR)})")
 
 
 def _backend_list(text: str) -> tuple:
@@ -92,6 +92,10 @@ def _backend_list(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(map(repr, unknown)) or repr(text)}: "
                                          f"expected a comma-separated list of {', '.join(BACKENDS)}")
     return names
+
+
+def _add_data_dir_arg(p) -> None:
+    p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
 
 
 def _config_fields():
@@ -152,7 +156,7 @@ def _add_run_args(p, workers: int):
                         "on a local Ray instance or the cluster at --address (needs the ray extra)")
     p.add_argument("--address", help="with --executor ray: the cluster to join, e.g. ray://head:10001 or auto "
                                      "(default: start a local instance)")
-    p.add_argument("--data-dir", help="directory of the MNIST IDX files")
+    _add_data_dir_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -200,14 +204,14 @@ def _train_args(p):
     _add_backend_arg(p, "the framework to train in (jax: Keras on JAX); both trains one run in torch and one "
                         "in keras (into --out/torch and --out/keras), all also one in jax (default both)")
     _add_config_args(p)
-    p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
+    _add_data_dir_arg(p)
     p.add_argument("--out", help="run directory (default runs/<spec>-<backend>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
-@command("train", _train_args, help="train one spec in one backend on MNIST",
+@command("train", _train_args, help="train one spec on MNIST in one backend, both or all",
          description="Train under mnistcnn's shared protocol; writes result.json, "
                      "epochs.csv and a checkpoint after every epoch.")
 def cmd_train(args) -> int:
@@ -301,14 +305,14 @@ def _reproduce_args(p):
     p.add_argument("--only", metavar="SETTING[,SETTING]",
                    help="train only these settings of the report (e.g. keras3-cnn,keras3-cnn-axis1); the "
                         "table still shows every setting's finished runs")
-    p.add_argument("--data-dir", help="directory of the MNIST IDX files")
+    _add_data_dir_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 @command("reproduce", _reproduce_args,
-         help="a reference report's study under its own protocol, in both frameworks",
+         help="a reference report's study under its own protocol, in each backend (default torch and keras)",
          description="Runs report 000 ... 004 (or all) as the report did it: its epochs, batch "
-                     "size, optimizer, schedule, split and normalisation, both frameworks, native "
+                     "size, optimizer, schedule, split and normalisation, in each backend, native "
                      "and harmonized, over seeds; writes reproduce.json/.md per report. Finished "
                      "runs are skipped, so an interrupted study continues where it stopped.")
 def cmd_reproduce(args) -> int:
@@ -342,11 +346,11 @@ def _parity_args(p):
     p.add_argument("--steps", type=int, default=20, help="optimizer steps for tier 3 (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled weights (default 0)")
     _add_backends_arg(p, "the frameworks to check against each other and the numpy reference")
-    p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
+    _add_data_dir_arg(p)
     p.add_argument("--json", help="also write the full result as JSON here")
 
 
-@command("parity", _parity_args, help="do torch, keras and a numpy reference compute the same thing?",
+@command("parity", _parity_args, help="do the backends (default torch and keras) and a numpy reference compute the same thing?",
          description="Tier 1: per-layer forward outputs; tier 2: loss and gradients; "
                      "tier 3: weight drift over optimizer steps. Exit status 1 if tier 1 or 2 "
                      "exceeds its tolerance.")
@@ -374,7 +378,7 @@ def _defaults_args(p):
     _add_backends_arg(p, "the frameworks whose defaults to read (jax: Keras on JAX)")
 
 
-@command("defaults", _defaults_args, help="the defaults ledger: native torch vs native keras vs harmonized",
+@command("defaults", _defaults_args, help="the defaults ledger: each backend's native defaults vs harmonized",
          description="Every implicit setting, read from the installed frameworks; with a "
                      "model, also lint warnings for known mistakes.")
 def cmd_defaults(args) -> int:
@@ -499,14 +503,14 @@ def _evaluate_args(p):
                                       "TorchScript model file")
     _add_backend_arg(p, "the framework to evaluate in; both (torch and keras) or all (also jax) give one line "
                         "per framework (default both)")
-    p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
+    _add_data_dir_arg(p)
     p.add_argument("--dataset", choices=CHOICES["dataset"],
                    help="override the dataset the checkpoint records (older checkpoints: mnist)")
     p.add_argument("--normalization", choices=CHOICES["normalization"],
                    help="override the normalisation the checkpoint records (older checkpoints: standard)")
 
 
-@command("evaluate", _evaluate_args, help="test accuracy of a checkpoint (weights.npz) in a backend")
+@command("evaluate", _evaluate_args, help="test accuracy of a checkpoint (weights.npz) in one backend, both or all")
 def cmd_evaluate(args) -> int:
     import json
 
