@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import ipaddress
 import os
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,15 +156,34 @@ def locate(dataset: str = "mnist", data_dir=None) -> Path:
     return default_dir(dataset)
 
 
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def download(url: str, timeout: float = 30) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (http(s) mirrors)
+    """The bytes at ``url``, through the proxy the environment names (http_proxy, ...),
+    except for a mirror on this machine's loopback, which no proxy can reach."""
+    handlers = [urllib.request.ProxyHandler({})] if _is_loopback(url) else []
+    with urllib.request.build_opener(*handlers).open(url, timeout=timeout) as r:
         return r.read()
 
 
-def fetch(dataset: str, directory: Path, mirrors=None) -> None:
-    """Download every missing file of ``dataset`` into ``directory``, md5-verified."""
+def _check_directory(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise DataError(f"The data directory {directory} is a file, not a directory. Fix: point "
+                        f"--data-dir / {ENV_VAR} at the directory that holds (or will hold) the MNIST files.")
+
+
+def fetch(dataset: str, directory: Path, mirrors=None, log=None) -> None:
+    """Download every missing file of ``dataset`` into ``directory``, md5-verified;
+    ``log``: called with one line per file downloaded (where from, where to)."""
     info = DATASETS[dataset]
     mirrors = info["mirrors"] if mirrors is None else mirrors
+    _check_directory(directory)
     for name, md5, _ in info["files"].values():
         if (directory / name).exists() or (directory / name[:-3]).exists():
             continue
@@ -176,6 +197,8 @@ def fetch(dataset: str, directory: Path, mirrors=None) -> None:
             got = hashlib.md5(data).hexdigest()
             if got == md5:
                 atomic_write_bytes(directory / name, data)
+                if log:
+                    log(f"downloaded {mirror}{name} ({len(data) / 1e6:.1f} MB, md5 checked) into {directory}")
                 break
             errors.append(f"{mirror}{name}: md5 {got}, expected {md5}")
         else:
@@ -203,12 +226,14 @@ def _read_cached(path: Path, sha256: str):
     return _CACHE[key]
 
 
-def load(dataset: str = "mnist", data_dir=None, download: bool = True) -> Dataset:
-    """Load the raw train and test arrays, downloading missing files if allowed."""
+def load(dataset: str = "mnist", data_dir=None, download: bool = True, log=None) -> Dataset:
+    """Load the raw train and test arrays, downloading missing files if allowed (``log``:
+    see ``fetch``)."""
     directory = locate(dataset, data_dir)
+    _check_directory(directory)
     files = DATASETS[dataset]["files"]
     if download:
-        fetch(dataset, directory)
+        fetch(dataset, directory, log=log)
     arrays = {}
     for role, (name, md5, sha256) in files.items():
         path = directory / name

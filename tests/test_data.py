@@ -242,6 +242,12 @@ def server(tmp_path):
 
 
 def test_download_tries_mirrors_verifies_md5_and_writes_atomically(tiny, server, tmp_path, monkeypatch):
+    """Behind a proxy too (the variables every corporate network sets): a mirror on the
+    loopback is reached directly, never through the proxy."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, "http://proxy.invalid:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
     _, blobs = tiny
     www, base = server
     (www / "bad").mkdir()
@@ -252,8 +258,10 @@ def test_download_tries_mirrors_verifies_md5_and_writes_atomically(tiny, server,
     mirrors = [base + "missing/", base + "bad/", base + "good/"]
     monkeypatch.setitem(data.DATASETS["tiny"], "mirrors", mirrors)
     dest = tmp_path / "dest"
-    ds = data.load("tiny", dest)
+    lines = []
+    ds = data.load("tiny", dest, log=lines.append)
     assert ds.x_train.shape == (6, 28, 28)
+    assert len(lines) == 4 and all(f"{base}good/" in line and str(dest) in line for line in lines)
     assert sorted(p.name for p in dest.iterdir()) == sorted(blobs)  # no temp files left
     for name, blob in blobs.items():
         assert (dest / name).read_bytes() == blob
@@ -285,3 +293,27 @@ def test_fashion_mnist_uses_a_complete_system_directory(tmp_path, monkeypatch):
     assert data.locate("fashion-mnist") == tmp_path / "cache" / "mnistcnn" / "fashion-mnist"
     _write_set(system)
     assert data.locate("fashion-mnist") == system
+
+
+def test_a_data_directory_that_is_a_file_is_refused_before_any_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "download", lambda url, timeout=30: pytest.fail(f"downloaded {url}"))
+    f = tmp_path / "a-file"
+    f.write_text("not a directory")
+    with pytest.raises(DataError, match=r"a-file is a file, not a directory. Fix: point --data-dir"):
+        data.load("mnist", f)
+
+
+def test_the_suite_refuses_connections_outside_the_loopback(server):
+    """conftest's guard: a connection to any address but the loopback fails the test that
+    makes it (before a packet leaves), while the loopback server stays reachable."""
+    import socket
+    import urllib.request
+
+    _, base = server
+    assert urllib.request.build_opener(urllib.request.ProxyHandler({})).open(base, timeout=10).status == 200
+    for family, address in ((socket.AF_INET, ("169.254.169.254", 80)), (socket.AF_INET6, ("2001:db8::1", 80, 0, 0))):
+        with socket.socket(family, socket.SOCK_STREAM) as s, \
+                pytest.raises(AssertionError, match="a test connected outside the loopback"):
+            s.connect(address)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, pytest.raises(AssertionError):
+        s.connect_ex(("8.8.8.8", 53))
