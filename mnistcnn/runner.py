@@ -76,7 +76,7 @@ def finished(out: Path, job: Job | None = None) -> RunResult | None:
     return None
 
 
-def _run_here(job: Job, data_dir, progress=False, tune_allocator: bool = False) -> RunResult:
+def _run_here(job: Job, data_dir, progress=False, tune_allocator: bool = False, callbacks=()) -> RunResult:
     from . import train
 
     # an interrupted run continues from its checkpoint; one whose checkpoint is gone (result
@@ -84,7 +84,24 @@ def _run_here(job: Job, data_dir, progress=False, tune_allocator: bool = False) 
     out = Path(job.out)
     resume = (out / "result.json").exists() and (out / "checkpoint" / "weights.npz").exists()
     return train.run(job.spec, job.backend, job.config, out, data_dir, progress=progress,
-                     resume=resume, overwrite=not resume, tune_allocator=tune_allocator)
+                     resume=resume, overwrite=not resume, tune_allocator=tune_allocator, callbacks=callbacks)
+
+
+#: how a child marks the line it writes to stderr after each epoch (the parent shows it)
+EPOCH_MARK = "mnistcnn-epoch: "
+
+
+def _epoch_lines():
+    """The child's callback: one marked stderr line per finished epoch."""
+    from .callbacks import Callback
+
+    class EpochLines(Callback):
+        def on_epoch_end(self, record, result) -> None:
+            val = f", val acc {record.val_acc:.4f}" if record.val_acc is not None else ""
+            print(f"{EPOCH_MARK}epoch {record.epoch}/{result.config['epochs']}: loss {record.train_loss:.4f}{val}, "
+                  f"{record.time_s:.1f} s", file=sys.stderr, flush=True)
+
+    return EpochLines()
 
 
 ERROR_FILE = "error.txt"
@@ -160,8 +177,8 @@ class _Worker:
     #: processes started so far (the tests count them)
     started = 0
 
-    def __init__(self, backend: str, threads):
-        self.key = (backend, threads)
+    def __init__(self, backend: str, threads, say=None):
+        self.key, self.say, self.job = (backend, threads), say, None
         self.proc = subprocess.Popen([sys.executable, "-m", "mnistcnn.runner", "--serve"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1, preexec_fn=_die_with_parent)
@@ -169,13 +186,22 @@ class _Worker:
         _LIVE.add(self.proc)
         # a framework's log lines must never fill the pipe: keep the last ones, for a crash report
         self.stderr = collections.deque(maxlen=50)
-        self.reader = threading.Thread(target=self.stderr.extend, args=(self.proc.stderr,), daemon=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+
+    def _read(self) -> None:
+        """The child's stderr: its epoch lines shown as progress, the rest kept."""
+        for line in self.proc.stderr:
+            if not line.startswith(EPOCH_MARK):
+                self.stderr.append(line)
+            elif self.say and self.job is not None:
+                self.say(f"run {self.job.key} {line[len(EPOCH_MARK):].rstrip()}")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def run(self, job: Job, data_dir) -> RunResult | RunError:
+        self.job = job
         try:
             self.proc.stdin.write(f"{_job_file(job, data_dir)}\n")
             self.proc.stdin.flush()
@@ -233,16 +259,19 @@ def _resolve_device(backend: str, device: str) -> tuple:
     return get_backend(backend).resolve_device(device)
 
 
-def _check_before_running(todo: list[Job], data_dir, workers: int) -> None:
+def _check_before_running(todo: list[Job], data_dir, workers: int, say=None) -> None:
     """What would make every run fail, checked once, before any training: the worker
-    count, the data (one clear error instead of one per run) and the output directories."""
+    count, the data (one clear error instead of one per run; downloaded here, once, when
+    missing) and the output directories. ``say``: where progress lines go, or None."""
     from . import data
     from .errors import ConfigError
 
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"Invalid value for `workers`. Expected an integer >= 1. Received workers={workers!r}.")
     for dataset in sorted({job.config.dataset for job in todo}):
-        data.load(dataset, data_dir)
+        ds = data.load(dataset, data_dir, log=say)
+        if say:
+            say(f"data: {dataset} from {ds.directory}")
     for job in todo:
         data.check_fits(job.spec, job.config.dataset)
     for backend, device in sorted({(j.backend, j.config.device) for j in todo if j.config.device not in ("auto", "cpu")}):
@@ -334,7 +363,12 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
         from .errors import ConfigError
 
         raise ConfigError(f"Unknown executor {executor!r}. Valid: {', '.join(EXECUTORS)}.")
-    _check_before_running(todo, data_dir, workers)
+    say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else None  # above the bar
+    _check_before_running(todo, data_dir, workers, say)
+    if say and todo:
+        epochs = sum(j.config.epochs for j in todo)
+        say(f"plan: runs to train {len(todo)}, already finished {len(results)}; {epochs} epochs in all, "
+            f"{min(workers, len(todo)) if isolate else 1} at a time")
     # a bar on a terminal; elsewhere (CI, a log file) one line per finished run
     bar = tqdm(total=len(jobs), initial=len(results), unit="run", desc="runs",
                disable=True if not progress else None)
@@ -347,7 +381,7 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
         if w is None or not w.alive() or w.key != (job.backend, job.config.threads):
             if w is not None:
                 w.close()
-            w = slot.worker = _Worker(job.backend, job.config.threads)
+            w = slot.worker = _Worker(job.backend, job.config.threads, say)
             workers_started.append(w)
         return w.run(job, data_dir)
 
@@ -404,7 +438,7 @@ def _main_one(job_file) -> None:
     d = json.loads(Path(job_file).read_text())
     job = Job(None, S.from_dict(d["spec"]), d["backend"], TrainConfig(**d["config"]), Path(d["out"]))
     try:
-        _run_here(job, d["data_dir"], tune_allocator=True)  # a process of mnistcnn's own
+        _run_here(job, d["data_dir"], tune_allocator=True, callbacks=(_epoch_lines(),))  # a process of mnistcnn's own
     except Exception as e:
         _error(job, e)
         raise

@@ -40,6 +40,23 @@ def test_a_failing_child_reports_its_own_cause_and_a_rerun_clears_it(tmp_path, m
     assert not (j.out / "error.txt").exists()
 
 
+def test_progress_says_where_the_data_is_what_is_planned_and_each_epoch_of_a_worker_run(tmp_path, mnist_path,
+                                                                                       capsys):
+    """Not a terminal: one line per step, epochs of runs in worker processes included;
+    nothing of it with progress off."""
+    j = job(tmp_path)
+    j = replace(j, config=replace(TINY, epochs=2))
+    runner.run_jobs([j], data_dir=mnist_path, progress=True)
+    out = capsys.readouterr()
+    err = out.err.splitlines()
+    assert err[:2] == [f"data: mnist from {mnist_path}",
+                       "plan: runs to train 1, already finished 0; 2 epochs in all, 1 at a time"]
+    assert [line.split(":")[0] for line in err[2:]] == [f"run {j.key} epoch 1/2", f"run {j.key} epoch 2/2"]
+    assert out.out.startswith(f"run 1/1 {j.key}: test accuracy ")
+    runner.run_jobs([replace(j, out=tmp_path / "quiet")], data_dir=mnist_path, progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_finished_runs_are_skipped(tmp_path, mnist_path, monkeypatch):
     j = job(tmp_path)
     first = runner.run_jobs([j], data_dir=mnist_path, isolate=False, progress=False)[j.key]
