@@ -24,8 +24,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[all,dev]'
 	touch $@
 
+# into runs/ (untracked): the committed example report stays in reports/seed000-cnn/
 main: setup
-	$(VENV)/bin/mnistcnn compare seed000-cnn --seeds 3 --epochs 2 --out reports/seed000-cnn
+	$(VENV)/bin/mnistcnn compare seed000-cnn --seeds 3 --epochs 2 --out runs/seed000-cnn
 
 summary: setup
 	$(VENV)/bin/mnistcnn summary seed000-cnn --backend both
@@ -36,7 +37,7 @@ results: setup
 		../$(PY) $$s.py --out ../reports || exit 1; done
 	$(VENV)/bin/mnistcnn compare seed000-cnn --seeds 3 --epochs 2 --backends torch,keras,jax --out reports/seed000-cnn-3fw
 	$(VENV)/bin/mnistcnn results-doc reports/seed000-cnn reports/seed000-cnn-3fw reports/seed000-pt-vs-tf reports/keras-activation-depth \
-		reports/pytorch-width-pooling reports/bottleneck reports/sgd-models reports/sgd-lr-schedule reports/keras-deep-cnns reports/reproduce/000 reports/reproduce/001 reports/reproduce/003 reports/reproduce/004
+		reports/pytorch-width-pooling reports/bottleneck reports/sgd-models reports/sgd-lr-schedule reports/keras-deep-cnns reports/reproduce/000 reports/reproduce/001 reports/reproduce/002 reports/reproduce/003 reports/reproduce/004
 
 # throughput against hand-written loops and the matmul rate (about 15 minutes; run on a quiet machine)
 bench: setup
