@@ -408,7 +408,7 @@ def _results_doc_args(p):
 @command("results-doc", _results_doc_args, help="write docs/results.md from report directories")
 def cmd_results_doc(args) -> int:
     from ._io import atomic_write_text
-    from .report import results_doc
+    from .documents import results_doc
 
     atomic_write_text(args.out, results_doc(args.reports, doc_dir=os.path.dirname(os.path.abspath(args.out))))
     print(f"wrote {args.out}")

@@ -11,52 +11,19 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from . import stats, zoo
+from . import documents, report, stats, zoo
 from ._io import atomic_write_text, dir_lock
 from .backends import PAIR
 from .config import BN_VARIANT, DEFAULT_ITEMS, TrainConfig, mode_config
 from .errors import ConfigError, SpecError
-from .results import RunError
+from .results import CompareSummary, RunError
 from .runner import Job, JobKey, run_jobs
 from .spec import variants
 
 BACKENDS = PAIR
-
-
-@dataclass
-class CompareSummary:
-    """What a comparison found, as written to results.json (report.md and the plots are
-    made from it)."""
-
-    spec: str
-    command: str
-    date: str
-    config: dict
-    seeds: int
-    modes: list
-    variants: list
-    backends: list
-    params: dict  # variant -> {"trainable": n, "state": n}
-    batchnorm: str = ""  # the BN variant's BatchNorm, in words (config.BN_VARIANT); "" before it was recorded
-    runs: list = field(default_factory=list)  # one row per run (error rows hold "error")
-    groups: list = field(default_factory=list)  # per (mode, variant, backend): test metrics
-    paired: list = field(default_factory=list)  # per (mode, variant): paired a - b
-    ablation: list = field(default_factory=list)
-    environment: dict = field(default_factory=dict)
-    plots: list = field(default_factory=list)
-    #: with a CI target: the target, the seeds it took, why it stopped, and the rule
-    sequential: dict | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CompareSummary":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
 
 
 def _seeds(cfg: TrainConfig, n: int) -> range:
@@ -116,8 +83,6 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     (from ``seeds``, at least 3) until every paired 95% CI of test accuracy is no wider than
     +-that many points, or ``max_seeds`` (SEQUENTIAL_RULE). ``variants``: train only these
     of the BatchNorm pair (e.g. ("no-bn",)), not both."""
-    from . import report
-
     if ci_target_pp is not None:
         if not (isinstance(ci_target_pp, (int, float)) and ci_target_pp > 0) or max_seeds < 3:
             raise ConfigError(f"Invalid CI target: expected ci_target_pp > 0 and max_seeds >= 3. Received "
@@ -140,7 +105,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
         s.sequential = {"target_pp": ci_target_pp, "max_seeds": max_seeds, "seeds": n, "stopped": reason,
                         "rule": SEQUENTIAL_RULE}
         atomic_write_text(Path(out) / "results.json", s.to_json())
-        atomic_write_text(Path(out) / "report.md", report.compare_markdown(s))
+        atomic_write_text(Path(out) / "report.md", documents.compare_markdown(s))
         return s
 
     spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()
@@ -197,7 +162,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
         atomic_write_text(out / "results.csv", report.runs_csv(jobs, results))
         if plots:
             summary.plots = report.compare_plots(out, jobs, results, summary)
-        atomic_write_text(out / "report.md", report.compare_markdown(summary))
+        atomic_write_text(out / "report.md", documents.compare_markdown(summary))
         atomic_write_text(out / "results.json", summary.to_json())
         return summary
 
@@ -281,8 +246,6 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
     """Every combination of the grid's values, in every backend and seed. Runs go through
     a process pool; finished runs on disk are skipped; a failed run is reported.
     Returns the summary written to sweep.json (one row per cell and backend)."""
-    from . import report
-
     cfg, out = cfg or TrainConfig(), Path(out)
     cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     _check_axes_apply(spec, grid)
@@ -328,5 +291,5 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
                    "command": command, "rows": rows}
         atomic_write_text(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
         atomic_write_text(out / "sweep.csv", report.runs_csv(jobs, results))
-        atomic_write_text(out / "sweep.md", report.sweep_markdown(summary))
+        atomic_write_text(out / "sweep.md", documents.sweep_markdown(summary))
         return summary

@@ -1,20 +1,17 @@
-"""Tables and plots made from results (they never train). matplotlib loads only here."""
+"""CSV and figures made from results (they never train; the Markdown is in documents).
+matplotlib loads only here."""
 from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
 from .results import EpochRecord, RunError
 
 COLORS = {"torch": "#d62728", "keras": "#1f77b4", "jax": "#2ca02c"}
-#: how a backend is named in titles
-TITLES = {"torch": "PyTorch", "keras": "Keras (TensorFlow)", "jax": "Keras (JAX)"}
 STYLES = {"no-bn": "-", "bn": "--", "as-is": "-"}
 
 
@@ -55,6 +52,14 @@ def _band(ax, x, ys, **style):
     return line
 
 
+def save_figure(fig, path: Path) -> str:
+    """Write ``fig`` as a PNG and close it; returns the file's name."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path.name
+
+
 def curves_figure(path: Path, title: str, ylabel: str, panels: list, log: bool = False) -> str:
     """One PNG of panels side by side. ``panels``: [(panel title, [(label, x, [y per seed])])];
     each line is the mean over seeds with the min-max band of the seeds."""
@@ -77,10 +82,7 @@ def curves_figure(path: Path, title: str, ylabel: str, panels: list, log: bool =
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle(f"{title}\n(lines: mean over seeds; bands: min–max of the seeds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save_figure(fig, path)
 
 
 def compare_plots(out: Path, jobs, results, summary) -> list[str]:
@@ -97,10 +99,7 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
     names = []
 
     def save(fig, name):
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        names.append(name)
+        names.append(save_figure(fig, out / name))
 
     # 1. the headline: paired torch - keras difference in test accuracy with its 95% CI
     if summary.paired:
@@ -258,193 +257,36 @@ def ablation_figure(ablation: list):
     return fig
 
 
-def frameworks(backends) -> str:
-    """'PyTorch vs Keras' for the reports' two; every framework named beyond them."""
-    return "PyTorch vs Keras" if list(backends) == ["torch", "keras"] else " vs ".join(TITLES.get(b, b) for b in backends)
+def _curve(r, metric: str):
+    """(x, y) of one run for a figure."""
+    if metric == "steps":
+        return [s for s, _ in r.steps], [v for _, v in r.steps]
+    x = [e.epoch for e in r.epochs]
+    if metric == "total_time_s":
+        return x, list(np.cumsum([e.time_s for e in r.epochs]))
+    if metric == "val_gain_pp":
+        acc = [e.val_acc for e in r.epochs]
+        return x[1:], [(b - a) * 100 for a, b in zip(acc, acc[1:])]
+    scale = 100 if metric.endswith("_acc") else 1  # accuracies in percent, as everywhere
+    return x, [None if getattr(e, metric) is None else getattr(e, metric) * scale for e in r.epochs]
 
 
-def _pct(d, key="mean"):
-    return "–" if d is None or d.get(key) is None else f"{d[key] * 100:.2f}"
-
-
-def compare_markdown(s) -> str:
-    """report.md of a compare.CompareSummary."""
-    cfg = s.config
-    lines = [
-        f"# {s.spec}: {frameworks(s.backends)}",
-        "",
-        f"Command: `{s.command}`  ",
-        f"Date: {s.date}. Seeds: {s.seeds}. Epochs: {cfg['epochs']}, batch {cfg['batch_size']}, "
-        f"{cfg['optimizer']} lr {cfg['lr']}, normalisation {cfg['normalization']}, "
-        f"validation {cfg['val_size']} images, precision {cfg.get('precision', 'float32')}"
-        + (f", training limited to {cfg['train_limit']} images" if cfg.get("train_limit") else "") + ".",
-        f"BatchNorm: {s.batchnorm}." if s.batchnorm else "",
-        "",
-        "## Verdicts (paired by seed: same initial weights and batches under harmonized)",
-        "",
-    ]
-    if s.sequential:
-        q = s.sequential
-        lines[-2:-2] = [f"Seeds: {q['seeds']}, chosen by a CI target of ±{q['target_pp']:g} pp (at most "
-                        f"{q['max_seeds']}); stopped because {q['stopped']}. Rule: {q['rule']}.", ""]
-    for p in s.paired:
-        lines.append(f"- **{p['variant']}, {p['mode']}**: {p['verdict']}.")
-    lines += ["", "## Results per backend (mean ± sd over seeds)", "",
-              "| mode | variant | backend | test acc % | sd | test loss | epoch time s | images/s |",
-              "|---|---|---|---:|---:|---:|---:|---:|"]
-    for g in s.groups:
-        sd = g["test_acc"]["sd"]
-        lines.append(
-            f"| {g['mode']} | {g['variant']} | {g['backend']} | {_pct(g['test_acc'])} | "
-            f"{'–' if sd is None else f'{sd * 100:.2f}'} | {g['test_loss']['mean']:.4f} | "
-            f"{g['epoch_time_s']['mean']:.1f} | {g['images_per_s']['mean']:,.0f} |")
-    pairs = len({(p["a"], p["b"]) for p in s.paired}) > 1
-    lines += ["", "## Paired differences" + ("" if pairs else " (torch − keras)"), "",
-              "| mode | variant |" + (" pair |" if pairs else "") + " n | Δ test acc pp | 95% CI pp | p | Δ test loss | 95% CI |",
-              "|---|---|" + ("---|" if pairs else "") + "---:|---:|---|---:|---:|---|"]
-    for p in s.paired:
-        a, l = p["test_acc"], p["test_loss"]
-        ci = "–" if a["ci_low"] is None else f"{a['ci_low'] * 100:+.2f} to {a['ci_high'] * 100:+.2f}"
-        lci = "–" if l["ci_low"] is None else f"{l['ci_low']:+.4f} to {l['ci_high']:+.4f}"
-        pv = "–" if a["p_value"] is None else f"{a['p_value']:.3g}"
-        lines.append(f"| {p['mode']} | {p['variant']} |" + (f" {p['a']} − {p['b']} |" if pairs else "")
-                     + f" {a['n']} | {a['mean_diff'] * 100:+.2f} | {ci} | "
-                     f"{pv} | {l['mean_diff']:+.4f} | {lci} |")
-    if s.ablation:
-        lines += ["", "## Which native defaults make the difference", "",
-                  "Native runs with one default at a time harmonized: a gap that shrinks points at a contributor.",
-                  "", "| variant | default harmonized | native gap pp | gap then pp | shrinks by pp |",
-                  "|---|---|---:|---:|---:|"]
-        for a in s.ablation:
-            lines.append(f"| {a['variant']} | {a['item']} | {a['native_gap'] * 100:+.2f} | "
-                         f"{a['gap_with_item_harmonized'] * 100:+.2f} | {a['shrinks_by_pp']:+.2f} |")
-    failures = [r for r in s.runs if "error" in r]
-    if failures:
-        lines += ["", "## Failed runs", ""] + [
-            f"- {r['mode']}/{r['variant']}/{r['backend']}/seed{r['seed']}: {r['error']}" for r in failures]
-    lines += ["", "## Parameters", ""] + [
-        f"- {v}: {p['trainable']:,} trainable, {p['state']:,} BatchNorm statistics" for v, p in s.params.items()]
-    lines += ["", "## Plots", ""] + [f"![{n}]({n})" for n in s.plots]
-    lines += ["", "## Environment", ""]
-    for backend, env in s.environment.items():
-        lines.append(f"- {backend}: " + ", ".join(f"{k} {v}" for k, v in env.items()))
-    lines += ["", "Each run ran in its own process; threads were set explicitly (see the environment). "
-              "Raw data: results.json and results.csv (one row per run and epoch).", ""]
-    return "\n".join(lines)
-
-
-def sweep_markdown(s: dict) -> str:
-    lines = [f"# Sweep of {s['spec']}", "", f"Command: `{s['command']}`  ",
-             f"Date: {s['date']}. Seeds: {s['seeds']}. Base config: epochs {s['config']['epochs']}, "
-             f"batch {s['config']['batch_size']}, {s['config']['optimizer']} lr {s['config']['lr']}.", "",
-             "| cell | backend | val acc % per epoch | test acc % | test loss | epoch time s | total time s | gain pp/epoch |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
-    for r in s["rows"]:
-        if not r["runs"]:
-            lines.append(f"| {r['cell']} | {r['backend']} | failed: {r['errors'][0].splitlines()[-1]} | | | | | |")
-            continue
-        sd = r["test_acc"]["sd"]
-        acc = f"{r['test_acc']['mean'] * 100:.2f}" + (f" ± {sd * 100:.2f}" if sd is not None else "")
-        gain = "–" if r["improvement_pp_per_epoch"] is None else f"{r['improvement_pp_per_epoch']:+.2f}"
-        lines.append(f"| {r['cell']} | {r['backend']} | {' / '.join(f'{v * 100:.2f}' for v in r['val_acc_per_epoch'])} | "
-                     f"{acc} | {r['test_loss']['mean']:.4f} | {r['epoch_time_s']:.1f} | {r['total_time_s']:.1f} | {gain} |")
-    return "\n".join(lines) + "\n"
-
-
-def results_doc(report_dirs, doc_dir="docs") -> str:
-    """docs/results.md from result files: the published numbers of the zoo against both
-    backends (built and counted now), then every study's results with its command."""
-    import json
-
-    from . import zoo
-    from .compare import CompareSummary
-    from .reproduce import answer_000, markdown, rows_table, study_costs
-    from .summary import backend_rows
-
-    studies = {d: json.loads((d / "reproduce.json").read_text())
-               for d in map(Path, report_dirs) if (d / "reproduce.json").exists()}
-    answers = [f"**{answer_000(s)}**" for s in studies.values() if s.get("report") == "000" and not s.get("smoke")]
-    lines = ["# Results", "", *[a + "\n" for a in answers],
-             "Generated by `mnistcnn results-doc` from the result files of real runs; nothing here is typed by hand.",
-             "", "## Published architecture numbers against both frameworks", "",
-             "Every parameter count and layer width the reference reports published, next to what each "
-             "framework counts for our zoo entry (models built and counted when this file was generated).", "",
-             "| model | published number | report | torch | keras | matches |", "|---|---|---:|---:|---:|---|"]
-    for name in zoo.names():
-        published = zoo.ZOO[name].published
-        if not published:
-            continue
-        spec = zoo.get(name)
-        counts = {b: [n for _, n in backend_rows(spec, b)] for b in ("torch", "keras")}
-        rows = spec.rows
-        for key, value in published.items():
-            if key == "total":
-                ours = {b: sum(c) for b, c in counts.items()}
-                what = "total parameters"
-            elif key == "keras_layer_params":
-                ours = {b: [n for n in c if n] for b, c in counts.items()}
-                what = "per-layer params (Keras, BN = 4C)"
-            elif key == "flatten":
-                ours = {b: next(r.output_shape[0] for r in rows if r.layer.flattens) for b in counts}
-                what = "flatten width"
-            elif key == "dense_after_flatten":
-                i = next(i for i, r in enumerate(rows) if r.layer.flattens) + 1
-                ours = {b: c[i] for b, c in counts.items()}
-                what = "dense after flatten"
-            elif key == "keras_total_bn_axis1":
-                ours = {b: spec.keras_count_with_bn_axis(1) for b in counts}  # spec-level recount
-                what = "Keras total with BatchNormalization(axis=1)"
-            else:
-                continue
-            fmt = lambda v: "–" if v is None else (", ".join(f"{x:,}" for x in v) if isinstance(v, list) else f"{v:,}")  # noqa: E731
-            ok = ("not reproducible: layer list unknown (zoo entry is a reconstruction)" if ours["torch"] is None
-                  else "yes" if ours["torch"] == ours["keras"] == value else "**no**")
-            lines.append(f"| {name} | {what} | {fmt(value)} | {fmt(ours['torch'])} | {fmt(ours['keras'])} | {ok} |")
-    if studies:
-        lines += ["", "## Every published number, at its report's own protocol", "",
-                  "A row per number the reference reports published: what each framework gives under the "
-                  "report's protocol, natively and harmonized, over seeds (accuracies in %, mean ± sd; "
-                  "differences in points with their 95% CI, paired by seed), and whether the published value "
-                  "lies inside the 95% prediction interval of its own framework's native runs; where not, "
-                  "the known cause. Each report's protocol, costs and figures follow below.", "",
-                  *rows_table([r for s in studies.values() for r in s["rows"] if r["published"] is not None],
-                              with_report=True), "", study_costs(list(studies.values()))]
-    lines += ["", "Below: every study, with the command that made it, in the order given to "
-              "`mnistcnn results-doc`: the example studies and each reference report's study (its protocol, "
-              "the numbers it did not publish, its costs and figures).", ""]
-    for d in map(Path, report_dirs):
-        if (d / "results.json").exists():
-            s = CompareSummary.from_dict(json.loads((d / "results.json").read_text()))
-            lines += [f"## {d.name}: {s.spec}, {frameworks(s.backends)}", "", f"Command: `{s.command}` ({s.date})", ""]
-            lines += [f"- **{p['variant']}, {p['mode']}**: {p['verdict']}." for p in s.paired]
-            lines += ["", "| mode | variant | backend | test acc % (mean ± sd) | test loss | images/s |", "|---|---|---|---|---:|---:|"]
-            for g in s.groups:
-                sd = g["test_acc"]["sd"]
-                lines.append(f"| {g['mode']} | {g['variant']} | {g['backend']} | {g['test_acc']['mean'] * 100:.2f}"
-                             f"{'' if sd is None else f' ± {sd * 100:.2f}'} (n={g['test_acc']['n']}) | "
-                             f"{g['test_loss']['mean']:.4f} | {g['images_per_s']['mean']:,.0f} |")
-            if s.ablation:
-                lines += ["", "| variant | default harmonized | native gap pp | gap then pp |", "|---|---|---:|---:|"]
-                lines += [f"| {a['variant']} | {a['item']} | {a['native_gap'] * 100:+.2f} | "
-                          f"{a['gap_with_item_harmonized'] * 100:+.2f} |" for a in s.ablation]
-            rel = os.path.relpath(d, doc_dir)
-            if s.paired and not (d / "forest.png").exists():  # reports made before the headline figure
-                fig = forest_figure(s.paired, f"{s.spec}: {s.backends[0]} − {s.backends[1]} test accuracy, "
-                                              "paired by seed")
-                fig.tight_layout()
-                fig.savefig(d / "forest.png", dpi=110)
-                _plt().close(fig)
-            figures = ["forest.png"] + [n for n in s.plots if n != "forest.png"]
-            lines += [""] + [f"![{n}]({rel}/{n})" for n in figures if (d / n).exists()][:2]  # the headline figures
-            lines.append("")
-        elif d in studies:
-            text = markdown(studies[d], image_dir=os.path.relpath(d, doc_dir) + "/", published_rows=False)
-            lines += ["#" + text.split("\n", 1)[0], *text.split("\n")[1:]]
-        elif (d / "sweep.json").exists():
-            s = json.loads((d / "sweep.json").read_text())
-            lines += [f"## {d.name}", "", f"Command: `{s['command']}` ({s['date']})", ""]
-            lines += sweep_markdown(s).split("\n")[4:]
-        else:
-            raise ConfigError(f"{d} holds no results.json, reproduce.json or sweep.json: give the output "
-                              "directories of `mnistcnn compare`, `sweep` or `reproduce REPORT`.")
-    return "\n".join(lines) + "\n"
+def study_figure(base: Path, figure, read: dict) -> str | None:
+    """One of a study's figures (reproduce.Study.figures) from its finished runs (``read``:
+    {setting: {(mode, variant, backend, seed): run or None}}); None if none has finished."""
+    name, title, ylabel, metric, panels = figure
+    drawn = []
+    for panel, lines in panels:
+        out = []
+        for setting, variant, mode, backend in lines:
+            runs = [r for (m, v, b, _), r in read[setting].items() if (m, v, b) == (mode, variant, backend)]
+            curves = [_curve(r, metric) for r in runs if r is not None]
+            if curves:
+                label = f"{backend} {mode}" + ("" if variant == "as-is" else f", {variant}")
+                if len({l[0] for l in lines}) > 1:
+                    label = f"{setting}: {label}"
+                out.append((label, curves[0][0], [c[1] for c in curves]))
+        drawn.append((panel, out))
+    if not any(lines for _, lines in drawn):
+        return None
+    return curves_figure(base / name, title, ylabel, drawn, log=metric in ("steps", "train_loss", "test_loss"))

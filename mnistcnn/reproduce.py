@@ -17,18 +17,17 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from collections import Counter
 from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from .backends import PAIR
-from . import stats, zoo
+from . import compare, documents, stats, zoo
 from ._io import atomic_write_text
+from .backends import PAIR
 from .config import DEFAULT_ITEMS, TrainConfig
 from .errors import ConfigError
+from .report import study_figure
 from .runner import ERROR_FILE, finished
+from .spec import variants
 
 BACKENDS = PAIR
 
@@ -71,8 +70,6 @@ class Setting:
     precision: tuple = ()
 
     def spec(self):
-        from .spec import variants
-
         s = zoo.get(self.arch)
         for axis, value in self.axes:
             s = variants.SPEC_AXES[axis](s, value)
@@ -364,15 +361,13 @@ def _runs(setting_dir: Path, setting: Setting, cfg: TrainConfig) -> dict:
     """{(mode, variant, backend, seed): the finished run or None} for every run the setting
     plans: read once, for its table rows and its cost; a finished run of another protocol
     or model (the setting changed since) is an error, not a row."""
-    from .compare import plan
-
     spec = setting.spec()
     runs = {astuple(job.key): finished(job.out, job) for mode, backends in setting.runs
-            for job in plan(spec, setting_dir / mode, setting.seeds, cfg, backends, setting.bn_pair, (mode,))}
+            for job in compare.plan(spec, setting_dir / mode, setting.seeds, cfg, backends, setting.bn_pair, (mode,))}
     if setting.precision:  # its further seeds, up to the last one trained (the rule stops them)
         variant, _, most = setting.precision
         mode, backends = setting.runs[0]
-        more = {job.key: finished(job.out, job) for job in plan(
+        more = {job.key: finished(job.out, job) for job in compare.plan(
             spec, setting_dir / mode, most, cfg, backends, setting.bn_pair, (mode,), (variant,))
             if job.key.seed >= cfg.seed + setting.seeds}
         last = max((key.seed for key, r in more.items() if r is not None), default=-1)
@@ -429,8 +424,6 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
     only tabulates the runs already finished (a study still under way). ``backends``:
     the frameworks of its two-framework runs (with_backends). ``only``: the names of the
     settings to train (the others are tabulated from their finished runs)."""
-    from .compare import compare
-
     if report not in STUDIES:
         raise ConfigError(f"Unknown report {report!r}. Valid: {', '.join(STUDIES)}, or all.")
     if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
@@ -451,7 +444,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
         for setting in chosen:
             if group < len(setting.runs):
                 mode, backends = setting.runs[group]
-                compare(setting.spec(), base / setting.name / mode, seeds=n_seeds[setting.name],
+                compare.compare(setting.spec(), base / setting.name / mode, seeds=n_seeds[setting.name],
                         cfg=_config(setting, smoke), backends=backends, bn=setting.bn_pair, modes=(mode,),
                         workers=workers, isolate=not smoke, data_dir=data_dir, progress=progress,
                         command=command, plots=not smoke)
@@ -459,7 +452,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
         if setting.precision and not smoke and seeds is None:
             variant, target_pp, most = setting.precision
             mode, backends = setting.runs[0]
-            compare(setting.spec(), base / setting.name / mode, seeds=setting.seeds, cfg=_config(setting, smoke),
+            compare.compare(setting.spec(), base / setting.name / mode, seeds=setting.seeds, cfg=_config(setting, smoke),
                     backends=backends, bn=setting.bn_pair, modes=(mode,), workers=workers, data_dir=data_dir,
                     progress=progress, command=command, ci_target_pp=target_pp, max_seeds=most,
                     variants=(variant,))
@@ -477,7 +470,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                 probe = Published(f"test accuracy after {k} epochs", 0.0, "test_acc", "torch", k)
                 values = _group_values(runs, probe, variant)
                 rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
-    figures = [_figure(base, f, read) for f in study.figures]
+    figures = [study_figure(base, f, read) for f in study.figures]
     costs = [_cost(study, setting, n_seeds, read) for setting in study.settings
              if setting.against]
     summary = {"report": report, "title": study.title, "protocol": study.protocol, "smoke": smoke,
@@ -490,7 +483,7 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                "figures": [f for f in figures if f], "costs": costs, "failed": _failed(base),
                "spent": spent}
     atomic_write_text(base / "reproduce.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(base / "reproduce.md", markdown(summary))
+    atomic_write_text(base / "reproduce.md", documents.study_markdown(summary))
     return summary
 
 
@@ -549,234 +542,3 @@ def _config(setting: Setting, smoke: bool) -> TrainConfig:
 
 def n_seeds_of(study: Study, smoke: bool, seeds: int | None) -> dict:
     return {s.name: 1 if smoke else (seeds or s.seeds) for s in study.settings}
-
-
-def _curve(r, metric: str):
-    """(x, y) of one run for a figure."""
-    if metric == "steps":
-        return [s for s, _ in r.steps], [v for _, v in r.steps]
-    x = [e.epoch for e in r.epochs]
-    if metric == "total_time_s":
-        return x, list(np.cumsum([e.time_s for e in r.epochs]))
-    if metric == "val_gain_pp":
-        acc = [e.val_acc for e in r.epochs]
-        return x[1:], [(b - a) * 100 for a, b in zip(acc, acc[1:])]
-    scale = 100 if metric.endswith("_acc") else 1  # accuracies in percent, as everywhere
-    return x, [None if getattr(e, metric) is None else getattr(e, metric) * scale for e in r.epochs]
-
-
-def _figure(base: Path, figure, read: dict) -> str | None:
-    """One of the report's figures from the finished runs (``read``: each setting's _runs;
-    None if none has finished)."""
-    from .report import curves_figure
-
-    name, title, ylabel, metric, panels = figure
-    drawn = []
-    for panel, lines in panels:
-        out = []
-        for setting, variant, mode, backend in lines:
-            runs = [r for (m, v, b, _), r in read[setting].items() if (m, v, b) == (mode, variant, backend)]
-            curves = [_curve(r, metric) for r in runs if r is not None]
-            if curves:
-                label = f"{backend} {mode}" + ("" if variant == "as-is" else f", {variant}")
-                if len({l[0] for l in lines}) > 1:
-                    label = f"{setting}: {label}"
-                out.append((label, curves[0][0], [c[1] for c in curves]))
-        drawn.append((panel, out))
-    if not any(lines for _, lines in drawn):
-        return None
-    return curves_figure(base / name, title, ylabel, drawn, log=metric in ("steps", "train_loss", "test_loss"))
-
-
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "?"
-    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
-def _fmt(d, metric) -> str:
-    if d is None:
-        return "–"
-    scale, digits = (100, 2) if metric.endswith("acc") else (1, 4 if "loss" in metric else 0)
-    sd = "" if d["sd"] is None else f" ± {d['sd'] * scale:.{digits}f}"
-    return f"{d['mean'] * scale:.{digits}f}{sd} (n={d['n']})"
-
-
-def _fmt_diff(p, metric) -> str:
-    if p is None:
-        return "–"
-    scale = 100 if metric.endswith("acc") else 1
-    ci = "" if p["ci_low"] is None else f" [{p['ci_low'] * scale:+.2f}, {p['ci_high'] * scale:+.2f}]"
-    return f"{p['mean_diff'] * scale:+.2f}{ci}"
-
-
-def answer_000(s: dict, target_pp: float = 0.1) -> str:
-    """Report 000's question in one sentence, from its study's summary: the paired native
-    PyTorch - TensorFlow difference in test accuracy (the model without BatchNorm, which
-    the report describes), its 95% CI, and how many seeds a CI of +-``target_pp`` needs at
-    the spread observed (n = (1.96 sd / target)^2)."""
-    import math
-
-    row = next(r for r in s["rows"] if r["what"] == "PyTorch test accuracy [no-bn]")
-    head = "Report 000 found PyTorch 98.8% vs TensorFlow 99.09% test accuracy for one CNN"
-    d = row.get("diff_native")
-    if not d or d["n"] < 2 or d["ci_low"] is None:
-        h = row.get("diff_harmonized")
-        return (f"{head}; our native runs at its most likely protocol are under way"
-                + ("" if not h or h["ci_low"] is None else
-                   f" (harmonized, the same network in both gives {h['mean_diff'] * 100:+.2f} pp, 95% CI "
-                   f"{h['ci_low'] * 100:+.2f} to {h['ci_high'] * 100:+.2f}, {h['n']} seeds)") + ".")
-    mean, lo, hi, sd = (d[k] * 100 for k in ("mean_diff", "ci_low", "ci_high", "sd_diff"))
-    need = max(2, math.ceil((1.96 * sd / target_pp) ** 2))
-    torch_acc, keras_acc = row["torch_native"]["mean"] * 100, row["keras_native"]["mean"] * 100
-    precise = stats.ci_half_width(d) <= target_pp
-    if lo <= 0 <= hi:
-        verdict = (f"the frameworks do not differ by more than {max(-lo, hi):.2f} pp" if precise
-                   else "no gap between the frameworks is detectable at this precision")
-    else:
-        verdict = f"{'PyTorch' if mean > 0 else 'TensorFlow'} is ahead at this precision"
-    more = ("" if precise else f"; a CI of ±{target_pp:g} pp would take about {need} seeds "
-            f"at the spread seen (sd of the difference {sd:.2f} pp)")
-    published = {r["what"].split()[0]: r.get("published") for r in s["rows"] if r["what"].endswith("accuracy [no-bn]")}
-    if None not in (published.get("PyTorch"), published.get("TensorFlow")):
-        gap, half = (published["PyTorch"] - published["TensorFlow"]) * 100, stats.prediction_half_width(sd, d["n"])
-        more += (f"; one run of each, as the report compared, differs by {mean - half:+.2f} to {mean + half:+.2f} pp "
-                 f"(95% prediction interval of a pair of runs), so its {gap:+.2f} pp "
-                 + ("is the scatter of single runs" if mean - half <= gap <= mean + half
-                    else "is more than single runs scatter"))
-    return (f"{head}; at its most likely protocol (Adam, batch 64, 10 epochs), natively, we measure PyTorch "
-            f"{torch_acc:.2f}% vs TensorFlow {keras_acc:.2f}%, a paired difference of {mean:+.2f} pp (95% CI "
-            f"{lo:+.2f} to {hi:+.2f}, {d['n']} seeds): {verdict}{more}.")
-
-
-def _extra_columns(rows) -> list:
-    """Cells of backends beyond torch and keras (jax_native, jax_harmonized), where run."""
-    return [f"{b}_{mode}" for b in ("jax",) for mode in ("native", "harmonized") if any(r.get(f"{b}_{mode}") for r in rows)]
-
-
-def rows_table(rows: list, with_report: bool = False) -> list:
-    """The lines of the table of ``rows``: a row per number (accuracies in %), each
-    framework native and harmonized, the paired differences, and whether the published
-    value lies inside its own framework's 95% PI (where not: the known cause).
-    ``with_report``: a first column naming each row's report (rows of several reports)."""
-    extra = _extra_columns(rows)
-    lines = [("| report " if with_report else "") + "| setting | published number | published | torch native | "
-             "keras native | torch harmonized | keras harmonized | torch − keras native | torch − keras harmonized "
-             "| inside own 95% PI |" + "".join(f" {c.replace('_', ' ')} |" for c in extra),
-             ("|---" if with_report else "") + "|---|---|---:|---|---|---|---|---|---|---|" + "---|" * len(extra)]
-    for r in rows:
-        m = r["metric"]
-        pub = "–" if r["published"] is None else _fmt({"mean": r["published"], "sd": None, "n": 1}, m).split(" (")[0]
-        inside = {True: "yes", False: f"**no**: {r.get('differences') or 'not explained yet'}",
-                  None: "–"}[r.get("inside")]
-        lines.append((f"| {r['report']} " if with_report else "")
-                     + f"| {r['setting']} | {r['what']} | {pub} | {_fmt(r.get('torch_native'), m)} | "
-                     f"{_fmt(r.get('keras_native'), m)} | {_fmt(r.get('torch_harmonized'), m)} | "
-                     f"{_fmt(r.get('keras_harmonized'), m)} | {_fmt_diff(r.get('diff_native'), m)} | "
-                     f"{_fmt_diff(r.get('diff_harmonized'), m)} | {inside} |"
-                     + "".join(f" {_fmt(r.get(c), m)} |" for c in extra))
-    return lines
-
-
-def cost_rows(s: dict) -> list:
-    """Per setting and backend of a study's summary: runs planned, finished and failed, the
-    median training seconds of a finished run, the runs left to train and what they would
-    take at that median (None where no run has finished)."""
-    # a failed run (setting/mode/runs/mode/variant/backend/seedN) is no run left to train
-    failed = Counter((p[0], p[-2]) for p in (f["run"].split("/") for f in s.get("failed", [])))
-    out = []
-    for x in s.get("spent", []):
-        for backend, d in x["backends"].items():
-            median = float(np.median(d["seconds"])) if d["seconds"] else None
-            n_failed = failed[(x["setting"], backend)]
-            left = d["planned"] - len(d["seconds"]) - n_failed
-            out.append({"setting": x["setting"], "backend": backend, "planned": d["planned"],
-                        "finished": len(d["seconds"]), "failed": n_failed, "median_s": median, "left": left,
-                        "left_s": None if median is None else left * median})
-    return out
-
-
-def _precise(s: dict, setting: dict) -> bool:
-    """Whether a setting's precision rule has stopped: the native paired CI of each of its
-    published numbers within the target, or the most seeds trained."""
-    variant, target_pp, most = setting["precision"]
-    diffs = [r["diff_native"] for r in s["rows"] if r["setting"] == setting["name"] and r["published"] is not None
-             and r["what"].endswith(f"[{variant}]") and r.get("diff_native")]
-    return bool(diffs) and all(d["n"] >= most or d["ci_low"] is not None and stats.ci_half_width(d) <= target_pp
-                               for d in diffs)
-
-
-def study_costs(summaries: list) -> str:
-    """One sentence: the training time of the studies' finished runs, and what their runs
-    still planned would take at each setting's median run."""
-    done = {s["report"]: s["run_time_s"] / 3600 for s in summaries}
-    costs = [c for s in summaries for c in cost_rows(s)]
-    left = sum(c["left_s"] for c in costs if c["left_s"] is not None) / 3600
-    unpriced = sum(c["left"] for c in costs if c["median_s"] is None)
-    sequential = [f"report {s['report']}'s further seeds under its precision rule"
-                  for s in summaries if any(st.get("precision") and not _precise(s, st) for st in s.get("settings", []))]
-    return (f"Training time of the finished runs: {sum(done.values()):.1f} h ("
-            + ", ".join(f"report {r}: {h:.1f} h" for r, h in done.items()) + "), on the machines each study's "
-            "cost table names. " + (f"The runs still planned would take about {left:.1f} h more at each setting's "
-                                    "median finished run" + (", plus" if unpriced else "") if left else
-                                    "Every setting with a finished run has all its runs" + ("; left:" if unpriced else ""))
-            + (f" {unpriced} runs of settings with none finished yet" if unpriced else "")
-            + (f" ({' and '.join(sequential)} not counted)" if sequential else "") + ".")
-
-
-def markdown(s: dict, image_dir: str = "", published_rows: bool = True) -> str:
-    """The study's table: one row per published number (accuracies in %), then its
-    figures (``image_dir``: their directory relative to where the text goes).
-    ``published_rows=False``: the table keeps only the rows of numbers the report did not
-    publish (its published ones are in a table of their own: docs/results.md's)."""
-    rows = [r for r in s["rows"] if published_rows or r["published"] is None]
-    lines = [f"# Report {s['report']}: {s['title']}", "", f"Command: `{s['command']}` ({s['date']}); "
-             f"training time of the finished runs {s['run_time_s'] / 60:.1f} min"
-             + (" (SMOKE SIZE: not results)" if s["smoke"] else "")
-             + ("" if s.get("complete", True) else " (STUDY UNDER WAY: some runs have not finished; "
-                "n gives the seeds each cell has)") + ".", "", s["protocol"]]
-    if not published_rows:
-        lines += ["", f"Its published numbers are the report {s['report']} rows of the table at the top."]
-    if rows:
-        lines += ["", *rows_table(rows)]
-    ablated = [(r, k.removeprefix("diff_")) for r in s["rows"] for k in r if k.startswith("diff_native+") and r[k]]
-    if ablated:
-        lines += ["", "Which native default makes the frameworks differ: the native torch − keras difference with "
-                  "one default harmonized at a time (compare's --ablate; a difference that vanishes names the cause):",
-                  "", "| setting | published number | all native | mode | torch − keras then |", "|---|---|---|---|---|"]
-        lines += [f"| {r['setting']} | {r['what']} | {_fmt_diff(r.get('diff_native'), r['metric'])} | {mode} | "
-                  f"{_fmt_diff(r[f'diff_{mode}'], r['metric'])} |" for r, mode in ablated]
-    costs = [c for c in s.get("costs", []) if c["paired"]]
-    if costs:
-        lines += ["", "What the change costs: its own framework's native runs against the setting it changes, "
-                  "paired by seed (the same batches):", "", "| setting | against | framework | "
-                  "against − setting | seeds |", "|---|---|---|---|---:|"]
-        lines += [f"| {c['setting']} | {c['against']} | {c['framework']} | "
-                  f"{_fmt_diff(c['paired'], 'test_acc')} | {c['paired']['n']} |" for c in costs]
-    if s.get("spent"):
-        machines = "; ".join(sorted({m for x in s["spent"] for m in x["machines"]})) or "no run finished yet"
-        lines += ["", f"What the runs cost here ({machines}): training "
-                  "time per run (the median of the finished runs), and what the unfinished runs would take "
-                  "at that median:", "", "| setting | backend | runs finished | median per run | unfinished, "
-                  "at that median |", "|---|---|---:|---:|---:|"]
-        for c in cost_rows(s):
-            failed = f" ({c['failed']} failed)" if c["failed"] else ""
-            lines.append(f"| {c['setting']} | {c['backend']} | {c['finished']} of {c['planned']}{failed} | "
-                         f"{_duration(c['median_s'])} | {_duration(c['left_s']) if c['left'] else '–'} |")
-    if s.get("failed"):
-        lines += ["", "Runs that failed (not in the table or the figures; a rerun retries them):", ""]
-        lines += [f"- `{f['run']}`: {f['error']}" for f in s["failed"]]
-    lines += ["", "Accuracies in %, mean ± sd over seeds; differences in points with their 95% CI (paired "
-              "by seed); PI: the 95% prediction interval of a new run of the report's own framework, "
-              "native defaults, from our seeds.", ""]
-    known = {}  # text -> the settings it applies to
-    for r in s["rows"]:
-        if r.get("differences"):
-            known.setdefault(r["differences"], dict.fromkeys([]))[r["setting"]] = None
-    if known:
-        lines += ["Known differences between the report's runs and ours (from its text), the causes a "
-                  "published value outside our range is read against:", ""]
-        lines += [f"- **{', '.join(settings)}**: {text}" for text, settings in known.items()]
-        lines.append("")
-    lines += [f"![{f}]({image_dir}{f})" for f in s.get("figures", [])]
-    return "\n".join(lines)

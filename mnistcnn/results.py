@@ -1,6 +1,6 @@
-"""What a run produces, as plain data: per-epoch records, the run's result (result.json,
-epochs.csv) and, for a run that failed, its error. Tables, reports and plots read these;
-nothing here trains.
+"""What runs produce, as plain data: per-epoch records, a run's result (result.json,
+epochs.csv), for a run that failed its error, and what a comparison found (its
+results.json). Tables, documents and plots read these; nothing here trains.
 """
 from __future__ import annotations
 
@@ -75,3 +75,36 @@ class RunError:
     @property
     def last_line(self) -> str:
         return self.message.strip().splitlines()[-1] if self.message.strip() else ""
+
+
+@dataclass
+class CompareSummary:
+    """What a comparison found, as written to results.json (report.md and the plots are
+    made from it)."""
+
+    spec: str
+    command: str
+    date: str
+    config: dict
+    seeds: int
+    modes: list
+    variants: list
+    backends: list
+    params: dict  # variant -> {"trainable": n, "state": n}
+    batchnorm: str = ""  # the BN variant's BatchNorm, in words (config.BN_VARIANT); "" before it was recorded
+    runs: list = field(default_factory=list)  # one row per run (error rows hold "error")
+    groups: list = field(default_factory=list)  # per (mode, variant, backend): test metrics
+    paired: list = field(default_factory=list)  # per (mode, variant): paired a - b
+    ablation: list = field(default_factory=list)
+    environment: dict = field(default_factory=dict)
+    plots: list = field(default_factory=list)
+    #: with a CI target: the target, the seeds it took, why it stopped, and the rule
+    sequential: dict | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CompareSummary":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"

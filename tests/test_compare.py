@@ -11,8 +11,10 @@ import pytest
 
 from mnistcnn import compare as C
 from mnistcnn import runner
+from mnistcnn.documents import results_doc
 from mnistcnn.config import TrainConfig
 from mnistcnn.errors import ConfigError, SpecError
+from mnistcnn.results import CompareSummary
 
 TINY = TrainConfig(epochs=2, train_limit=256, val_size=128, test_limit=500, batch_size=64,
                    log_every=2)
@@ -43,7 +45,7 @@ def test_compare_smoke_writes_every_file_consistently(mnist_path, tmp_path):
     s = C.compare("seed000-cnn", tmp_path, seeds=2, cfg=TINY, isolate=False,
                   data_dir=mnist_path, progress=False, command="test compare")
     summary = json.loads((tmp_path / "results.json").read_text())
-    assert C.CompareSummary.from_dict(summary) == s
+    assert CompareSummary.from_dict(summary) == s
     assert summary["variants"] == ["no-bn", "bn"] and len(summary["runs"]) == 8
     assert not any("error" in r for r in summary["runs"])
     rows = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
@@ -61,8 +63,6 @@ def test_compare_smoke_writes_every_file_consistently(mnist_path, tmp_path):
     groups = {(g["variant"], g["backend"]): g for g in summary["groups"]}
     assert groups[("bn", "keras")]["test_acc"]["n"] == 2
     assert summary["params"]["bn"]["state"] == 2 * (32 + 16 + 1024)
-
-    from mnistcnn.report import results_doc
 
     doc = results_doc([tmp_path])
     assert "| seed000-cnn | total parameters | 827,738 | 827,738 | 827,738 | yes |" in doc

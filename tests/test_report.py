@@ -1,14 +1,14 @@
-"""Tables and plots from plain result data (mnistcnn.report): nothing here trains."""
+"""CSV and plots from plain result data (mnistcnn.report), and a comparison's report.md
+(mnistcnn.documents): nothing here trains."""
 import csv
 import io
 
 import numpy as np
 import pytest
 
-from mnistcnn import report, stats, zoo
-from mnistcnn.compare import CompareSummary
+from mnistcnn import documents, report, stats, zoo
 from mnistcnn.config import Optimizer
-from mnistcnn.results import EpochRecord, RunError, RunResult
+from mnistcnn.results import CompareSummary, EpochRecord, RunError, RunResult
 from mnistcnn.runner import Job, JobKey
 
 
@@ -57,7 +57,7 @@ def test_runs_csv_has_a_row_per_run_and_epoch_and_the_error(compared):
 
 def test_markdown_names_verdicts_failures_batchnorm_and_environment(compared):
     _, _, summary = compared
-    md = report.compare_markdown(summary)
+    md = documents.compare_markdown(summary)
     assert summary.paired[0]["verdict"] in md
     assert "BatchNorm: BatchNorm momentum 0.99." in md
     assert "- harmonized/bn/keras/seed1: DataError: simulated" in md
