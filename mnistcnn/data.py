@@ -5,8 +5,9 @@ Where the files are looked for, in order:
   2. the environment variable MNISTCNN_DATA_DIR;
   3. the cache directory (``$XDG_CACHE_HOME/mnistcnn/<dataset>``, default ~/.cache/...),
      or for Fashion-MNIST Debian's /usr/share/datasets/fashion-mnist when complete.
-A file missing from the chosen directory is downloaded there from the public mirrors
-(each tried in turn), its md5 verified, and written atomically (temp file + rename).
+A file missing from the chosen directory is downloaded there from $MNISTCNN_MIRROR when set,
+then the public mirrors (each tried in turn), its md5 verified, and written atomically
+(temp file + rename).
 
 Every file read, .gz or raw IDX, is verified by the SHA-256 of its decompressed bytes
 (measured from the genuine files), not by the md5 of its container: gzip headers differ
@@ -30,6 +31,8 @@ from ._io import atomic_write_bytes
 from .errors import DataError
 
 ENV_VAR = "MNISTCNN_DATA_DIR"
+#: a mirror of one's own (a base URL: a company's file server, a local copy), tried first
+MIRROR_VAR = "MNISTCNN_MIRROR"
 
 #: role -> (file name, md5 of the upstream .gz file (downloads), SHA-256 of the decompressed IDX bytes)
 DATASETS = {
@@ -182,7 +185,9 @@ def fetch(dataset: str, directory: Path, mirrors=None, log=None) -> None:
     """Download every missing file of ``dataset`` into ``directory``, md5-verified;
     ``log``: called with one line per file downloaded (where from, where to)."""
     info = DATASETS[dataset]
-    mirrors = info["mirrors"] if mirrors is None else mirrors
+    if mirrors is None:
+        mine = os.environ.get(MIRROR_VAR, "").strip()
+        mirrors = ([mine.rstrip("/") + "/"] if mine else []) + info["mirrors"]
     _check_directory(directory)
     for name, md5, _ in info["files"].values():
         if (directory / name).exists() or (directory / name[:-3]).exists():
