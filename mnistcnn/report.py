@@ -272,12 +272,11 @@ def _curve(r, metric: str):
 
 
 def study_figure(base: Path, figure, read: dict) -> str | None:
-    """One of a study's figures (reproduce.Study.figures) from its finished runs (``read``:
+    """One of a study's figures (a reproduce.Figure) from its finished runs (``read``:
     {setting: {(mode, variant, backend, seed): run or None}}); None if none has finished."""
-    name, title, ylabel, metric, panels = figure
-    drawn = []
-    for panel, lines in panels:
-        out = []
+    metric, drawn = figure.metric, []
+    for panel in figure.panels:
+        out, lines = [], panel["lines"]
         for setting, variant, mode, backend in lines:
             runs = [r for (m, v, b, _), r in read[setting].items() if (m, v, b) == (mode, variant, backend)]
             curves = [_curve(r, metric) for r in runs if r is not None]
@@ -286,7 +285,8 @@ def study_figure(base: Path, figure, read: dict) -> str | None:
                 if len({l[0] for l in lines}) > 1:
                     label = f"{setting}: {label}"
                 out.append((label, curves[0][0], [c[1] for c in curves]))
-        drawn.append((panel, out))
+        drawn.append((panel["title"], out))
     if not any(lines for _, lines in drawn):
         return None
-    return curves_figure(base / name, title, ylabel, drawn, log=metric in ("steps", "train_loss", "test_loss"))
+    return curves_figure(base / figure.file, figure.title, figure.ylabel, drawn,
+                         log=metric in ("steps", "train_loss", "test_loss"))

@@ -7,23 +7,26 @@ published value next to each framework's mean and spread at the same point of tr
 the paired torch - keras difference, and whether the published value lies inside the 95%
 prediction interval of its own framework's native runs.
 
-Where a report is silent about a setting, the protocol below says what was chosen and why
-(``Study.protocol``). Runs resume and skip finished work, so a long study continues across
-sittings. ``smoke=True`` keeps each protocol but trains on a few hundred images, one seed:
-for the tests, never for results.
+The studies are data: one JSON file per report in mnistcnn/studies (its settings, its
+published numbers, its figures and, in ``protocol``, what the report states, what was chosen
+where it is silent, and why); this module runs them and tabulates what they found, and
+mnistcnn.documents writes it up. Runs resume and skip finished work, so a long study
+continues across sittings. ``smoke=True`` keeps each protocol but trains on a few hundred
+images, one seed: for the tests, never for results.
 """
 from __future__ import annotations
 
 import datetime
 import json
 import time
+from importlib import resources
 from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
 
 from . import compare, documents, stats, zoo
 from ._io import atomic_write_text
 from .backends import PAIR
-from .config import DEFAULT_ITEMS, TrainConfig
+from .config import TrainConfig
 from .errors import ConfigError
 from .report import study_figure
 from .runner import ERROR_FILE, finished
@@ -77,6 +80,18 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A figure the report drew, made from our runs (report.study_figure)."""
+
+    file: str  # its PNG, in the study's directory
+    title: str
+    ylabel: str
+    metric: str  # an epoch field, steps, total_time_s or val_gain_pp
+    #: side by side, each {"title": ..., "lines": ((setting, variant, mode, backend), ...)}
+    panels: tuple
+
+
+@dataclass(frozen=True)
 class Study:
     report: str
     title: str
@@ -84,258 +99,31 @@ class Study:
     settings: tuple
     #: unpublished rows: test accuracy after these epochs of each setting (sensitivity)
     sensitivity_epochs: tuple = ()
-    #: the figures the report drew, made from our runs: (file, title, y label, metric,
-    #: panels as (panel title, [(setting, variant, mode, backend)]))
-    figures: tuple = ()
+    figures: tuple = ()  # Figure
 
 
-def _pub(what, value, metric, framework, epoch=None):
-    return Published(what, value, metric, framework, epoch)
+def _tuples(x):
+    """JSON's lists as the tuples the dataclasses hold (dicts keep their keys)."""
+    if isinstance(x, dict):
+        return {k: _tuples(v) for k, v in x.items()}
+    return tuple(map(_tuples, x)) if isinstance(x, list) else x
 
 
-def _keras_001_published(label, test, first, last):
-    """Report 001's numbers of one Keras run: ``test`` (accuracy, loss) or None, and the
-    training (accuracy, loss) it printed for epoch 1 (``first``) and 5 (``last``, or None)."""
-    rows = [] if test is None else [_pub(f"test accuracy, {label}", test[0], "test_acc", "keras"),
-                                    _pub(f"test loss, {label}", test[1], "test_loss", "keras")]
-    for epoch, numbers in ((1, first), (5, last)):
-        if numbers:
-            rows += [_pub(f"training accuracy, epoch {epoch}, {label}", numbers[0], "train_acc", "keras", epoch),
-                     _pub(f"training loss, epoch {epoch}, {label}", numbers[1], "train_loss", "keras", epoch)]
-    return tuple(rows)
+def load_study(file) -> Study:
+    """A study from its JSON file (a Path or an importlib.resources file): the fields of
+    Study, each setting's of Setting with its published numbers' of Published and each
+    figure's of Figure; a field left out takes its default. The report is the file's name."""
+    d = _tuples(json.loads(file.read_text()))
+    settings = tuple(Setting(**{**s, "published": tuple(Published(**p) for p in s.get("published", ()))})
+                     for s in d.pop("settings"))
+    figures = tuple(Figure(**f) for f in d.pop("figures", ()))
+    return Study(file.name.removesuffix(".json"), settings=settings, figures=figures, **d)
 
 
-_ADAM_64_UNIT = dict(optimizer="adam", lr=1e-3, batch_size=64, normalization="unit", val_size=0,
-                     epochs=10, test_every_epoch=True)
-#: report 001's Keras optimizer is not in its text: one epoch of its relu model with each
-#: candidate, against the training accuracy and loss it printed for epoch 1 (Keras' defaults)
-_OPTIMIZERS_001 = (("sgd", dict(optimizer="sgd", lr=0.01, momentum=0.0)),
-                   ("adam", dict(optimizer="adam", lr=1e-3)),
-                   ("rmsprop", dict(optimizer="rmsprop", lr=1e-3, momentum=0.0)),
-                   ("adadelta", dict(optimizer="adadelta", lr=1e-3, rho=0.95, eps=1e-7)),
-                   ("adadelta-lr1", dict(optimizer="adadelta", lr=1.0, rho=0.95, eps=1e-7)))
-#: the candidate whose first epoch is the report's (plain SGD)
-_KERAS_001 = dict(**dict(_OPTIMIZERS_001)["sgd"], batch_size=128, epochs=5, normalization="unit", val_size=0)
-#: the relu model's numbers: test (accuracy, loss), training (accuracy, loss) of epochs 1 and 5
-_RELU_001 = ((0.9733, 0.0853), (0.563, 1.373), (0.9234, 0.2664))
-_TORCH_001 = dict(optimizer="sgd", lr=0.01, momentum=0.5, batch_size=128, epochs=5,
-                  normalization="standard", val_size=0)
-_SGD_003 = dict(optimizer="sgd", momentum=0.9, batch_size=50, normalization="standard", val_size=0,
-                test_every_epoch=True)
-_KERAS_004 = dict(optimizer="adam", lr=1e-3, batch_size=128, epochs=12, normalization="unit",
-                  val_size=0, test_every_epoch=True)
-_RUNS = (("native", BACKENDS), ("harmonized", BACKENDS))
-_CONFIG_002 = dict(optimizer="adam", lr=1e-3, batch_size=64, epochs=20, val_size=10_000, normalization="unit",
-                   test_every_epoch=True)
-_PUBLISHED_002 = (
-    _pub("last-epoch training accuracy, 10 epochs", 0.4678, "train_acc", "torch", 10),
-    _pub("last-epoch validation accuracy, 10 epochs", 0.4736, "val_acc", "torch", 10),
-    _pub("test accuracy, 10 epochs", 0.4794, "test_acc", "torch", 10),
-    _pub("total training time s, 10 epochs", 245, "total_time_s", "torch", 10),
-    _pub("last-epoch training accuracy, 20 epochs", 0.4834, "train_acc", "torch", 20),
-    _pub("last-epoch validation accuracy, 20 epochs", 0.4904, "val_acc", "torch", 20),
-    _pub("test accuracy, 20 epochs", 0.4854, "test_acc", "torch", 20),
-    _pub("total training time s, 20 epochs", 426, "total_time_s", "torch", 20))
-#: compare's --ablate for a model without BatchNorm: native with one default harmonized
-_ABLATE_NO_BN = (("native+init", BACKENDS), ("native+optimizer", BACKENDS))
-_ABLATE = tuple((f"native+{item}", BACKENDS) for item in DEFAULT_ITEMS)
-_D001_KERAS = ("Its Keras optimizer is not in the text (SGD with Keras' default lr 0.01 here, the candidate "
-               "whose first epoch matches the one it printed: the keras-relu-epoch1-* rows); one run per "
-               "number.")
-_D001_TORCH = ("The 2019 pytorch/examples main.py protocol is assumed (SGD lr 0.01, momentum 0.5); one run per "
-               "number.")
-_D003 = ("Its 'final loss' is one batch's loss (ours: the mean of the last 10 logged steps); one run per "
-         "number.")
-#: report 004's Keras log, as printed (the models as published, BatchNorm on axis 1): (epoch,
-#: training loss, training accuracy, validation loss, validation accuracy), None where the
-#: line is cut off; the first and the last epoch whose line is legible (the test set validates)
-_EPOCHS_004 = {"keras3-cnn": ((1, 0.4069, 0.8740, 0.1157, 0.9648), (12, 0.0305, 0.9898, 0.0534, None)),
-               "keras5-cnn": ((1, 0.2118, 0.9349, 0.0499, 0.9849), (12, 0.0234, 0.9935, 0.0272, None)),
-               "keras7-cnn": ((4, 0.0635, 0.9808, 0.0502, 0.9867), (12, None, None, 0.0311, None))}
-
-
-def _epochs_004(log):
-    """Report 004's per-epoch numbers as published rows (the epoch-12 validation accuracy is
-    its test accuracy, a row of its own)."""
-    return tuple(_pub(f"epoch {e}: {what}", v, metric, "keras", e) for e, *values in log
-                 for (what, metric), v in zip((("training loss", "train_loss"), ("training accuracy", "train_acc"),
-                                               ("validation (test set) loss", "test_loss"),
-                                               ("validation (test set) accuracy", "test_acc")), values)
-                 if v is not None)
-
-
-#: report 004: its own framework natively, both frameworks harmonized, 2 seeds (the costly one)
-_RUNS_004 = (("native", ("keras",)), ("harmonized", BACKENDS))
-
-
-STUDIES = {s.report: s for s in [
-    Study("000", "PyTorch vs TensorFlow, one CNN in both, with and without BatchNorm",
-          "The report gives the architecture and the two accuracies only: no epochs, optimizer, "
-          "batch size or preprocessing. Chosen: Adam (lr 1e-3), the optimizer of both frameworks' "
-          "MNIST tutorials of its time (TensorFlow 2.3, PyTorch 1.7); batch 64; inputs /255; 10 epochs "
-          "on all 60,000 training images, tested on the 10,000 test images. How much the choice of "
-          "epochs matters is measured: test accuracy after 1, 2, 5 and 10 epochs of the same runs. "
-          "The native runs of its model (without BatchNorm) go on, seed after seed, until the paired "
-          "95% CI of the torch − keras test accuracy is within ±0.1 pp (at most 30 seeds): the "
-          "precision its 0.29 pp question needs.",
-          (Setting("seed000-cnn", "seed000-cnn", _ADAM_64_UNIT, (
-              _pub("PyTorch test accuracy", 0.988, "test_acc", "torch"),
-              _pub("TensorFlow test accuracy", 0.9909, "test_acc", "keras"),
-          ), bn_pair=True, precision=("no-bn", 0.1, 30),
-              differences="The report states neither epochs, optimizer, batch size nor preprocessing (ours: Adam 1e-3, batch 64, "
-                          "/255, 10 epochs; the sensitivity rows give 1, 2 and 5 epochs); it ran torch 1.7.0 and "
-                          "TensorFlow 2.3.1 (ours 2.13.0 and 2.21.0); it names no activation for the 1024-wide "
-                          "layer (ReLU here); one run per number."),),
-          sensitivity_epochs=(1, 2, 5, 10),
-          figures=(("loss_bn.png", "Report 000's figure: training loss per epoch, with and without BatchNorm",
-                    "training loss (mean over the epoch)", "train_loss",
-                    tuple((f"{fw}", tuple(("seed000-cnn", v, m, b) for v in ("no-bn", "bn")
-                                          for m in ("native", "harmonized")))
-                          for fw, b in (("PyTorch", "torch"), ("TensorFlow (Keras)", "keras")))),)),
-    Study("001", "Keras and PyTorch lab: vary one thing at a time",
-          "Stated: batch 128, 5 epochs, 60,000 training images, tested on the test set; for each Keras "
-          "model it printed the training accuracy and loss of every epoch. Keras side: the optimizer is "
-          "not in the text. Its model is the Keras mnist_cnn example's structure with BatchNorm added; "
-          "that example compiles with Adadelta(), whose default learning rate is 1e-3 in tf.keras and "
-          "Keras 3 (rho 0.95, epsilon 1e-7), but five epochs of Adadelta at 1e-3 stay near chance "
-          "(keras-relu-adadelta). The keras-relu-epoch1-* rows train one epoch of the relu model with "
-          "each candidate at Keras' default learning rate, natively: only plain SGD (lr 0.01, no "
-          "momentum, what compile(optimizer='sgd') gives) learns as slowly as the report's first epoch, "
-          "so every Keras setting uses it; inputs /255 as in that example. PyTorch side: the 2019 "
-          "pytorch/examples Net and its main.py protocol: SGD lr 0.01, momentum 0.5, inputs normalised "
-          "with 0.1307/0.3081.",
-          (Setting("keras-relu", "keras-bn-cnn", _KERAS_001,
-                   _keras_001_published("relu", *_RELU_001)
-                   + _keras_001_published("two conv blocks (the relu model again)", (0.9745, 0.0852),
-                                          (0.5652, 1.363), (0.9239, 0.2656)),
-                   # PyTorch natively ~1 point above Keras natively: the ablation names the default
-                   runs=(*_RUNS, *_ABLATE), differences=_D001_KERAS),
-           *(Setting(f"keras-{act}", "keras-bn-cnn", _KERAS_001, _keras_001_published(act, *numbers),
-                     axes=(("activation", act),), differences=_D001_KERAS)
-             for act, numbers in (("sigmoid", ((0.9674, 0.1096), (0.6097, 1.213), (0.9133, 0.2901))),
-                                  ("tanh", ((0.9687, 0.1239), (0.5644, 1.394), (0.9165, 0.2897))))),
-           Setting("keras-one-conv", "keras-bn-cnn-1conv", _KERAS_001,
-                   _keras_001_published("one conv block", (0.9773, 0.0719), (0.6888, 0.9833), (0.944, 0.2054)),
-                   differences=_D001_KERAS),
-           *(Setting(f"keras-relu-epoch1-{name}", "keras-bn-cnn", {**_KERAS_001, **optimizer, "epochs": 1},
-                     _keras_001_published("relu", None, _RELU_001[1], None), runs=(("native", ("keras",)),),
-                     seeds=1, differences="One epoch of the relu model: the optimizer's fingerprint.")
-             for name, optimizer in _OPTIMIZERS_001),
-           Setting("keras-relu-adadelta", "keras-bn-cnn", {**_KERAS_001, **dict(_OPTIMIZERS_001)["adadelta"]},
-                   _keras_001_published("relu", *_RELU_001), runs=(("harmonized", BACKENDS),),
-                   differences="The Keras example's Adadelta() at its tf.keras default lr 1e-3, not the report's "
-                               "optimizer (keras-relu-epoch1-*)."),
-           Setting("torch-net-50", "pytorch-examples-net", _TORCH_001, (
-               _pub("test accuracy, 50 hidden (first run)", 0.9660, "test_acc", "torch"),
-               _pub("test loss, 50 hidden (first run)", 0.1065, "test_loss", "torch"),
-               _pub("test accuracy, max pooling (second run of the same Net)", 0.9658, "test_acc", "torch"),
-               _pub("test loss, max pooling (second run of the same Net)", 0.1073, "test_loss", "torch")),
-               differences=_D001_TORCH),
-           Setting("torch-net-25", "pytorch-examples-net-25", _TORCH_001, (
-               _pub("test accuracy, 25 hidden", 0.9624, "test_acc", "torch"),
-               _pub("test loss, 25 hidden", 0.1313, "test_loss", "torch")), differences=_D001_TORCH),
-           Setting("torch-net-avgpool", "pytorch-examples-net-avgpool", _TORCH_001, (
-               _pub("test accuracy, average pooling", 0.9359, "test_acc", "torch"),
-               _pub("test loss, average pooling", 0.2147, "test_loss", "torch")),
-               # natively 2.3 points apart (harmonized not): the ablation names the default
-               runs=(*_RUNS, *_ABLATE_NO_BN), differences=_D001_TORCH))),
-    Study("002", "PyTorch CNN with a 2-feature bottleneck",
-          "Stated: Adam lr 1e-3, batch 64, 50,000 training / 10,000 validation / 10,000 test images, "
-          "10 and 20 epochs. One 20-epoch run per seed gives both: with a constant learning rate and "
-          "deterministic training, its first 10 epochs are the 10-epoch run. Inputs /255 (not stated; "
-          "torchvision's ToTensor). Times are this machine's, not the report's.",
-          (Setting("bottleneck-2", "bottleneck-cnn", _CONFIG_002, _PUBLISHED_002,
-                   differences="Its architecture is not in the text (the zoo's is reconstructed from its error "
-                               "message and, for the ReLU on the 2 features, from its accuracy: "
-                               "bottleneck-2-linear); its times are its own machine's, which it does not "
-                               "name; one run per number."),
-           Setting("bottleneck-2-linear", "bottleneck-cnn:relu=0", _CONFIG_002, _PUBLISHED_002,
-                   runs=(("native", ("torch",)),), seeds=2,
-                   differences="A linear 2-wide layer (no ReLU on the 2 features): the reconstruction the "
-                               "report's accuracy rules out; its times are its own machine's.")),
-          figures=tuple((f"{metric}.png", f"Report 002's figure: {words}", words, metric,
-                         (("bottleneck-cnn, 2 features", tuple(("bottleneck-2", "as-is", m, b)
-                                                               for m in ("native", "harmonized") for b in BACKENDS)),))
-                        for metric, words in (("time_s", "training time per epoch, s"),
-                                              ("total_time_s", "total training time, s"),
-                                              ("val_gain_pp", "epoch-to-epoch gain in validation accuracy, points")))),
-    Study("003", "PyTorch: simple FC, simple CNN, complex CNN, MLP, learning rates",
-          "Stated: SGD with momentum 0.9, batch 50, inputs normalised with 0.1307/0.3081, all 60,000 "
-          "training images, tested on the test set; epochs and learning rates per model as below. "
-          "'Final loss' is the last training batch's loss the report printed; ours is the mean "
-          "training loss of the last logged 10 steps. The MLP's epochs are not stated: 5, as for "
-          "the other models of the report.",
-          (Setting("simple-fc", "simple-fc", {**_SGD_003, "lr": 1e-3, "epochs": 5}, (
-              _pub("test accuracy, 5 epochs", 0.9210, "test_acc", "torch"),
-              _pub("final training loss", 0.368408, "train_loss_last", "torch")), differences=_D003),
-           Setting("simple-cnn", "simple-cnn", {**_SGD_003, "lr": 1e-3, "epochs": 5}, (
-               _pub("test accuracy, 5 epochs", 0.9828, "test_acc", "torch"),
-               _pub("final training loss", 0.065379, "train_loss_last", "torch")),
-               differences=_D003 + " Its text (line 222) puts a ReLU after each max pooling, its assignment "
-                                   "(line 463, used here) one after the second only."),
-           *(Setting(f"mlp-lr{lr:g}", "mlp", {**_SGD_003, "lr": lr, "epochs": 5}, (
-               _pub(f"test accuracy, lr {lr:g}", acc, "test_acc", "torch"),),
-               # where the native frameworks differ (an MLP: no BatchNorm items), the ablation names the cause
-               runs=_RUNS if lr == 0.01 else (*_RUNS, *_ABLATE_NO_BN),
-               differences="Its dropout stays on when it tests (F.dropout(x, p=0.2) without "
-                           "training=self.training, lines 316-322; ours is off in inference); its epochs are "
-                           "not stated (5 here); one run per number.")
-             for lr, acc in ((0.01, 0.9786), (1e-3, 0.9597), (1e-4, 0.8953))),
-           # the learning-rate figures' other curves (no published number)
-           *(Setting(f"{arch}-lr{lr:g}", arch, {**_SGD_003, "lr": lr, "epochs": 5},
-                     runs=(("native", ("torch",)),))  # the figure draws PyTorch natively only
-             for arch, lr in (("simple-fc", 0.01), ("simple-fc", 1e-4), ("simple-cnn", 0.1), ("simple-cnn", 0.01))),
-           Setting("simple-cnn-continued", "simple-cnn",
-                   {**_SGD_003, "lr": 1e-3, "epochs": 15, "schedule": "multistep", "milestones": (5, 10)}, (
-               _pub("test accuracy after 5 epochs at lr 1e-3", 0.9770, "test_acc", "torch", 5),
-               _pub("test accuracy after 5 more at lr 1e-4", 0.9853, "test_acc", "torch", 10),
-               _pub("test accuracy after 5 more at lr 1e-5", 0.9854, "test_acc", "torch", 15)),
-               differences="It does not say whether the optimizer (its momentum buffer) was kept across the "
-                           "three stages (one run with a multistep schedule here); one run per number."),
-           Setting("complex-cnn", "complex-cnn",
-                   {**_SGD_003, "lr": 0.01, "epochs": 4, "schedule": "multistep", "milestones": (2,)}, (
-               _pub("test accuracy, 2 epochs at lr 0.01", 0.9902, "test_acc", "torch", 2),
-               _pub("test accuracy, 2 more at lr 0.001", 0.9932, "test_acc", "torch", 4)),
-               differences="As for the continued simple CNN: a multistep schedule in one run here; one run "
-                           "per number.")),
-          figures=(("lr_loss.png", "Report 003's figure: training loss per learning rate (PyTorch, native)",
-                    "training loss (mean of 10 steps), by step", "steps",
-                    (("simple FC", tuple((n, "as-is", "native", "torch") for n in ("simple-fc-lr0.01", "simple-fc",
-                                                                                  "simple-fc-lr0.0001"))),
-                     ("MLP", tuple((f"mlp-lr{lr:g}", "as-is", "native", "torch") for lr in (0.01, 1e-3, 1e-4))),
-                     ("simple CNN", tuple((n, "as-is", "native", "torch") for n in ("simple-cnn-lr0.1",
-                                                                                   "simple-cnn-lr0.01"))))),)),
-    Study("004", "Keras notebook: 3-, 5-, 7-layer CNNs",
-          "Stated: Adam with Keras' defaults, batch 128, 12 epochs, inputs /255, the test set as "
-          "validation. Runs: the report's own framework (Keras) natively and both frameworks "
-          "harmonized, 2 seeds each, with BatchNorm on the channel axis (the zoo models); and the "
-          "models as published, BatchNormalization(axis=1) normalising the height (mnistcnn's "
-          "HeightBatchNorm; PyTorch needs the channel and height axes swapped around a "
-          "BatchNorm2d(H) to express it), in Keras natively, 2 seeds: the accuracy cost of the "
-          "mistake. keras5-cnn and keras7-cnn are the costly runs (the cost table below).",
-          tuple(setting for arch, acc in (("keras3-cnn", 0.9860), ("keras5-cnn", 0.9932), ("keras7-cnn", 0.9911))
-                for setting in (
-                    Setting(arch, arch, _KERAS_004, (_pub("test accuracy, 12 epochs", acc, "test_acc", "keras"),),
-                            runs=_RUNS_004, seeds=2,
-                            differences="The report trained BatchNormalization(axis=1), the height (the -axis1 "
-                                        "rows train it so; these, on the channel axis); Keras 2.x then; one run "
-                                        "per number."),
-                    # as published: BatchNormalization(axis=1), the height axis (Keras, natively)
-                    Setting(f"{arch}-axis1", arch, _KERAS_004,
-                            (_pub("test accuracy, 12 epochs, BatchNorm on axis 1 as published", acc,
-                                  "test_acc", "keras"), *_epochs_004(_EPOCHS_004[arch])),
-                            runs=(("native", ("keras",)),), seeds=2, axes=(("batchnorm_axis", "height"),),
-                            against=arch,
-                            differences="Keras 2.x then (3.15 here); one run per number; and 2 seeds here: a 95% "
-                                        "prediction interval from 2 runs has one degree of freedom, narrow "
-                                        "wherever the two happen to agree."))),
-          figures=tuple((f"{metric}.png", f"Report 004's figure: {words} per epoch (the test set validates)",
-                         words, metric,
-                         tuple((arch, ((arch, "as-is", "native", "keras"), (arch, "as-is", "harmonized", "keras"),
-                                       (arch, "as-is", "harmonized", "torch")))
-                               for arch in ("keras3-cnn", "keras5-cnn", "keras7-cnn")))
-                        for metric, words in (("train_loss", "training loss"), ("test_loss", "validation loss")))),
-]}
+#: the five reference reports' studies, one file each in mnistcnn/studies (package data)
+STUDIES = {f.name.removesuffix(".json"): load_study(f) for f in
+           sorted(resources.files(__package__).joinpath("studies").iterdir(), key=lambda f: f.name)
+           if f.name.endswith(".json")}
 
 #: smoke size: every setting's protocol on 64 images for at most 2 epochs
 SMOKE = dict(train_limit=64, test_limit=100)

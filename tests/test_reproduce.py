@@ -38,6 +38,17 @@ def test_every_setting_is_a_valid_protocol(report):
     assert all(k <= TrainConfig(**s.config).epochs for s in study.settings for k in study.sensitivity_epochs)
 
 
+@pytest.mark.parametrize("report", R.STUDIES)
+def test_a_study_file_names_only_its_own_settings(report):
+    """A study is a data file (mnistcnn/studies/<report>.json): its settings' names are
+    unique, and every setting an `against` or a figure's line names is one of them."""
+    study = R.STUDIES[report]
+    names = [s.name for s in study.settings]
+    assert study.report == report and len(set(names)) == len(names)
+    assert {s.against for s in study.settings if s.against} <= set(names)
+    assert {line[0] for f in study.figures for panel in f.panels for line in panel["lines"]} <= set(names)
+
+
 def test_published_numbers_are_the_reports():
     """A few anchors from ../shared/seeds/README.md, so a typo in the table fails."""
     values = {(s.report, p.what): p.value for s in R.STUDIES.values() for st in s.settings for p in st.published}
@@ -91,7 +102,7 @@ def test_smoke_study_fills_every_row(report, mnist_path, tmp_path):
     assert s["run_time_s"] == sum(sum(d["seconds"]) for x in s["spent"] for d in x["backends"].values()) > 0
     assert [(c["setting"], c["paired"]["n"]) for c in s["costs"]] == [(st.name, 1) for st in study.settings
                                                                        if st.against]
-    assert s["figures"] == [f[0] for f in study.figures]  # the report's figures, from the runs
+    assert s["figures"] == [f.file for f in study.figures]  # the report's figures, from the runs
     for name in s["figures"]:
         assert (tmp_path / report / name).read_bytes()[:4] == b"\x89PNG"
 
