@@ -212,55 +212,16 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
     only tabulates the runs already finished (a study still under way). ``backends``:
     the frameworks of its two-framework runs (with_backends). ``only``: the names of the
     settings to train (the others are tabulated from their finished runs)."""
-    if report not in STUDIES:
-        raise ConfigError(f"Unknown report {report!r}. Valid: {', '.join(STUDIES)}, or all.")
-    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
-        raise ConfigError(f"Invalid value for `seeds`. Expected an integer >= 1 (or none: the study's "
-                          f"own). Received seeds={seeds!r}.")
-    study, base = with_backends(STUDIES[report], backends), Path(out) / report
-    names = [s.name for s in study.settings]
-    unknown = sorted(set(only or ()) - set(names))
-    if unknown:
-        raise ConfigError(f"Report {report} has no setting {', '.join(unknown)}. Its settings: "
-                          f"{', '.join(names)}.")
-    started, rows, spent, read = time.perf_counter(), [], [], {}
-    n_seeds = n_seeds_of(study, smoke, seeds)
-    chosen = [s for s in study.settings if train and (only is None or s.name in only)]
-    # every setting's first group (native) before any setting's second: a study stopped
-    # half-way has the runs its published numbers are read against in all its settings
-    for group in range(max((len(s.runs) for s in chosen), default=0)):
-        for setting in chosen:
-            if group < len(setting.runs):
-                mode, backends = setting.runs[group]
-                compare.compare(setting.spec(), base / setting.name / mode, seeds=n_seeds[setting.name],
-                        cfg=_config(setting, smoke), backends=backends, bn=setting.bn_pair, modes=(mode,),
-                        workers=workers, isolate=not smoke, data_dir=data_dir, progress=progress,
-                        command=command, plots=not smoke)
-    for setting in chosen:
-        if setting.precision and not smoke and seeds is None:
-            variant, target_pp, most = setting.precision
-            mode, backends = setting.runs[0]
-            compare.compare(setting.spec(), base / setting.name / mode, seeds=setting.seeds, cfg=_config(setting, smoke),
-                    backends=backends, bn=setting.bn_pair, modes=(mode,), workers=workers, data_dir=data_dir,
-                    progress=progress, command=command, ci_target_pp=target_pp, max_seeds=most,
-                    variants=(variant,))
-    for setting in study.settings:
-        setting = replace(setting, seeds=n_seeds[setting.name])
-        variants = ("no-bn", "bn") if setting.bn_pair else ("as-is",)
-        runs = read[setting.name] = _runs(base / setting.name, setting, _config(setting, smoke))
-        spent.append(_spent(setting.name, runs))
-        for variant in variants:
-            label = "" if variant == "as-is" else f" [{variant}]"
-            for p in setting.published:
-                values = _group_values(runs, p, variant)
-                rows.append(_row(study, setting, p, values, p.what + label))
-            for k in study.sensitivity_epochs:
-                probe = Published(f"test accuracy after {k} epochs", 0.0, "test_acc", "torch", k)
-                values = _group_values(runs, probe, variant)
-                rows.append(_row(study, setting, None, values, f"(not published) {probe.what}{label}"))
+    study, base = _study(report, seeds, backends, only), Path(out) / report
+    started, n_seeds = time.perf_counter(), n_seeds_of(study, smoke, seeds)
+    if train:
+        _train([s for s in study.settings if only is None or s.name in only], base, n_seeds, smoke,
+               precision=seeds is None, workers=workers, data_dir=data_dir, progress=progress, command=command)
+    settings = [replace(s, seeds=n_seeds[s.name]) for s in study.settings]
+    read = {s.name: _runs(base / s.name, s, _config(s, smoke)) for s in settings}
+    rows = [row for s in settings for row in _rows(study, s, read[s.name])]
+    spent = [_spent(s.name, read[s.name]) for s in settings]
     figures = [study_figure(base, f, read) for f in study.figures]
-    costs = [_cost(study, setting, n_seeds, read) for setting in study.settings
-             if setting.against]
     summary = {"report": report, "title": study.title, "protocol": study.protocol, "smoke": smoke,
                "complete": all(r.get(k) is not None and r[k]["n"] >= n_seeds[r["setting"]]
                                for r in rows for k in _cells(study, r["setting"])),
@@ -268,11 +229,65 @@ def reproduce(report: str, out, smoke: bool = False, seeds: int | None = None, w
                "wall_time_s": time.perf_counter() - started,
                "run_time_s": sum(sum(d["seconds"]) for x in spent for d in x["backends"].values()),
                "settings": [asdict(s) for s in study.settings], "rows": rows,
-               "figures": [f for f in figures if f], "costs": costs, "failed": _failed(base),
-               "spent": spent}
+               "figures": [f for f in figures if f],
+               "costs": [_cost(study, s, n_seeds, read) for s in study.settings if s.against],
+               "failed": _failed(base), "spent": spent}
     atomic_write_text(base / "reproduce.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(base / "reproduce.md", documents.study_markdown(summary))
     return summary
+
+
+def _study(report: str, seeds, backends, only) -> Study:
+    """Report ``report``'s study with ``backends``, once the arguments are checked."""
+    if report not in STUDIES:
+        raise ConfigError(f"Unknown report {report!r}. Valid: {', '.join(STUDIES)}, or all.")
+    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
+        raise ConfigError(f"Invalid value for `seeds`. Expected an integer >= 1 (or none: the study's "
+                          f"own). Received seeds={seeds!r}.")
+    study = with_backends(STUDIES[report], backends)
+    names = [s.name for s in study.settings]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise ConfigError(f"Report {report} has no setting {', '.join(unknown)}. Its settings: "
+                          f"{', '.join(names)}.")
+    return study
+
+
+def _train(chosen: list, base: Path, n_seeds: dict, smoke: bool, precision: bool, **kw) -> None:
+    """Train the ``chosen`` settings: every setting's first group (native) before any
+    setting's second, so that a study stopped half-way has the runs its published numbers
+    are read against in all its settings; then, with ``precision`` (the study's own seeds)
+    and not ``smoke``, each setting's further seeds under its precision rule. ``kw``:
+    compare's workers, data_dir, progress and command."""
+    for group in range(max((len(s.runs) for s in chosen), default=0)):
+        for setting in chosen:
+            if group < len(setting.runs):
+                mode, backends = setting.runs[group]
+                compare.compare(setting.spec(), base / setting.name / mode, seeds=n_seeds[setting.name],
+                                cfg=_config(setting, smoke), backends=backends, bn=setting.bn_pair, modes=(mode,),
+                                isolate=not smoke, plots=not smoke, **kw)
+    for setting in chosen:
+        if setting.precision and not smoke and precision:
+            variant, target_pp, most = setting.precision
+            mode, backends = setting.runs[0]
+            compare.compare(setting.spec(), base / setting.name / mode, seeds=setting.seeds,
+                            cfg=_config(setting, smoke), backends=backends, bn=setting.bn_pair, modes=(mode,),
+                            ci_target_pp=target_pp, max_seeds=most, variants=(variant,), **kw)
+
+
+def _rows(study: Study, setting: Setting, runs: dict) -> list:
+    """The setting's table rows, for each variant it trains: one per published number, and
+    one per sensitivity epoch of the study (not published)."""
+    rows = []
+    for variant in ("no-bn", "bn") if setting.bn_pair else ("as-is",):
+        label = "" if variant == "as-is" else f" [{variant}]"
+        for p in setting.published:
+            rows.append(_row(study, setting, p, _group_values(runs, p, variant), p.what + label))
+        for k in study.sensitivity_epochs:
+            probe = Published(f"test accuracy after {k} epochs", 0.0, "test_acc", "torch", k)
+            rows.append(_row(study, setting, None, _group_values(runs, probe, variant),
+                             f"(not published) {probe.what}{label}"))
+    return rows
 
 
 def _spent(name: str, runs: dict) -> dict:
