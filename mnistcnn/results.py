@@ -24,6 +24,8 @@ class EpochRecord:
     images_per_s: float
     test_loss: float | None = None  # with TrainConfig.test_every_epoch
     test_acc: float | None = None
+    cpu_s: float | None = None  # CPU time of the training process in the epoch, all its threads
+    load_avg: float | None = None  # the machine's 1-minute load average at the epoch's end
 
 
 @dataclass

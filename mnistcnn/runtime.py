@@ -89,6 +89,15 @@ def vector_extensions() -> list:
     return [f for f in VECTOR_EXTENSIONS if f in flags]
 
 
+def load_average() -> float | None:
+    """The machine's 1-minute load average (runnable threads, all processes), where the
+    system reports one: beside a timing, it says whether the run had the cores to itself."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def environment(backend) -> dict:
     """Provenance (mnistcnn version, git commit, date), versions, threads, flags and CPU:
     what a timing or a number depends on. ``backend`` is a backend module (its own part:

@@ -182,14 +182,14 @@ def _one_epoch(trainer, cfg, epoch, n_train, val, test, progress, backend, steps
     bar = tqdm(total=len(order), unit="img", desc=f"[{backend}] epoch {epoch + 1}/{cfg.epochs}",
                disable=True if not progress else None,  # None: no bar where stderr is not a terminal
                leave=False, mininterval=0.5)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         train_loss, train_acc = trainer.train_epoch(order, cfg.batch_size, lr,
                                                     rng_seed=cfg.seed * 100_003 + epoch,
                                                     on_batch=on_batch)
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     if not math.isfinite(train_loss):
         raise TrainingDiverged(f"[{backend}] the mean training loss of epoch {epoch + 1} is {train_loss} "
                                f"(learning rate {lr:g}). The checkpoint of the last finished epoch is "
@@ -200,7 +200,7 @@ def _one_epoch(trainer, cfg, epoch, n_train, val, test, progress, backend, steps
     if cfg.test_every_epoch:
         test_loss, test_acc, _ = trainer.evaluate(*test)
     record = EpochRecord(epoch + 1, lr, train_loss, train_acc, val_loss, val_acc, seconds,
-                         len(order) / seconds, test_loss, test_acc)
+                         len(order) / seconds, test_loss, test_acc, cpu_seconds, runtime.load_average())
     if progress:
         val = f"  val loss {val_loss:.4f} acc {val_acc:.4f}" if val_loss is not None else ""
         val += f"  test loss {test_loss:.4f} acc {test_acc:.4f}" if test_loss is not None else ""

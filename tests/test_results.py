@@ -27,7 +27,7 @@ def test_reads_result_files_written_before_the_optimizer_type():
 def test_epochs_csv():
     rows = result().epochs_csv().strip().split("\n")
     assert rows == ["backend,seed,epoch,lr,train_loss,train_acc,val_loss,val_acc,time_s,images_per_s,"
-                    "test_loss,test_acc", "keras,4,1,0.001,0.5,0.8,0.4,0.85,2.0,1000.0,,"]
+                    "test_loss,test_acc,cpu_s,load_avg", "keras,4,1,0.001,0.5,0.8,0.4,0.85,2.0,1000.0,,,,"]
 
 
 def test_run_error_keeps_the_cause():

@@ -1,5 +1,6 @@
 """The shared training protocol on real MNIST, in both real backends."""
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -152,6 +153,9 @@ def test_short_real_run_learns(short_runs, backend):
     # the loss curve: every 10 steps, 200 steps in all, and it falls
     assert [s for s, _ in r.steps] == list(range(10, 201, 10))
     assert r.steps[-1][1] < r.steps[0][1] / 3
+    # the timing's context: CPU time spent (more than nothing, bounded by the threads) and the load
+    e = r.epochs[0]
+    assert 0 < e.cpu_s <= e.time_s * (os.cpu_count() or 1) * 1.05 + 0.5 and e.load_avg >= 0
 
 
 @pytest.mark.slow
