@@ -88,27 +88,34 @@ def curves_figure(path: Path, title: str, ylabel: str, panels: list, log: bool =
 def compare_plots(out: Path, jobs, results, summary) -> list[str]:
     """The comparison's figures, one PNG each, the headline (forest.png) first; returns
     their file names. Curves: the mean over seeds with the seeds' min-max as a band."""
-    plt = _plt()
     mode = "harmonized" if "harmonized" in summary.modes else summary.modes[0]
-    backends, variants = summary.backends, summary.variants
-    by = {}
+    by = {}  # (mode, variant, backend): its finished runs
     for job in jobs:
         r = results[job.key]
         if not isinstance(r, RunError):
             by.setdefault((job.key.mode, job.key.variant, job.key.backend), []).append(r)
     names = []
+    if summary.paired:  # the headline: the paired difference in test accuracy with its 95% CI
+        backends = summary.backends
+        names.append(save_figure(forest_figure(summary.paired, f"{summary.spec}: " + (
+            f"{backends[0]} − {backends[1]}" if len(backends) == 2 else "each pair's")
+            + " test accuracy, paired by seed"), out / "forest.png"))
+    names.append(save_figure(_loss_figure(summary, by, mode), out / "loss_bn.png"))
+    for name, metrics, ylabel, scale in (("train_val_loss.png", ("train_loss", "val_loss"), "cross-entropy", 1),
+                                         ("accuracy.png", ("train_acc", "val_acc"), "accuracy %", 100)):
+        names.append(save_figure(_epochs_figure(summary, by, mode, metrics, ylabel, scale), out / name))
+    names.append(save_figure(_test_accuracy_figure(summary), out / "test_accuracy.png"))
+    names.append(save_figure(_confusion_figure(summary, by, mode), out / "confusion.png"))
+    if summary.ablation:
+        names.append(save_figure(ablation_figure(summary.ablation), out / "ablation.png"))
+    return names
 
-    def save(fig, name):
-        names.append(save_figure(fig, out / name))
 
-    # 1. the headline: paired torch - keras difference in test accuracy with its 95% CI
-    if summary.paired:
-        fig = forest_figure(summary.paired, f"{summary.spec}: " + (
-            f"{backends[0]} − {backends[1]}" if len(backends) == 2 else "each pair's") + " test accuracy, paired by seed")
-        save(fig, "forest.png")
-
-    # 2. training loss vs step, with and without batch norm: one panel per backend + overlay
-    fig, axes = plt.subplots(1, len(backends) + 1, figsize=(5 * (len(backends) + 1), 4), sharey=True)
+def _loss_figure(summary, by: dict, mode: str):
+    """Training loss vs step, with and without BatchNorm: one panel per backend and one of
+    them all."""
+    backends = summary.backends
+    fig, axes = _plt().subplots(1, len(backends) + 1, figsize=(5 * (len(backends) + 1), 4), sharey=True)
     for ax, panel in zip(axes, list(backends) + ["both"]):
         for (m, variant, backend), runs in sorted(by.items()):
             if m != mode or panel not in ("both", backend) or not runs[0].steps:
@@ -125,37 +132,40 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
             ax.legend(fontsize=8)
     axes[0].set_ylabel("cross-entropy, mean of logged steps (log scale)")
     fig.suptitle("Training loss: mean over seeds, band = min–max of the seeds", fontsize=10)
-    save(fig, "loss_bn.png")
+    return fig
 
-    # 3. train vs validation loss per epoch, 4. accuracy per epoch (percent)
+
+def _epochs_figure(summary, by: dict, mode: str, metrics: tuple, ylabel: str, scale: float):
+    """A training and a validation metric per epoch (``metrics``), one panel per variant."""
     labels = {"train": "train (running mean over the epoch)", "val": "validation (end of epoch)"}
-    for name, metrics, ylabel, scale in (("train_val_loss.png", ("train_loss", "val_loss"), "cross-entropy", 1),
-                                         ("accuracy.png", ("train_acc", "val_acc"), "accuracy %", 100)):
-        fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False)
-        for ax, variant in zip(axes[0], variants):
-            for backend in backends:
-                runs = by.get((mode, variant, backend))
-                if not runs:
-                    continue
-                for metric, style in zip(metrics, ("-", ":")):
-                    ys = [[(getattr(e, metric) if getattr(e, metric) is not None else np.nan) * scale
-                           for e in r.epochs] for r in runs]
-                    _band(ax, np.arange(1, len(ys[0]) + 1), ys, ls=style, marker="o", ms=3,
-                          color=COLORS.get(backend), label=f"{backend} {labels[metric.split('_')[0]]}")
-            ax.set_title(f"{summary.spec} {variant} ({mode}, n={summary.seeds} seeds)", fontsize=10)
-            ax.set_xlabel("epoch")
-            ax.xaxis.get_major_locator().set_params(integer=True)
-            ax.set_ylabel(ylabel)
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-        fig.suptitle(f"{'Loss' if scale == 1 else 'Accuracy'} per epoch: mean over seeds, band = min–max",
-                     fontsize=10)
-        save(fig, name)
+    variants = summary.variants
+    fig, axes = _plt().subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        for backend in summary.backends:
+            runs = by.get((mode, variant, backend))
+            if not runs:
+                continue
+            for metric, style in zip(metrics, ("-", ":")):
+                ys = [[(getattr(e, metric) if getattr(e, metric) is not None else np.nan) * scale
+                       for e in r.epochs] for r in runs]
+                _band(ax, np.arange(1, len(ys[0]) + 1), ys, ls=style, marker="o", ms=3,
+                      color=COLORS.get(backend), label=f"{backend} {labels[metric.split('_')[0]]}")
+        ax.set_title(f"{summary.spec} {variant} ({mode}, n={summary.seeds} seeds)", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{'Loss' if scale == 1 else 'Accuracy'} per epoch: mean over seeds, band = min–max",
+                 fontsize=10)
+    return fig
 
-    # 5. final test accuracy, every group: a dot plot with mean ± sd (no truncated bars)
+
+def _test_accuracy_figure(summary):
+    """Final test accuracy of every group: a dot plot with mean ± sd (no truncated bars)."""
     groups = summary.groups
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(groups) + 1.4))
+    fig, ax = _plt().subplots(figsize=(7, 0.45 * len(groups) + 1.4))
     for i, g in enumerate(groups):
         sd = (g["test_acc"]["sd"] or 0) * 100
         ax.errorbar(g["test_acc"]["mean"] * 100, i, xerr=sd, fmt="o", capsize=4, color=COLORS.get(g["backend"]))
@@ -167,11 +177,15 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
     ax.set_xlabel(f"test accuracy % (mean ± sd over {summary.seeds} seeds)")
     ax.set_title(f"{summary.spec}: final test accuracy", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    save(fig, "test_accuracy.png")
+    return fig
 
-    # 6. confusion matrices, summed over seeds and normalised per true class
-    fig, axes = plt.subplots(len(variants), len(backends), figsize=(4.6 * len(backends), 3.9 * len(variants)),
-                             squeeze=False)
+
+def _confusion_figure(summary, by: dict, mode: str):
+    """Confusion matrices per variant and backend, summed over seeds and normalised per
+    true class."""
+    backends, variants = summary.backends, summary.variants
+    fig, axes = _plt().subplots(len(variants), len(backends), figsize=(4.6 * len(backends), 3.9 * len(variants)),
+                                squeeze=False)
     for i, variant in enumerate(variants):
         for j, backend in enumerate(backends):
             ax = axes[i][j]
@@ -193,13 +207,7 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
             ax.set_yticks(range(10))
     fig.suptitle(f"Confusion matrices ({mode}), per true class in %; off-diagonal numbers are errors",
                  fontsize=10)
-    save(fig, "confusion.png")
-
-    # 7. the ablation: one panel per variant
-    if summary.ablation:
-        fig = ablation_figure(summary.ablation)
-        save(fig, "ablation.png")
-    return names
+    return fig
 
 
 def per_true_class(m) -> np.ndarray:
