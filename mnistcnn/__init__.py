@@ -8,10 +8,8 @@ from . import zoo
 from .errors import (
     BackendUnavailableError, ConfigError, DataError, MnistCnnError, SpecError, TrainingDiverged,
 )
-from .spec import (
-    Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D,
-    ModelSpec, SpatialDropout2D,
-)
+from .spec import LAYER_KINDS, ModelSpec
+from .spec.layers import *  # noqa: F403 (every layer kind, listed in __all__ from LAYER_KINDS)
 
 __version__ = "0.1.0"
 
@@ -43,7 +41,6 @@ def build(spec, backend: str = "torch"):
 
 
 __all__ = [
-    "Activation", "AvgPool2D", "BackendUnavailableError", "BatchNorm", "ConfigError", "Conv2D", "DataError",
-    "Dense", "Dropout", "Flatten", "GlobalAvgPool2D", "MaxPool2D", "MnistCnnError", "ModelSpec", "SpatialDropout2D",
-    "SpecError", "TrainingDiverged", "build", "from_keras", "from_torch", "from_torchscript", "zoo",
+    "BackendUnavailableError", "ConfigError", "DataError", "MnistCnnError", "ModelSpec", "SpecError",
+    "TrainingDiverged", "build", "from_keras", "from_torch", "from_torchscript", "zoo", *LAYER_KINDS,
 ]

@@ -178,3 +178,32 @@ def test_the_spellings_users_bring():
         S.BatchNorm()
     with pytest.raises(SpecError, match=r"Dense\(units, activation=\.\.\., use_bias=\.\.\.\): .*'colour'"):
         S.Dense(3, colour="red")
+
+
+def test_every_layer_kind_is_exported_by_its_name():
+    """LAYER_KINDS, filled by defining the kinds, is what mnistcnn.spec and mnistcnn export."""
+    import mnistcnn
+
+    for name, cls in S.LAYER_KINDS.items():
+        assert getattr(S, name) is cls and name in S.__all__
+        assert getattr(mnistcnn, name) is cls and name in mnistcnn.__all__
+
+
+def test_defining_a_public_layer_class_registers_a_kind(monkeypatch):
+    from dataclasses import dataclass
+
+    from mnistcnn.spec import layers
+
+    monkeypatch.setattr(layers, "LAYER_KINDS", dict(layers.LAYER_KINDS))
+
+    @dataclass(frozen=True)
+    class Doubling(layers.Layer):
+        pass
+
+    @dataclass(frozen=True)
+    class _Helper(layers.Layer):
+        pass
+
+    assert layers.LAYER_KINDS["Doubling"] is Doubling and "_Helper" not in layers.LAYER_KINDS
+    with pytest.raises(TypeError, match="a layer kind named Doubling is already defined"):
+        type("Doubling", (layers.Layer,), {})

@@ -1,16 +1,15 @@
-"""The framework-neutral architecture spec (pure Python; imports no framework)."""
-from .layers import (
-    ACTIVATIONS, BN_PRESETS, LAYER_KINDS, STATE_WEIGHTS, Activation, AvgPool2D, BatchNorm,
-    Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, HeightBatchNorm, Layer, MaxPool2D,
-    SpatialDropout2D,
-)
+"""The framework-neutral architecture spec (pure Python; imports no framework).
+
+Every layer kind is exported by its name: the star import brings each public class of
+spec.layers, and ``__all__`` lists LAYER_KINDS, so a new kind needs no line here."""
+from .layers import *  # noqa: F403 (the layer kinds of LAYER_KINDS)
+from .layers import ACTIVATIONS, BN_PRESETS, LAYER_KINDS, STATE_WEIGHTS, WEIGHT_LAYOUTS, Layer
 from .model import LayerInfo, ModelSpec
 from .serialize import from_dict, from_json, load, save, to_dict, to_json
 from .shapes import conv_output_size, same_padding
 
 __all__ = [
-    "ACTIVATIONS", "BN_PRESETS", "LAYER_KINDS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D",
-    "Dense", "Dropout", "Flatten", "GlobalAvgPool2D", "HeightBatchNorm", "Layer", "LayerInfo", "MaxPool2D", "ModelSpec",
-    "STATE_WEIGHTS", "SpatialDropout2D", "conv_output_size", "from_dict", "from_json", "load", "same_padding",
-    "save", "to_dict", "to_json",
+    "ACTIVATIONS", "BN_PRESETS", "LAYER_KINDS", "Layer", "LayerInfo", "ModelSpec", "STATE_WEIGHTS", "WEIGHT_LAYOUTS",
+    "conv_output_size", "from_dict", "from_json", "load", "same_padding", "save", "to_dict", "to_json",
+    *LAYER_KINDS,
 ]

@@ -4,14 +4,18 @@ package asks of them. Pure Python: nothing here imports a framework or numpy.
 The layer-kind contract (docs/architecture.md): each kind declares
   - ``output_shape(in_shape)`` and ``macs(in_shape)``;
   - ``weight_shapes(in_shape)``: its weights by neutral name and shape (channels first),
-    from which the trainable and state counts follow (``STATE_WEIGHTS`` are state);
+    from which the trainable and state counts follow (``STATE_WEIGHTS`` are state), and
+    ``weight_layouts``: the layout of each (one of ``WEIGHT_LAYOUTS``), from which each
+    backend's weight translation follows;
   - ``has_training_mode``: whether it behaves differently in training;
   - ``per_feature``: whether output feature i depends on input feature i alone, so that a
     permutation of flat features (Keras' H, W, C flatten order) passes through it;
   - ``flattens``: whether it flattens a map element by element, in an order that differs
     between frameworks ((C, H, W) in PyTorch, (H, W, C) in Keras).
-Each backend has one builder per kind, and mnistcnn.reference one numpy forward per
-kind; tests/test_layers.py runs every kind of LAYER_KINDS through all of them.
+Defining a public subclass of Layer registers it in LAYER_KINDS (and so in the spec's and
+the package's exports). Each backend has one entry per kind (its builder, native classes
+and importer: ``KINDS``), and mnistcnn.reference one numpy forward per kind;
+tests/test_layers.py runs every kind of LAYER_KINDS through all of them.
 
 Shapes are (C, H, W) for feature maps and (F,) for flat vectors, batch excluded.
 Every argument is validated at construction ("Expected ... Received ..."); a layer
@@ -39,6 +43,19 @@ ACTIVATIONS = INLINE_ACTIVATIONS + ("leaky_relu",)
 
 #: Weight names that are non-trainable state (BatchNorm running statistics).
 STATE_WEIGHTS = ("moving_mean", "moving_variance")
+
+#: The layouts of a neutral weight (``Layer.weight_layouts``); each backend translates
+#: each layout to and from its own once:
+#: a convolution kernel (out, in, kh, kw);
+CONV_KERNEL = "conv_kernel"
+#: a dense kernel (out, in), its inputs in the spec's (C, H, W) flatten order;
+DENSE_KERNEL = "dense_kernel"
+#: one value per output feature (a bias);
+PER_OUTPUT = "per_output"
+#: one value per input feature along the layer's axis (BatchNorm's scale, shift and
+#: statistics): on a flat input, in the flatten order of the features it normalises.
+PER_INPUT = "per_input"
+WEIGHT_LAYOUTS = (CONV_KERNEL, DENSE_KERNEL, PER_OUTPUT, PER_INPUT)
 
 #: BatchNorm (momentum, epsilon) of each framework's own layer, in the spec's convention.
 BN_PRESETS = {
@@ -118,8 +135,21 @@ class _LayerType(type):
             raise SpecError(f"{cls.__name__}({signature}): {e}. {cls.usage}".strip()) from None
 
 
+#: The closed set of layer kinds, by the name used in JSON and in error messages: every
+#: public subclass of Layer, in the order they are defined.
+LAYER_KINDS: dict[str, type[Layer]] = {}
+
+
 class Layer(metaclass=_LayerType):
-    """Base of every layer kind. Subclasses are frozen dataclasses."""
+    """Base of every layer kind. Subclasses are frozen dataclasses; a public one (a name
+    without a leading underscore) is a layer kind, registered in LAYER_KINDS."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            if cls.__name__ in LAYER_KINDS:
+                raise TypeError(f"a layer kind named {cls.__name__} is already defined")
+            LAYER_KINDS[cls.__name__] = cls
 
     #: what a wrong call to this kind most likely meant (shown with the error)
     usage: ClassVar[str] = ""
@@ -132,6 +162,11 @@ class Layer(metaclass=_LayerType):
     #: Whether the layer flattens a (C, H, W) map element by element (each framework in
     #: its own layout's order: the first Dense after it needs its rows permuted).
     flattens: ClassVar[bool] = False
+    #: The layout (one of WEIGHT_LAYOUTS) of each weight ``weight_shapes`` may name.
+    weight_layouts: ClassVar[dict[str, str]] = {}
+    #: What a padded cell holds for a sliding-window kind with padding='same' (0 for a
+    #: convolution, -inf for max pooling); None: padded cells are left out, or no padding.
+    pad_value: ClassVar[float | None] = None
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return in_shape
@@ -198,6 +233,8 @@ class Conv2D(Layer):
         return _window(self, in_shape)[1]
 
     window_arg: ClassVar[str] = "kernel_size"  # the argument named in a too-small-input error
+    weight_layouts: ClassVar[dict[str, str]] = {"kernel": CONV_KERNEL, "bias": PER_OUTPUT}
+    pad_value: ClassVar[float | None] = 0.0
 
     @property
     def window(self) -> tuple[int, int]:
@@ -269,6 +306,8 @@ class _Pool(Layer):
 class MaxPool2D(_Pool):
     """Max pooling; 'same' pads with -inf (padded cells never win)."""
 
+    pad_value: ClassVar[float | None] = -math.inf
+
 
 @dataclass(frozen=True)
 class AvgPool2D(_Pool):
@@ -289,6 +328,8 @@ class BatchNorm(Layer):
     epsilon: float
     has_training_mode: ClassVar[bool] = True
     per_feature: ClassVar[bool] = True
+    weight_layouts: ClassVar[dict[str, str]] = dict.fromkeys(("gamma", "beta", "moving_mean", "moving_variance"),
+                                                             PER_INPUT)
     usage: ClassVar[str] = ("BatchNorm needs momentum and epsilon, because the frameworks' defaults differ: "
                             "BatchNorm.preset('torch') is (0.9, 1e-5), BatchNorm.preset('keras') (0.99, 1e-3). "
                             "momentum is Keras' (the share of the running value kept): PyTorch's momentum=0.1 "
@@ -347,6 +388,7 @@ class Dense(Layer):
     units: int
     activation: str | None = None
     use_bias: bool = True
+    weight_layouts: ClassVar[dict[str, str]] = {"kernel": DENSE_KERNEL, "bias": PER_OUTPUT}
 
     def __post_init__(self):
         _positive_int("Dense", "units", self.units)
@@ -400,6 +442,15 @@ class Activation(Layer):
 
 
 @dataclass(frozen=True)
+class GlobalAvgPool2D(Layer):
+    """The mean of each channel over its whole map: (C, H, W) -> (C,), in channel order
+    in every framework (unlike Flatten, nothing to permute)."""
+
+    def output_shape(self, in_shape):
+        return (_need_map(self, in_shape)[0],)
+
+
+@dataclass(frozen=True)
 class HeightBatchNorm(BatchNorm):
     """Batch normalisation over the HEIGHT axis of a (C, H, W) map: one mean, variance,
     gamma and beta per image row, computed over the batch, the width and the channels.
@@ -413,20 +464,3 @@ class HeightBatchNorm(BatchNorm):
     def weight_shapes(self, in_shape):
         h = (_need_map(self, in_shape)[1],)
         return {"gamma": h, "beta": h, "moving_mean": h, "moving_variance": h}
-
-
-@dataclass(frozen=True)
-class GlobalAvgPool2D(Layer):
-    """The mean of each channel over its whole map: (C, H, W) -> (C,), in channel order
-    in every framework (unlike Flatten, nothing to permute)."""
-
-    def output_shape(self, in_shape):
-        return (_need_map(self, in_shape)[0],)
-
-
-#: The closed set of layer kinds, by the name used in JSON and in error messages.
-LAYER_KINDS: dict[str, type[Layer]] = {
-    cls.__name__: cls
-    for cls in (Conv2D, MaxPool2D, AvgPool2D, BatchNorm, Dropout, SpatialDropout2D,
-                Flatten, Dense, Activation, GlobalAvgPool2D, HeightBatchNorm)
-}
