@@ -24,6 +24,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,10 +35,24 @@ ENV_VAR = "MNISTCNN_DATA_DIR"
 #: a mirror of one's own (a base URL: a company's file server, a local copy), tried first
 MIRROR_VAR = "MNISTCNN_MIRROR"
 
-#: role -> (file name, md5 of the upstream .gz file (downloads), SHA-256 of the decompressed IDX bytes)
-DATASETS = {
-    "mnist": {
-        "files": {
+@dataclass
+class DatasetInfo:
+    """What mnistcnn knows of a dataset: its files (role -> (file name, md5 of the upstream
+    .gz file, for downloads; SHA-256 of the decompressed IDX bytes, for every read)), where
+    to download them, system directories that may hold them, the training pixels' mean and
+    std (scaled to [0, 1]), the image shape (channels, height, width) and the classes."""
+
+    files: dict[str, tuple[str, str, str]]
+    mirrors: list[str]
+    system_dirs: list[str]
+    mean_std: tuple[float, float]
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    classes: int = 10
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(
+        files={
             "train_images": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873",
                              "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
             "train_labels": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432",
@@ -47,19 +62,16 @@ DATASETS = {
             "test_labels": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c",
                              "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
         },
-        "mirrors": [
+        mirrors=[
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
             "http://yann.lecun.com/exdb/mnist/",
         ],
-        "system_dirs": [],
-        # mean and std of the training pixels scaled to [0, 1]
-        "mean_std": (0.1307, 0.3081),
-        "input_shape": (1, 28, 28),
-        "classes": 10,
-    },
-    "fashion-mnist": {
-        "files": {
+        system_dirs=[],
+        mean_std=(0.1307, 0.3081),
+    ),
+    "fashion-mnist": DatasetInfo(
+        files={
             "train_images": ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
                              "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
             "train_labels": ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe",
@@ -69,15 +81,13 @@ DATASETS = {
             "test_labels": ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310",
                              "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
         },
-        "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
-        "system_dirs": ["/usr/share/datasets/fashion-mnist"],
-        "mean_std": (0.2860, 0.3530),
-        "input_shape": (1, 28, 28),
-        "classes": 10,
-    },
+        mirrors=["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        system_dirs=["/usr/share/datasets/fashion-mnist"],
+        mean_std=(0.2860, 0.3530),
+    ),
 }
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 @dataclass(frozen=True)
@@ -153,8 +163,8 @@ def locate(dataset: str = "mnist", data_dir=None) -> Path:
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR])
     info = DATASETS[dataset]
-    for d in info["system_dirs"]:
-        if _complete(Path(d), info["files"]):
+    for d in info.system_dirs:
+        if _complete(Path(d), info.files):
             return Path(d)
     return default_dir(dataset)
 
@@ -187,9 +197,9 @@ def fetch(dataset: str, directory: Path, mirrors=None, log=None) -> None:
     info = DATASETS[dataset]
     if mirrors is None:
         mine = os.environ.get(MIRROR_VAR, "").strip()
-        mirrors = ([mine.rstrip("/") + "/"] if mine else []) + info["mirrors"]
+        mirrors = ([mine.rstrip("/") + "/"] if mine else []) + info.mirrors
     _check_directory(directory)
-    for name, md5, _ in info["files"].values():
+    for name, md5, _ in info.files.values():
         if (directory / name).exists() or (directory / name[:-3]).exists():
             continue
         errors = []
@@ -236,7 +246,7 @@ def load(dataset: str = "mnist", data_dir=None, download: bool = True, log=None)
     see ``fetch``)."""
     directory = locate(dataset, data_dir)
     _check_directory(directory)
-    files = DATASETS[dataset]["files"]
+    files = DATASETS[dataset].files
     if download:
         fetch(dataset, directory, log=log)
     arrays = {}
@@ -262,7 +272,7 @@ def load(dataset: str = "mnist", data_dir=None, download: bool = True, log=None)
                 f"{directory}: {len(x)} {split} images but {len(y)} {split} labels; "
                 "the files do not belong together."
             )
-        classes = DATASETS[dataset].get("classes", 10)
+        classes = DATASETS[dataset].classes
         if len(y) and int(y.max()) >= classes:
             raise DataError(f"{directory}: {split} labels go up to {int(y.max())}, but {dataset} has "
                             f"{classes} classes (0-{classes - 1}): the label file is damaged or another dataset's.")
@@ -276,14 +286,14 @@ def check_fits(spec, dataset: str = "mnist") -> None:
     from .errors import SpecError
 
     info = DATASETS[dataset]
-    if tuple(spec.input_shape) != info["input_shape"]:
+    if tuple(spec.input_shape) != info.input_shape:
         raise SpecError(f"Spec '{spec.name}' takes input_shape {tuple(spec.input_shape)}, but {dataset} images "
-                        f"are {info['input_shape']} (channels, height, width). Set input_shape to "
-                        f"{list(info['input_shape'])}.")
+                        f"are {info.input_shape} (channels, height, width). Set input_shape to "
+                        f"{list(info.input_shape)}.")
     out = spec.output_shape
-    if len(out) == 1 and out[0] != info["classes"]:
-        raise SpecError(f"Spec '{spec.name}' ends in {out[0]} classes, but {dataset} has {info['classes']}: "
-                        f"give its last Dense layer units={info['classes']}.")
+    if len(out) == 1 and out[0] != info.classes:
+        raise SpecError(f"Spec '{spec.name}' ends in {out[0]} classes, but {dataset} has {info.classes}: "
+                        f"give its last Dense layer units={info.classes}.")
 
 
 NORMALIZATIONS = ("unit", "standard")
@@ -296,7 +306,7 @@ def normalize(images: np.ndarray, how: str = "standard", dataset: str = "mnist")
         raise DataError(f"Unknown normalisation {how!r}. Valid: {', '.join(NORMALIZATIONS)}.")
     x = images.astype(np.float32)[:, None] / np.float32(255)
     if how == "standard":
-        mean, std = DATASETS[dataset]["mean_std"]
+        mean, std = DATASETS[dataset].mean_std
         x = (x - np.float32(mean)) / np.float32(std)
     return x
 

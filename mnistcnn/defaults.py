@@ -32,6 +32,7 @@ def _torch_facts() -> dict:
     bn = nn.BatchNorm1d(1, momentum=1.0)
     bn.train()
     bn(torch.tensor([[0.0], [2.0]]))
+    assert bn.running_var is not None  # track_running_stats (the default)
     var = float(bn.running_var[0])
 
     def one_step(make, lrs=(1.0,), grad=1e-3, w0=0.0, wd_only=False):
@@ -64,12 +65,14 @@ def _torch_facts() -> dict:
         "init_weight": f"U(±1/sqrt(fan_in)) (measured max|w|·sqrt(fan_in) = {w_bound:.3f})",
         "init_bias": f"U(±1/sqrt(fan_in)) (measured max|b|·sqrt(fan_in) = {b_bound:.3f})",
         "bn_momentum": f"running = {1 - _default(nn.BatchNorm2d, 'momentum'):g}·running + "
-                       f"{_default(nn.BatchNorm2d, 'momentum'):g}·batch (momentum={_default(nn.BatchNorm2d, 'momentum')})",
+                       f"{_default(nn.BatchNorm2d, 'momentum'):g}·batch "
+                       f"(momentum={_default(nn.BatchNorm2d, 'momentum')})",
         "bn_epsilon": f"{_default(nn.BatchNorm2d, 'eps'):g}",
         "bn_variance": "unbiased (n-1) stored, biased used to normalise" if abs(var - 2) < 1e-6
                        else f"biased (measured {var:g} for [0, 2])",
         "adam_epsilon": f"{_default(torch.optim.Adam, 'eps'):g}, added to sqrt(v̂) after bias correction"
-                        if adam > 0.3 else f"{_default(torch.optim.Adam, 'eps'):g}, epsilon-hat (measured step {adam:.3f})",
+                        if adam > 0.3 else
+                        f"{_default(torch.optim.Adam, 'eps'):g}, epsilon-hat (measured step {adam:.3f})",
         "rmsprop": f"alpha {_default(torch.optim.RMSprop, 'alpha')}, eps {_default(torch.optim.RMSprop, 'eps'):g} "
                    + ("added to sqrt(v)" if rms > 0.3 else "inside the square root"),
         "adadelta": f"lr {_default(torch.optim.Adadelta, 'lr')}, rho {_default(torch.optim.Adadelta, 'rho')}, "
@@ -132,7 +135,8 @@ def _keras_facts() -> dict:
     return {
         "init_weight": f"{_default(keras.layers.Dense, 'kernel_initializer')}: U(±sqrt(6/(fan_in+fan_out))) "
                        f"(measured max|w|/limit = {w_bound:.3f})",
-        "init_bias": f"{_default(keras.layers.Dense, 'bias_initializer')} (measured max|b| = {float(np.abs(b).max()):g})",
+        "init_bias": f"{_default(keras.layers.Dense, 'bias_initializer')} "
+                     f"(measured max|b| = {float(np.abs(b).max()):g})",
         "bn_momentum": f"moving = {_default(keras.layers.BatchNormalization, 'momentum')}·moving + "
                        f"{1 - _default(keras.layers.BatchNormalization, 'momentum'):g}·batch",
         "bn_epsilon": f"{_default(keras.layers.BatchNormalization, 'epsilon'):g}",
@@ -140,18 +144,22 @@ def _keras_facts() -> dict:
         "adam_epsilon": f"{_default(keras.optimizers.Adam, 'epsilon'):g}, "
                         + ("added to sqrt(v) before bias correction (epsilon-hat)" if adam < 0.3
                            else "added to sqrt(v̂)"),
-        "rmsprop": f"rho {_default(keras.optimizers.RMSprop, 'rho')}, eps {_default(keras.optimizers.RMSprop, 'epsilon'):g} "
+        "rmsprop": f"rho {_default(keras.optimizers.RMSprop, 'rho')}, "
+                   f"eps {_default(keras.optimizers.RMSprop, 'epsilon'):g} "
                    + ("inside the square root: sqrt(v + eps)" if rms < 0.3 else "added to sqrt(v)"),
         "adadelta": f"lr {_default(keras.optimizers.Adadelta, 'learning_rate')}, rho "
-                    f"{_default(keras.optimizers.Adadelta, 'rho')}, eps {_default(keras.optimizers.Adadelta, 'epsilon'):g}",
+                    f"{_default(keras.optimizers.Adadelta, 'rho')}, "
+                    f"eps {_default(keras.optimizers.Adadelta, 'epsilon'):g}",
         "default_lr": f"SGD {_default(keras.optimizers.SGD, 'learning_rate')}, Adam "
-                      f"{_default(keras.optimizers.Adam, 'learning_rate')}, RMSprop {_default(keras.optimizers.RMSprop, 'learning_rate')}",
+                      f"{_default(keras.optimizers.Adam, 'learning_rate')}, "
+                      f"RMSprop {_default(keras.optimizers.RMSprop, 'learning_rate')}",
         "weight_decay": ("decoupled: w -= lr·wd·w" if decay / 0.01 < 0.5 else "coupled")
                         + f" (measured Δw/lr = {decay / 0.01:.2f} for wd 0.1)",
         "sgd_momentum": "v = μ·v − lr·g; w += v" if abs(sgd + 2.0) < 1e-6 else "b = μ·b + g; w -= lr·b",
         "leaky_relu": f"{_default(keras.layers.LeakyReLU, 'negative_slope')}",
         "same_padding": "extra pixel at the end (bottom/right)" if corner == 12.0 else "extra pixel at the start",
-        "avgpool_padding": "padded cells excluded" if abs(float(pool[0, 0, 0, 0]) - 1) < 1e-6 else "padded cells counted",
+        "avgpool_padding": "padded cells excluded" if abs(float(pool[0, 0, 0, 0]) - 1) < 1e-6
+                           else "padded cells counted",
         "loss_on_probabilities": f"recovers the logits of a softmax output (measured loss {ce:.2f} "
                                  "for logits [30, 0], true 30)" if ce > 25 else
                                  f"clips probabilities (measured loss {ce:.2f} for logits [30, 0], true 30)",
@@ -167,18 +175,21 @@ def _keras_framework_facts(framework: str, jit_default) -> dict:
         import tensorflow as tf
 
         return {"threads": f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op, "
-                           f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op (0 = TensorFlow decides)",
+                           f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op "
+                           "(0 = TensorFlow decides)",
                 "flags": f"oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'on (default on x86)')}, "
                          f"compile(jit_compile={jit_default!r}): 'auto' means no XLA on TensorFlow"}
     import jax
 
     return {"threads": f"XLA's CPU pool: every core the process may use ({len(os.sched_getaffinity(0))} here)",
             "flags": f"XLA always (jax.jit); compile(jit_compile={jit_default!r}); 64-bit types "
-                     f"{'on' if jax.config.jax_enable_x64 else 'off'} (jax_enable_x64: float64 silently becomes float32)"}
+                     f"{'on' if jax.config.read('jax_enable_x64') else 'off'} "
+                     "(jax_enable_x64: float64 silently becomes float32)"}
 
 
 ITEMS = {  # item -> (label, what mnistcnn's harmonized mode does)
-    "init_weight": ("weight init", "numpy, the same arrays in every backend (glorot_uniform or torch_default, from the seed)"),
+    "init_weight": ("weight init", "numpy, the same arrays in every backend (glorot_uniform or torch_default, "
+                                   "from the seed)"),
     "init_bias": ("bias init", "numpy, the same arrays in every backend"),
     "bn_momentum": ("BatchNorm momentum", "the spec's value in every backend (Keras convention in the spec)"),
     "bn_epsilon": ("BatchNorm epsilon", "the spec's value in every backend"),
@@ -191,10 +202,13 @@ ITEMS = {  # item -> (label, what mnistcnn's harmonized mode does)
     "weight_decay": ("weight decay", "coupled L2 in every backend"),
     "sgd_momentum": ("SGD momentum form", "PyTorch's form in every backend (differs only when lr changes)"),
     "leaky_relu": ("LeakyReLU slope", "explicit in the spec (Activation('leaky_relu', negative_slope=...))"),
-    "same_padding": ("'same' padding, stride > 1", "TensorFlow's placement in every backend (explicit asymmetric padding in torch)"),
+    "same_padding": ("'same' padding, stride > 1", "TensorFlow's placement in every backend (explicit asymmetric "
+                                                   "padding in torch)"),
     "avgpool_padding": ("average pooling over padding", "padded cells excluded in every backend"),
-    "loss_on_probabilities": ("loss on a softmax output", "cross-entropy on logits in every backend; a softmax head is dropped for training"),
-    "fit": ("batches, shuffle, validation split", "one numpy sampler per (seed, epoch); the LAST val_size images validate"),
+    "loss_on_probabilities": ("loss on a softmax output", "cross-entropy on logits in every backend; a softmax head "
+                                                         "is dropped for training"),
+    "fit": ("batches, shuffle, validation split", "one numpy sampler per (seed, epoch); the LAST val_size images "
+                                                  "validate"),
     "threads": ("threads", "set explicitly per run and recorded"),
     "flags": ("backend flags", "recorded with every run (oneDNN default, no XLA)"),
     "layout": ("tensor layout", "spec is (C, H, W); Keras weights translated, Flatten rows permuted"),

@@ -71,7 +71,7 @@ def finished(out: Path, job: Job | None = None) -> RunResult | None:
 
                     raise ConfigError(f"{out} holds a finished run with other settings than this one's: {diff}. "
                                       "Delete that directory to train it again (its results go), or choose "
-                                      "another --out.")
+                                      "another `out`.")
             return result
     return None
 
@@ -136,7 +136,7 @@ def _stop_children() -> None:
 def _job_file(job: Job, data_dir) -> Path:
     out = Path(job.out)
     atomic_write_text(out / "job.json", json.dumps({
-        "spec": S.to_dict(job.spec), "backend": job.backend, "config": asdict(job.config),
+        "key": asdict(job.key), "spec": S.to_dict(job.spec), "backend": job.backend, "config": asdict(job.config),
         "out": str(out), "data_dir": str(data_dir) if data_dir else None}))
     return out / "job.json"
 
@@ -178,20 +178,23 @@ class _Worker:
     started = 0
 
     def __init__(self, backend: str, threads, say=None):
-        self.key, self.say, self.job = (backend, threads), say, None
+        self.key, self.say = (backend, threads), say
+        self.job: Job | None = None
         self.proc = subprocess.Popen([sys.executable, "-m", "mnistcnn.runner", "--serve"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1, preexec_fn=_die_with_parent)
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr  # the three pipes asked for
+        self.jobs_in, self.answers, self.log = self.proc.stdin, self.proc.stdout, self.proc.stderr
         _Worker.started += 1
         _LIVE.add(self.proc)
         # a framework's log lines must never fill the pipe: keep the last ones, for a crash report
-        self.stderr = collections.deque(maxlen=50)
+        self.stderr: collections.deque[str] = collections.deque(maxlen=50)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
     def _read(self) -> None:
         """The child's stderr: its epoch lines shown as progress, the rest kept."""
-        for line in self.proc.stderr:
+        for line in self.log:
             if not line.startswith(EPOCH_MARK):
                 self.stderr.append(line)
             elif self.say and self.job is not None:
@@ -203,9 +206,9 @@ class _Worker:
     def run(self, job: Job, data_dir) -> RunResult | RunError:
         self.job = job
         try:
-            self.proc.stdin.write(f"{_job_file(job, data_dir)}\n")
-            self.proc.stdin.flush()
-            answer = self.proc.stdout.readline().strip()
+            self.jobs_in.write(f"{_job_file(job, data_dir)}\n")
+            self.jobs_in.flush()
+            answer = self.answers.readline().strip()
         except BrokenPipeError:
             answer = ""
         if not answer:  # the process died during the run
@@ -214,7 +217,7 @@ class _Worker:
 
     def close(self) -> None:
         try:
-            self.proc.stdin.close()  # the end of the job list: the process exits
+            self.jobs_in.close()  # the end of the job list: the process exits
         except BrokenPipeError:
             pass
         try:
@@ -224,8 +227,8 @@ class _Worker:
             self.proc.wait()
         _LIVE.discard(self.proc)
         self.reader.join(timeout=10)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        self.answers.close()
+        self.log.close()
 
 
 def _serve() -> int:
@@ -259,22 +262,21 @@ def _resolve_device(backend: str, device: str) -> tuple:
     return get_backend(backend).resolve_device(device)
 
 
-def _check_before_running(todo: list[Job], data_dir, workers: int, say=None) -> None:
-    """What would make every run fail, checked once, before any training: the worker
-    count, the data (one clear error instead of one per run; downloaded here, once, when
-    missing) and the output directories. ``say``: where progress lines go, or None."""
+def _check_before_running(todo: list[Job], data_dir, say=None) -> None:
+    """What would make every run fail, checked once, before any training: the data (one
+    clear error instead of one per run; downloaded here, once, when missing) and the
+    output directories. ``say``: where progress lines go, or None."""
     from . import data
     from .errors import ConfigError
 
-    if not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"Invalid value for `workers`. Expected an integer >= 1. Received workers={workers!r}.")
     for dataset in sorted({job.config.dataset for job in todo}):
         ds = data.load(dataset, data_dir, log=say)
         if say:
             say(f"data: {dataset} from {ds.directory}")
     for job in todo:
         data.check_fits(job.spec, job.config.dataset)
-    for backend, device in sorted({(j.backend, j.config.device) for j in todo if j.config.device not in ("auto", "cpu")}):
+    gpus = {(j.backend, j.config.device) for j in todo if j.config.device not in ("auto", "cpu")}
+    for backend, device in sorted(gpus):
         call(backend, _resolve_device, backend, device)  # a GPU that is not there: one error, not one per run
     for job in todo:
         out = Path(job.out)
@@ -284,7 +286,7 @@ def _check_before_running(todo: list[Job], data_dir, workers: int, say=None) -> 
             (out / ".write-check").unlink()
         except OSError as e:
             raise ConfigError(f"Cannot write the run directory {out}: {e.strerror or e}. Choose another "
-                              "--out.") from None
+                              "`out`.") from None
 
 
 EXECUTORS = ("local", "fresh", "ray")
@@ -318,7 +320,7 @@ def _run_ray(todo: list[Job], data_dir, address: str | None):
     try:
         import ray
     except ModuleNotFoundError:
-        raise BackendUnavailableError("--executor ray needs the ray package. Install with: "
+        raise BackendUnavailableError("`executor='ray'` needs the ray package. Install with: "
                                       "pip install 'mnistcnn[ray]'") from None
     if not ray.is_initialized():
         start_ray(address)
@@ -349,6 +351,15 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
     default a local instance)."""
     from tqdm.auto import tqdm
 
+    from .errors import ConfigError
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"Unknown executor {executor!r}. Valid: {', '.join(EXECUTORS)}.")
+    if address is not None and executor != "ray":
+        raise ConfigError(f"`address={address!r}` applies to `executor='ray'` only (the Ray cluster to join), not "
+                          f"to `executor={executor!r}`. Leave it out, or choose `executor='ray'`.")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"Invalid value for `workers`. Expected an integer >= 1. Received workers={workers!r}.")
     results, todo = {}, []
     isolate = isolate or executor == "ray"  # a Ray task runs its job in a process of its own
     for job in jobs:
@@ -359,12 +370,8 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
             if isolate and job.config.threads is None:  # explicit, so it is recorded
                 job = replace(job, config=replace(job.config, threads=max(1, (os.cpu_count() or 1) // workers)))
             todo.append(job)
-    if executor not in EXECUTORS:
-        from .errors import ConfigError
-
-        raise ConfigError(f"Unknown executor {executor!r}. Valid: {', '.join(EXECUTORS)}.")
     say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else None  # above the bar
-    _check_before_running(todo, data_dir, workers, say)
+    _check_before_running(todo, data_dir, say)
     if say and todo:
         epochs = sum(j.config.epochs for j in todo)
         say(f"plan: runs to train {len(todo)}, already finished {len(results)}; {epochs} epochs in all, "
@@ -385,7 +392,7 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
             workers_started.append(w)
         return w.run(job, data_dir)
 
-    def one(job):
+    def one(job: Job) -> tuple[Job, RunResult | RunError]:
         (Path(job.out) / ERROR_FILE).unlink(missing_ok=True)  # from an earlier attempt
         try:  # in-process runs too go to a process of their own where this one's Keras is another backend's
             if not isolate and runs_here(job.backend):
@@ -436,7 +443,7 @@ def _main_one(job_file) -> None:
     """One job file's run in this (child) process; a failure is written to the run's
     error.txt and raised."""
     d = json.loads(Path(job_file).read_text())
-    job = Job(None, S.from_dict(d["spec"]), d["backend"], TrainConfig(**d["config"]), Path(d["out"]))
+    job = Job(JobKey(**d["key"]), S.from_dict(d["spec"]), d["backend"], TrainConfig(**d["config"]), Path(d["out"]))
     try:
         _run_here(job, d["data_dir"], tune_allocator=True, callbacks=(_epoch_lines(),))  # a process of mnistcnn's own
     except Exception as e:

@@ -35,7 +35,8 @@ def tune_allocator() -> str:
         if platform.system() == "Linux" and name and platform.libc_ver()[0] == "glibc":
             libc = ctypes.CDLL(name)
             if libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD):
-                _tuned = f"glibc mallopt: mmap_threshold {MMAP_THRESHOLD >> 20} MiB, trim_threshold {TRIM_THRESHOLD >> 20} MiB"
+                _tuned = (f"glibc mallopt: mmap_threshold {MMAP_THRESHOLD >> 20} MiB, "
+                          f"trim_threshold {TRIM_THRESHOLD >> 20} MiB")
             else:
                 _tuned = "unchanged (mallopt refused)"
     return _tuned
@@ -111,5 +112,6 @@ def environment(backend) -> dict:
     return {"mnistcnn": __version__, "git_commit": git_commit(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "python": platform.python_version(), "machine": platform.machine(),
-            "cpu": cpu_name(), "cpu_extensions": vector_extensions(), "cpu_count": os.cpu_count(), "numpy": np.__version__,
+            "cpu": cpu_name(), "cpu_extensions": vector_extensions(), "cpu_count": os.cpu_count(),
+            "numpy": np.__version__,
             "allocator": _tuned or "glibc defaults (not tuned)", **backend.environment()}

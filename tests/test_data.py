@@ -50,7 +50,7 @@ def _entries(blobs):
     """DATASETS file entries for blobs written by _write_set: (name, .gz md5, content SHA-256)."""
     return {role: (name, hashlib.md5(blobs[name]).hexdigest(),
                    hashlib.sha256(gzip.decompress(blobs[name])).hexdigest())
-            for role, (name, *_) in data.DATASETS["mnist"]["files"].items()}
+            for role, (name, *_) in data.DATASETS["mnist"].files.items()}
 
 
 def _write_set(directory, n_train=6, n_test=4, labels_train=None):
@@ -75,8 +75,7 @@ def tiny(tmp_path, monkeypatch):
     src = tmp_path / "src"
     src.mkdir()
     blobs = _write_set(src)
-    monkeypatch.setitem(data.DATASETS, "tiny", {"files": _entries(blobs), "mirrors": [], "system_dirs": [],
-                                                "mean_std": (0.5, 0.25)})
+    monkeypatch.setitem(data.DATASETS, "tiny", data.DatasetInfo(_entries(blobs), [], [], (0.5, 0.25)))
     return src, blobs
 
 
@@ -106,9 +105,9 @@ def test_corrupt_image_file(tiny, monkeypatch, corrupt, message):
     name = "train-images-idx3-ubyte.gz"
     bad = gzip.compress(corrupt(gzip.decompress(blobs[name])), mtime=0)
     (src / name).write_bytes(bad)
-    files = dict(data.DATASETS["tiny"]["files"])
+    files = dict(data.DATASETS["tiny"].files)
     files["train_images"] = (name, "", hashlib.sha256(gzip.decompress(bad)).hexdigest())  # only the structure is wrong
-    monkeypatch.setitem(data.DATASETS["tiny"], "files", files)
+    monkeypatch.setattr(data.DATASETS["tiny"], "files", files)
     with pytest.raises(DataError) as e:
         data.load("tiny", src, download=False)
     assert str(src / name) in str(e.value) and message in str(e.value)
@@ -118,7 +117,7 @@ def test_corrupt_image_file(tiny, monkeypatch, corrupt, message):
 def test_wrong_content_names_file_and_expected_digest(tiny):
     src, _ = tiny
     (src / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(np.zeros(4)), mtime=1))
-    expected = data.DATASETS["tiny"]["files"]["test_labels"][2]
+    expected = data.DATASETS["tiny"].files["test_labels"][2]
     with pytest.raises(DataError, match=f"t10k-labels-idx1-ubyte.gz: its content .* has SHA-256 [0-9a-f]{{64}}, "
                                         f"expected {expected}"):
         data.load("tiny", src, download=False)
@@ -149,7 +148,7 @@ def test_raw_file_with_flipped_pixels_is_refused(tiny, tmp_path):
 
 def test_genuine_mnist_content_digests(mnist):
     """The content digests in DATASETS are those of the genuine files' decompressed bytes."""
-    for role, (name, md5, sha256) in data.DATASETS["mnist"]["files"].items():
+    for role, (name, md5, sha256) in data.DATASETS["mnist"].files.items():
         path = mnist.directory / name
         if not path.exists():
             path = mnist.directory / name[:-3]
@@ -160,7 +159,7 @@ def test_genuine_mnist_content_digests(mnist):
         assert hashlib.sha256(raw).hexdigest() == sha256, role
 
 
-DEBIAN_FASHION = data.DATASETS["fashion-mnist"]["system_dirs"][0]
+DEBIAN_FASHION = data.DATASETS["fashion-mnist"].system_dirs[0]
 
 
 @pytest.mark.skipif(not (data.Path(DEBIAN_FASHION) / "train-images-idx3-ubyte.gz").exists(),
@@ -170,7 +169,7 @@ def test_debian_fashion_mnist_package_loads(monkeypatch):
     """The real Debian package: its .gz md5s differ from upstream's, its content is genuine."""
     monkeypatch.delenv(data.ENV_VAR, raising=False)
     gz = data.Path(DEBIAN_FASHION) / "train-images-idx3-ubyte.gz"
-    assert hashlib.md5(gz.read_bytes()).hexdigest() != data.DATASETS["fashion-mnist"]["files"]["train_images"][1]
+    assert hashlib.md5(gz.read_bytes()).hexdigest() != data.DATASETS["fashion-mnist"].files["train_images"][1]
     assert data.locate("fashion-mnist") == data.Path(DEBIAN_FASHION)
     ds = data.load("fashion-mnist", download=False)
     assert ds.x_train.shape == (60_000, 28, 28) and ds.x_test.shape == (10_000, 28, 28)
@@ -181,23 +180,23 @@ def test_debian_fashion_mnist_package_loads(monkeypatch):
 def test_not_gzip(tiny, monkeypatch):
     src, _ = tiny
     (src / "train-labels-idx1-ubyte.gz").write_bytes(b"plain text")
-    files = dict(data.DATASETS["tiny"]["files"])
+    files = dict(data.DATASETS["tiny"].files)
     files["train_labels"] = ("train-labels-idx1-ubyte.gz", "", "")
-    monkeypatch.setitem(data.DATASETS["tiny"], "files", files)
+    monkeypatch.setattr(data.DATASETS["tiny"], "files", files)
     with pytest.raises(DataError, match="is not a readable gzip file"):
         data.load("tiny", src, download=False)
 
 
 def test_label_count_mismatch(tmp_path, monkeypatch):
     blobs = _write_set(tmp_path, labels_train=np.zeros(5))
-    monkeypatch.setitem(data.DATASETS, "tiny", {"files": _entries(blobs), "mirrors": [], "system_dirs": []})
+    monkeypatch.setitem(data.DATASETS, "tiny", data.DatasetInfo(_entries(blobs), [], [], (0.5, 0.25)))
     with pytest.raises(DataError, match="6 train images but 5 train labels"):
         data.load("tiny", tmp_path, download=False)
 
 
 def test_labels_out_of_range(tmp_path, monkeypatch):
     blobs = _write_set(tmp_path, labels_train=np.array([0, 1, 2, 3, 4, 12]))
-    monkeypatch.setitem(data.DATASETS, "tiny", {"files": _entries(blobs), "mirrors": [], "system_dirs": []})
+    monkeypatch.setitem(data.DATASETS, "tiny", data.DatasetInfo(_entries(blobs), [], [], (0.5, 0.25)))
     with pytest.raises(DataError, match=r"train labels go up to 12, but tiny has 10 classes \(0-9\)"):
         data.load("tiny", tmp_path, download=False)
 
@@ -256,7 +255,7 @@ def test_download_tries_mirrors_verifies_md5_and_writes_atomically(tiny, server,
         (www / "good" / name).write_bytes(blob)
         (www / "bad" / name).write_bytes(blob[:-1] + b"x")  # wrong md5
     mirrors = [base + "missing/", base + "bad/", base + "good/"]
-    monkeypatch.setitem(data.DATASETS["tiny"], "mirrors", mirrors)
+    monkeypatch.setattr(data.DATASETS["tiny"], "mirrors", mirrors)
     dest = tmp_path / "dest"
     lines = []
     ds = data.load("tiny", dest, log=lines.append)
@@ -273,7 +272,7 @@ def test_download_failure_lists_every_mirror(tiny, server, tmp_path, monkeypatch
     (www / "bad").mkdir()
     for name, blob in blobs.items():
         (www / "bad" / name).write_bytes(blob + b"!")
-    monkeypatch.setitem(data.DATASETS["tiny"], "mirrors", [base + "none/", base + "bad/"])
+    monkeypatch.setattr(data.DATASETS["tiny"], "mirrors", [base + "none/", base + "bad/"])
     with pytest.raises(DataError) as e:
         data.load("tiny", tmp_path / "dest")
     msg = str(e.value)
@@ -289,7 +288,7 @@ def test_fashion_mnist_uses_a_complete_system_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     system = tmp_path / "debian"
     system.mkdir()
-    monkeypatch.setitem(data.DATASETS["fashion-mnist"], "system_dirs", [str(system)])
+    monkeypatch.setattr(data.DATASETS["fashion-mnist"], "system_dirs", [str(system)])
     assert data.locate("fashion-mnist") == tmp_path / "cache" / "mnistcnn" / "fashion-mnist"
     _write_set(system)
     assert data.locate("fashion-mnist") == system

@@ -62,7 +62,7 @@ def test_a_fresh_clone_downloads_the_data_runs_the_main_job_and_tests_find_the_d
                           cwd=clone, env=env, capture_output=True, text=True, timeout=600)
     assert main.returncode == 0, main.stderr
     cache = home / ".cache" / "mnistcnn" / "mnist"
-    assert sorted(p.name for p in cache.iterdir()) == sorted(n for n, *_ in data.DATASETS["mnist"]["files"].values())
+    assert sorted(p.name for p in cache.iterdir()) == sorted(n for n, *_ in data.DATASETS["mnist"].files.values())
     for name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         assert f"downloaded {mirror}{name} " in main.stderr and f"into {cache}" in main.stderr
     assert f"data: mnist from {cache}" in main.stderr
