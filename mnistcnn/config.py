@@ -8,8 +8,12 @@ made here, once: ``TrainConfig.optimizer_for``, ``bn_rules`` and ``trained_spec`
 from __future__ import annotations
 
 import math
+import numbers
 import re
-from dataclasses import dataclass, replace
+import typing
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
 
 from . import spec as S
 from . import weights as W
@@ -90,7 +94,107 @@ DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?|mps"
 #: the allowed values of TrainConfig's text fields (the command line's choices)
 CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "defaults": DEFAULTS_MODES,
            "normalization": ("standard", "unit"), "init": ("glorot_uniform", "torch_default"),
-           "dataset": ("mnist", "fashion-mnist"), "precision": PRECISIONS, "harmonize": DEFAULT_ITEMS}
+           "dataset": ("mnist", "fashion-mnist"), "precision": PRECISIONS, "harmonize": DEFAULT_ITEMS,
+           "name": OPTIMIZERS, "formulas": ("torch", "native")}  # the last two: Optimizer's
+
+#: the training images of both datasets, of which the last val_size validate
+TRAIN_IMAGES = 60_000
+#: the largest seed: numpy, Python's random and every framework take seeds below 2**32
+MAX_SEED = 2**32 - 1
+#: the most threads a run may ask for: beyond any machine's cores, short of what makes a
+#: framework's thread pool fail (100000 crashed PyTorch)
+MAX_THREADS = 1024
+
+#: The range of each number and the form of each text (their types come from the
+#: annotations, the choices from CHOICES), in the words of the error: Expected ...
+RANGES = {
+    "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "lr": (lambda v: v > 0, "a positive number"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "beta1": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "beta2": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "eps": (lambda v: v > 0, "None (the mode's default) or a positive number"),
+    "rho": (lambda v: 0 <= v < 1, "None (the mode's default) or a number in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "step_size": (lambda v: v >= 1, "an integer >= 1"),
+    "gamma": (lambda v: v > 0, "a positive number (the factor of each drop)"),
+    "milestones": (lambda v: all(m >= 1 for m in v) and list(v) == sorted(set(v)),
+                   "increasing epochs >= 1, e.g. (5, 10)"),
+    "seed": (lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED} (2**32 - 1)"),
+    "val_size": (lambda v: 0 <= v < TRAIN_IMAGES, f"an integer from 0 to {TRAIN_IMAGES - 1} (of the "
+                                                   f"{TRAIN_IMAGES} training images)"),
+    "train_limit": (lambda v: v >= 1, "None (all training images) or an integer >= 1"),
+    "test_limit": (lambda v: v >= 1, "None (all test images) or an integer >= 1"),
+    "log_every": (lambda v: v >= 1, "an integer >= 1"),
+    "threads": (lambda v: 1 <= v <= MAX_THREADS, f"None (the framework's choice) or an integer from 1 to "
+                                                  f"{MAX_THREADS}"),
+    "device": (lambda v: re.fullmatch(DEVICE_PATTERN, v) is not None,
+               "auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"),
+}
+
+#: Which settings apply to which configuration: a setting -> (the setting that decides,
+#: the values under which it applies). A setting given where it does not apply is an
+#: error, never ignored (TrainConfig.check_applies; init applies where init is harmonized)
+APPLIES = {
+    "momentum": ("optimizer", ("sgd", "rmsprop")),
+    "nesterov": ("optimizer", ("sgd",)),
+    "beta1": ("optimizer", ("adam",)),
+    "beta2": ("optimizer", ("adam",)),
+    "eps": ("optimizer", ("adam", "rmsprop", "adadelta")),
+    "rho": ("optimizer", ("rmsprop", "adadelta")),
+    "step_size": ("schedule", ("step",)),
+    "gamma": ("schedule", ("step", "multistep")),
+    "milestones": ("schedule", ("multistep",)),
+    "harmonize": ("defaults", ("native",)),
+}
+
+
+def _typed(value, kind):
+    """``value`` as ``kind`` (int, float, bool, str; a tuple of int or str), or None where
+    it is not one: 3 and numpy integers are ints, ints are floats, True is neither."""
+    if isinstance(kind, tuple):  # (item kind,)
+        if not isinstance(value, (tuple, list)):
+            return None
+        items = [_typed(v, kind[0]) for v in value]
+        return None if any(i is None for i in items) else tuple(items)
+    if kind is bool:
+        return bool(value) if isinstance(value, (bool, np.bool_)) else None
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if kind is int:
+        return int(value) if isinstance(value, numbers.Integral) else None
+    if kind is float:
+        return float(value) if isinstance(value, numbers.Real) and math.isfinite(value) else None
+    return value if isinstance(value, kind) else None
+
+
+def _validate(obj) -> None:
+    """Check every field of a settings dataclass for its type (from its annotation), its
+    range (RANGES) and its choices (CHOICES); store each as its plain Python type (a numpy
+    integer as an int, a list as a tuple). One error names the first field that fails."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        value, kind = getattr(obj, f.name), hints[f.name]
+        optional = type(None) in typing.get_args(kind)
+        kind = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None -> X
+        if kind is tuple:
+            kind = (str if f.name in CHOICES else int,)
+        typed = _typed(value, kind)
+        check, expected = RANGES.get(f.name, (lambda v: True, None))
+        if f.name in CHOICES:
+            choices = CHOICES[f.name]
+            check, expected = ((lambda v: set(v) <= set(choices), f"a tuple of items of {list(choices)}")
+                               if isinstance(kind, tuple) else (lambda v: v in choices, f"one of {list(choices)}"))
+        if expected is None:
+            expected = {int: "an integer", float: "a finite number", bool: "True or False", str: "a text"}[kind]
+        if isinstance(value, float) and not math.isfinite(value):  # inf/NaN would train to NaN
+            expected = "a finite number"
+        if value is None and optional:
+            continue
+        if typed is None or not check(typed):
+            raise ConfigError(f"Invalid value for `{f.name}`. Expected {expected}. Received {f.name}={value!r}.")
+        object.__setattr__(obj, f.name, typed)
 
 
 @dataclass(frozen=True)
@@ -109,6 +213,9 @@ class Optimizer:
     #: 'torch': PyTorch's formulas (epsilon placement, momentum form, coupled weight
     #: decay), the harmonized convention; 'native': the training framework's own
     formulas: str = "torch"
+
+    def __post_init__(self):
+        _validate(self)
 
 
 @dataclass(frozen=True)
@@ -151,47 +258,30 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self):
-        object.__setattr__(self, "milestones", tuple(self.milestones))
-        object.__setattr__(self, "harmonize", tuple(self.harmonize))
-        floats = ("lr", "momentum", "beta1", "beta2", "eps", "rho", "weight_decay", "gamma")
-        for name in floats:  # inf/NaN would train to NaN and still report an accuracy
-            v = getattr(self, name)
-            if v is not None and not math.isfinite(v):
-                raise ConfigError(f"Invalid value for `{name}`. Expected a finite number. Received {name}={v!r}.")
-        checks = [
-            ("epochs", self.epochs >= 1, "an integer >= 1"),
-            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
-            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {list(OPTIMIZERS)}"),
-            ("lr", self.lr > 0, "a positive number"),
-            ("momentum", 0 <= self.momentum < 1, "a number in [0, 1)"),
-            ("schedule", self.schedule in SCHEDULES, f"one of {list(SCHEDULES)}"),
-            ("step_size", self.step_size >= 1, "an integer >= 1"),
-            ("defaults", self.defaults in DEFAULTS_MODES, f"one of {list(DEFAULTS_MODES)}"),
-            ("init", self.init in W.INITS, f"one of {list(W.INITS)}"),
-            ("normalization", self.normalization in ("standard", "unit"), "'standard' or 'unit'"),
-            ("val_size", self.val_size >= 0, "an integer >= 0"),
-            ("train_limit", self.train_limit is None or self.train_limit >= 1,
-             "None (all training images) or an integer >= 1"),
-            ("test_limit", self.test_limit is None or self.test_limit >= 1,
-             "None (all test images) or an integer >= 1"),
-            ("beta1", 0 <= self.beta1 < 1, "a number in [0, 1)"),
-            ("beta2", 0 <= self.beta2 < 1, "a number in [0, 1)"),
-            ("eps", self.eps is None or self.eps > 0, "None (the mode's default) or a positive number"),
-            ("rho", self.rho is None or 0 <= self.rho < 1, "None (the mode's default) or a number in [0, 1)"),
-            ("threads", self.threads is None or self.threads >= 1, "None or an integer >= 1"),
-            ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
-            ("harmonize", set(self.harmonize) <= set(DEFAULT_ITEMS), f"items of {list(DEFAULT_ITEMS)}"),
-            ("log_every", self.log_every >= 1, "an integer >= 1"),
-            ("precision", self.precision in PRECISIONS, f"one of {list(PRECISIONS)}"),
-            ("device", isinstance(self.device, str) and re.fullmatch(DEVICE_PATTERN, self.device) is not None,
-             "auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
+        _validate(self)
+        self.check_applies(f.name for f in fields(self) if getattr(self, f.name) != f.default)
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("`nesterov=True` needs a momentum: give `momentum` > 0, e.g. `momentum=0.9` "
+                              "(Nesterov momentum without momentum is plain SGD).")
+        if self.schedule == "multistep" and not self.milestones:
+            raise ConfigError("`schedule='multistep'` needs the epochs at which the learning rate drops: give "
+                              "`milestones`, e.g. `milestones=(5, 10)`.")
+
+    def check_applies(self, names) -> None:
+        """Refuse a setting that this configuration would ignore: each of ``names`` must
+        apply to its optimizer, schedule and defaults mode (APPLIES). Construction checks
+        the settings that differ from their defaults; the command line also passes the
+        flags given, so that a flag given at its default value is refused too."""
+        for name in names:
+            if name == "init" and not self.harmonized("init"):
+                raise ConfigError(f"`init={self.init!r}` does not apply under `defaults='native'`, where each "
+                                  "framework draws its own initial weights. Leave it out, or keep the initial "
+                                  "weights harmonized with `harmonize=('init',)`.")
+            on, values = APPLIES.get(name, (None, ()))
+            if on and getattr(self, on) not in values:
                 raise ConfigError(
-                    f"Invalid value for `{name}`. Expected {expected}. "
-                    f"Received {name}={getattr(self, name)!r}."
-                )
+                    f"`{name}={getattr(self, name)!r}` does not apply to `{on}={getattr(self, on)!r}`: it applies "
+                    f"to {' and '.join(f'`{on}={v!r}`' for v in values)} only. Leave it out, or choose one of those.")
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of a 0-based epoch: e.g. lr=0.01, schedule='multistep',
@@ -248,12 +338,12 @@ def mode_config(cfg: TrainConfig, mode: str) -> TrainConfig:
     """'harmonized', 'native', or 'native+<item>' (native with one item harmonized)."""
     if mode == "harmonized":
         return replace(cfg, defaults="harmonized", harmonize=())
-    if mode == "native":
-        return replace(cfg, defaults="native", harmonize=())
-    item = mode.removeprefix("native+")
-    if item not in DEFAULT_ITEMS:
+    item = mode.removeprefix("native").removeprefix("+")
+    if mode != "native" and (not mode.startswith("native+") or item not in DEFAULT_ITEMS):
         raise ConfigError(f"Unknown mode {mode!r}. Valid: harmonized, native, "
                           + ", ".join(f"native+{i}" for i in DEFAULT_ITEMS))
-    return replace(cfg, defaults="native", harmonize=(item,))
+    # native: each framework's own initial weights, so the config's init (which does not apply) is dropped
+    return replace(cfg, defaults="native", harmonize=(item,) if item else (),
+                   init=cfg.init if item == "init" else TrainConfig.init)
 
 

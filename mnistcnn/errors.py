@@ -1,8 +1,23 @@
-"""The errors mnistcnn raises. Each message names the cause and the fix."""
+"""The errors mnistcnn raises. Each message names the cause and the fix.
+
+A message speaks to a Python caller: an argument is written in backticks, as its name
+(`out`) or with a value (`resume=True`, `lr=0.1`), and a value received may follow as
+``lr=0.1``. The command line renders each argument of the message that is one of its
+flags as that flag (--out, --resume, --lr 0.1): one message, in the words of whoever
+called (mnistcnn.cli)."""
+import re
+
+#: an argument in a message: `name` or `name=value`
+ARGUMENT = re.compile(r"`([A-Za-z_]\w*)(?:=[^`]*)?`")
 
 
 class MnistCnnError(Exception):
-    """Base class of every error raised on purpose by mnistcnn."""
+    """Base class of every error raised on purpose by mnistcnn. ``arguments``: the names
+    of the arguments the message speaks of (default: those it writes in backticks)."""
+
+    def __init__(self, message: str = "", *, arguments=None):
+        super().__init__(message)
+        self.arguments = tuple(dict.fromkeys(ARGUMENT.findall(message) if arguments is None else arguments))
 
 
 class SpecError(MnistCnnError, ValueError):
