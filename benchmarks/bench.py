@@ -322,7 +322,9 @@ def torch_kernels(spec, bs: int, sgemm) -> list:
     in the Trainer's layout: the rate the framework's kernels reach by themselves."""
     import torch
 
-    from mnistcnn.backends.torch import build
+    from mnistcnn.backends.torch import BACKEND
+
+    build = BACKEND.build
 
     model = build(spec).to(memory_format=torch.channels_last)
     rows, x = [], torch.randn(bs, *spec.input_shape).contiguous(memory_format=torch.channels_last)
@@ -463,7 +465,7 @@ def keras_suite(steps: int, reps: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from mnistcnn.backends.keras import TorchBatchNormalization, floatx
+    from mnistcnn.backends._keras3 import TorchBatchNormalization, floatx
 
     n_max = steps * max(BATCHES)
     x, y = images(n_max)
@@ -569,7 +571,9 @@ def jax_kernels(spec, bs: int, sgemm) -> list:
     and dense layer, as keras_kernels)."""
     import jax
 
-    from mnistcnn.backends.jax import _group, build
+    from mnistcnn.backends.jax import BACKEND
+
+    build, _group = BACKEND.build, BACKEND.row_layers
 
     model = build(spec)
     c, h, w = spec.input_shape
@@ -600,7 +604,9 @@ def keras_kernels(spec, bs: int, sgemm) -> list:
     """As torch_kernels, for the Keras model's layers inside tf.function."""
     import tensorflow as tf
 
-    from mnistcnn.backends.keras import _group, build
+    from mnistcnn.backends.keras import BACKEND
+
+    build, _group = BACKEND.build, BACKEND.row_layers
 
     model = build(spec)
     c, h, w = spec.input_shape

@@ -10,11 +10,16 @@ other_backend)`` holding them computes the same function as the original.
 
 The import is exact or refused: anything the spec cannot represent (dilation, groups, a
 padding mode other than zeros, BatchNorm without its scale or on a non-channel axis, a
-branch in the graph, an unknown layer) raises ImportError naming the layer, its type and
-the argument, and listing what is supported. Nothing is approximated.
+branch in the graph, an unknown layer) raises ModelImportError naming the layer, its type
+and the argument, and listing what is supported. Nothing is approximated.
+
+Which native layer is which layer kind, and how its arguments read, is each backend's
+(``Backend.KINDS``: one entry per kind, its native classes and its reader); this module
+walks the model and puts the spec together.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from . import spec as S
@@ -25,33 +30,60 @@ class ModelImportError(MnistCnnError, ValueError):
     """A model that the spec cannot represent exactly."""
 
 
-SUPPORTED_KERAS = ("InputLayer", "Conv2D", "MaxPooling2D", "AveragePooling2D", "BatchNormalization", "Dropout",
-                   "SpatialDropout2D", "Flatten", "Dense", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
-                   "GlobalAveragePooling2D")
-SUPPORTED_TORCH = ("Conv2d", "Linear", "BatchNorm2d", "BatchNorm1d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d(1)",
-                   "Dropout", "Dropout2d", "Flatten", "Identity", "ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid",
-                   "Tanh", "Softmax", "LogSoftmax", "and the functional forms F.relu, F.max_pool2d, "
-                   "F.avg_pool2d, F.dropout, F.dropout2d, F.log_softmax, F.softmax, F.leaky_relu, F.elu, F.gelu, "
-                   "torch.relu, torch.sigmoid, torch.tanh, torch.flatten, x.view(-1, n), x.view(x.size(0), -1), "
-                   "x.reshape, x.flatten")
-#: activation names the spec takes as they are (Keras' names; 'linear' is none)
-_ACTIVATIONS = {"linear": None, "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
-                "log_softmax": "log_softmax", "elu": "elu", "gelu": "gelu"}
+def _names(backend, own: str) -> list:
+    """The native classes (by name) and function names the kinds of ``backend`` read,
+    mnistcnn's own classes (whose module is ``own``) left out."""
+    return [c if isinstance(c, str) else c.__name__ for entry in backend.KINDS.values() if entry.read
+            for c in entry.native if isinstance(c, str) or c.__module__ != own]
+
+
+def supported_keras(backend) -> list:
+    return ["InputLayer", *_names(backend, "mnistcnn.backends._keras3")]
+
+
+def supported_torch(backend) -> str:
+    names = _names(backend, "mnistcnn.backends.torch")
+    return ", ".join([*(n for n in names if n[0].isupper()), "Identity",
+                      "ZeroPad2d or ConstantPad2d before a layer it pads as padding='same' does",
+                      "and the calls " + ", ".join(n for n in names if not n[0].isupper())])
 
 
 def _refuse(where: str, what: str, supported) -> ModelImportError:
-    listed = supported if isinstance(supported, str) else ", ".join(supported)
+    listed = supported if isinstance(supported, str) else ", ".join(map(str, supported))
     return ModelImportError(f"Cannot import {where}: {what}. The spec represents it only exactly or not at all. "
                             f"Supported: {listed}.")
+
+
+def _read(read, native, in_shape, where: str, supported) -> list:
+    """The spec layers a backend's reader (Kind.read) makes of one native layer or call."""
+    from .backends.protocol import Unsupported
+
+    try:
+        return read(native, in_shape)
+    except Unsupported as e:
+        raise _refuse(where, str(e), e.supported or supported) from None
+
+
+def _with_weights(spec, backend, natives: list):
+    """(spec, neutral weights) from the native layer behind each spec layer (None: none)."""
+    from . import weights as W
+
+    weights = backend.neutral_from_native(spec, {
+        r.name: backend.layer_weights(native) for r, native in zip(spec.rows, natives)
+        if native is not None and r.layer.weight_shapes(r.input_shape)})
+    W.check(spec, weights)
+    return spec, weights
 
 
 # -- Keras ----------------------------------------------------------------------------
 def from_keras(model_or_path, with_weights: bool = False):
     """The ModelSpec of a Keras model (a keras.Model or a .keras/.h5 file); with
     ``with_weights``, (spec, neutral weights)."""
-    from .backends import get_backend
+    from .backends import get_backend, runs_here
 
-    kb = get_backend("keras")  # Keras with mnistcnn's environment, before loading a file
+    # Keras with mnistcnn's environment, before loading a file: on TensorFlow, or on JAX
+    # in a process that holds Keras on JAX
+    kb = get_backend(next((b for b in ("keras", "jax") if runs_here(b)), "keras"))
     import keras
 
     model = model_or_path
@@ -69,10 +101,11 @@ def from_keras(model_or_path, with_weights: bool = False):
         raise _refuse(f"Keras model {name!r}", f"it has {len(model.inputs)} inputs and {len(model.outputs)} "
                       "outputs; the spec is one chain from one image to one output", "a straight chain")
     shape = tuple(model.inputs[0].shape[1:])
-    layers, weighted = [], {}  # weighted: spec index -> the Keras layer holding its weights
+    layers, natives = [], []  # natives: the Keras layer behind each spec layer (its weights), or None
     if len(shape) == 1 and shape[0] == 784:
         input_shape = (1, 28, 28)  # flattened MNIST images: the same order as a (1, 28, 28) map flattened
         layers.append(S.Flatten())
+        natives.append(None)
     elif len(shape) == 2:
         input_shape = (1, *shape)
     elif len(shape) == 3:
@@ -80,6 +113,8 @@ def from_keras(model_or_path, with_weights: bool = False):
     else:
         raise _refuse(f"Keras model {name!r}", f"its input shape {shape} is not an image (H, W), (H, W, C) or a "
                       "flattened 28x28 image", "channels_last images")
+    readers = {cls: entry.read for entry in kb.KINDS.values() if entry.read for cls in entry.native}
+    supported = supported_keras(kb)
     previous = model.inputs[0]
     for layer in model.layers:
         kind = type(layer).__name__
@@ -92,108 +127,47 @@ def from_keras(model_or_path, with_weights: bool = False):
             raise _refuse(where, "the model is not a straight chain (this layer does not take the previous "
                           "layer's output, or is used twice)", "Sequential models and straight functional chains")
         previous = layer.output
+        if type(layer) not in readers:
+            raise _refuse(where, f"the layer type {kind} has no spec equivalent", supported)
         current = S.ModelSpec(name, layers, input_shape).output_shape if layers else input_shape
-        for spec_layer, holds_weights in _keras_layer(layer, where, current):
-            if holds_weights:
-                weighted[len(layers)] = layer
-            layers.append(spec_layer)
+        read = _read(readers[type(layer)], layer, current, where, supported)
+        layers += read
+        natives += [layer] + [None] * (len(read) - 1)
     spec = _spec(name, layers, input_shape, f"Keras model {name!r}")
-    if not with_weights:
-        return spec
-    per_layer = {spec.rows[i].name: layer.get_weights() for i, layer in weighted.items()}
-    return spec, kb.neutral_from_keras(spec, per_layer)
-
-
-def _keras_layer(layer, where: str, in_shape) -> list:
-    """[(spec layer, holds this Keras layer's weights)] for one Keras layer."""
-    kind, c = type(layer).__name__, layer.get_config()
-
-    def need(arg, ok, value):
-        if not ok:
-            raise _refuse(where, f"{arg}={value!r}", SUPPORTED_KERAS)
-
-    def activation(value):
-        if isinstance(value, str) and value == "leaky_relu":  # keras.activations.leaky_relu: slope 0.2
-            return None, [S.Activation("leaky_relu", negative_slope=0.2)]
-        if not (isinstance(value, str) and value in _ACTIVATIONS):
-            raise _refuse(where, f"activation={value!r}", [*_ACTIVATIONS, "leaky_relu"])
-        return _ACTIVATIONS[value], []
-
-    if c.get("data_format", "channels_last") != "channels_last":
-        need("data_format", False, c["data_format"])
-    if kind in ("Conv2D", "Dense"):
-        for arg in ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
-                    "bias_constraint", "lora_rank"):
-            need(arg, not c.get(arg), c.get(arg))
-    if kind == "Conv2D":
-        need("dilation_rate", tuple(c["dilation_rate"]) == (1, 1), c["dilation_rate"])
-        need("groups", c.get("groups", 1) == 1, c.get("groups"))
-        act, extra = activation(c["activation"])
-        return [(S.Conv2D(c["filters"], tuple(c["kernel_size"]), stride=tuple(c["strides"]), padding=c["padding"],
-                          activation=act, use_bias=c["use_bias"]), True)] + [(a, False) for a in extra]
-    if kind == "Dense":
-        need("input rank", len(in_shape) == 1, f"a Dense on a {len(in_shape)}-D map (Keras applies it per pixel)")
-        act, extra = activation(c["activation"])
-        return [(S.Dense(c["units"], activation=act, use_bias=c["use_bias"]), True)] + [(a, False) for a in extra]
-    if kind in ("MaxPooling2D", "AveragePooling2D"):
-        cls = S.MaxPool2D if kind == "MaxPooling2D" else S.AvgPool2D
-        strides = c["strides"] if c["strides"] is not None else c["pool_size"]
-        return [(cls(tuple(c["pool_size"]), tuple(strides), c["padding"]), False)]
-    if kind == "BatchNormalization":
-        axis = c["axis"][0] if isinstance(c["axis"], (list, tuple)) and len(c["axis"]) == 1 else c["axis"]
-        rank = len(in_shape) + 1
-        if axis not in (-1, rank - 1):
-            raise _refuse(where, f"axis={c['axis']!r} normalises over a non-channel axis of its "
-                          f"{'(H, W, C)' if rank == 4 else 'input'} (see `mnistcnn defaults <spec>`: the lint "
-                          "explains this mistake of report 004; spec.HeightBatchNorm reproduces axis=1 on purpose)",
-                          "BatchNormalization on the channel axis (axis=-1)")
-        for arg in ("center", "scale"):
-            need(arg, c[arg], c[arg])
-        for arg in ("beta_regularizer", "gamma_regularizer", "renorm", "synchronized"):
-            need(arg, not c.get(arg), c.get(arg))
-        return [(S.BatchNorm(momentum=float(c["momentum"]), epsilon=float(c["epsilon"])), True)]
-    if kind == "Dropout":
-        need("noise_shape", c.get("noise_shape") is None, c.get("noise_shape"))
-        return [(S.Dropout(float(c["rate"])), False)]
-    if kind == "SpatialDropout2D":
-        return [(S.SpatialDropout2D(float(c["rate"])), False)]
-    if kind == "Flatten":
-        return [] if len(in_shape) == 1 else [(S.Flatten(), False)]
-    if kind == "Activation":
-        act, extra = activation(c["activation"])
-        return ([(S.Activation(act), False)] if act else []) + [(a, False) for a in extra]
-    if kind == "ReLU":
-        need("max_value", c.get("max_value") is None, c.get("max_value"))
-        need("threshold", not c.get("threshold"), c.get("threshold"))
-        slope = float(c.get("negative_slope") or 0.0)
-        return [(S.Activation("leaky_relu", negative_slope=slope) if slope else S.Activation("relu"), False)]
-    if kind == "LeakyReLU":
-        return [(S.Activation("leaky_relu", negative_slope=float(c.get("negative_slope", c.get("alpha")))), False)]
-    if kind == "ELU":
-        return [(S.Activation("elu", alpha=float(c.get("alpha", 1.0))), False)]
-    if kind == "Softmax":
-        need("axis", c.get("axis", -1) in (-1, len(in_shape)), c.get("axis"))
-        return [(S.Activation("softmax"), False)]
-    if kind == "GlobalAveragePooling2D":
-        need("keepdims", not c.get("keepdims"), c.get("keepdims"))
-        return [(S.GlobalAvgPool2D(), False)]
-    raise _refuse(where, f"the layer type {kind} has no spec equivalent", SUPPORTED_KERAS)
+    return _with_weights(spec, kb, natives) if with_weights else spec
 
 
 # -- PyTorch --------------------------------------------------------------------------
+def _torch_kinds():
+    """(the torch backend, its readers by native class name or function name, its
+    module classes)."""
+    from .backends import get_backend
+
+    tb = get_backend("torch")
+    readers = {c if isinstance(c, str) else c.__name__: entry.read
+               for entry in tb.KINDS.values() if entry.read for c in entry.native}
+    classes = {c for entry in tb.KINDS.values() for c in entry.native if isinstance(c, type)}
+    return tb, readers, classes
+
+
 def from_torch(module, input_shape=(1, 28, 28), with_weights: bool = False, name: str | None = None):
     """The ModelSpec of a PyTorch module, traced with torch.fx; with ``with_weights``,
     (spec, neutral weights)."""
     import torch.fx
 
-    from .backends import get_backend
+    _, _, classes = _torch_kinds()
 
-    get_backend("torch")
+    class Tracer(torch.fx.Tracer):
+        """torch.fx's tracer, taking mnistcnn's own modules (those a spec builds) whole."""
+
+        def is_leaf_module(self, m, qualname) -> bool:
+            return type(m) in classes or super().is_leaf_module(m, qualname)
+
     name = _safe_name(name or type(module).__name__)
     was_training = module.training
     module.eval()  # so that F.dropout(x, training=self.training) traces as False, and a bare F.dropout as True
     try:
-        graph = torch.fx.symbolic_trace(module).graph
+        graph = Tracer().trace(module)
     except Exception as e:
         raise ModelImportError(f"Cannot trace {type(module).__name__} with torch.fx ({type(e).__name__}: "
                                f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}): its forward "
@@ -237,20 +211,40 @@ def from_torchscript(path, input_shape=(1, 28, 28), with_weights: bool = False):
 
 class _Step:
     """One operation of a traced forward: the node (its args), the module it calls (if
-    any) and a readable target name."""
+    any) and a readable target name. What a torch reader (Kind.read) takes: ``module``,
+    ``kind`` (the module's class name, or the function's name), ``args`` and ``arg``."""
 
     def __init__(self, node, module, target: str, args=None, kwargs=None):
         self.node, self.module, self.target = node, module, target
         self.args = list(node.args) if args is None else args
         self.kwargs = dict(node.kwargs) if kwargs is None else kwargs
+        self.kind = target.split(".")[-1].lstrip("_")
+
+    def arg(self, i: int, name: str, default=None):
+        if len(self.args) > i:
+            return self.args[i]
+        return self.kwargs.get(name, default)
+
+    @staticmethod
+    def is_tensor(a) -> bool:
+        return _is_node(a)
+
+
+#: torch.nn modules the importer takes that are no layer kind: what they do is nothing,
+#: or the padding of the layer after them
+_TORCH_PLUMBING = ("Identity", "ZeroPad2d", "ConstantPad2d")
 
 
 def _from_steps(steps, input_shape, name, with_weights, what):
-    layers, weighted, value = [], {}, None
+    tb, readers, classes = _torch_kinds()
+    supported = supported_torch(tb)
+    layers, natives, value, pad = [], [], None, None
     size_nodes = set()
     for step in steps:
         node = step.node
-        where = f"{step.target} ({_module_kind(step.module) if step.module is not None else 'call'}) of {what}"
+        if step.module is not None:
+            step.kind = _module_kind(step.module, classes)
+        where = f"{step.target} ({step.kind if step.module is not None else 'call'}) of {what}"
         if step.target == "output":
             break
         tensor_args = [a for a in step.args if _is_node(a)]
@@ -262,26 +256,44 @@ def _from_steps(steps, input_shape, name, with_weights, what):
                           "result)", "straight chains")
         if any(a is not tensor_args[0] and a not in size_nodes for a in tensor_args[1:]):
             raise _refuse(where, "it combines two tensors (a branch or a residual connection)", "straight chains")
-        current = S.ModelSpec(name, layers, input_shape).output_shape if layers else input_shape
-        for spec_layer, holds in _torch_step(step, where, current):
-            if holds:
-                weighted[len(layers)] = step.module
-            layers.append(spec_layer)
         value = node
+        current = S.ModelSpec(name, layers, input_shape).output_shape if layers else input_shape
+        if step.kind in ("Identity", "contiguous"):
+            continue
+        if step.kind in ("ZeroPad2d", "ConstantPad2d"):
+            left, right, top, bottom = step.module.padding
+            pad = (((top, bottom), (left, right)), float(step.module.value), current, where)
+            continue
+        if step.kind not in readers:
+            what_it_is = f"module type {step.kind}" if step.module is not None else f"call {step.target}"
+            raise _refuse(where, f"the {what_it_is} has no spec equivalent", supported)
+        if pad is not None:
+            read = _padded(readers[step.kind], step, pad, supported)
+            pad = None
+        else:
+            read = _read(readers[step.kind], step, current, where, supported)
+        layers += read
+        natives += [step.module] + [None] * (len(read) - 1)
+    if pad is not None:
+        raise _refuse(pad[3], "nothing after it takes its padding", supported)
     spec = _spec(name, layers, input_shape, what)
-    if not with_weights:
-        return spec
-    from .backends.torch import _NEUTRAL
+    return _with_weights(spec, tb, natives) if with_weights else spec
 
-    weights = {}
-    for i, module in weighted.items():
-        row = spec.rows[i]
-        for kind in row.layer.weight_shapes(row.input_shape):
-            weights[f"{row.name}.{kind}"] = getattr(module, _NEUTRAL[kind]).detach().cpu().numpy().copy()
-    from . import weights as W
 
-    W.check(spec, weights)
-    return spec, weights
+def _padded(read, step, pad, supported) -> list:
+    """The layers of a step after an explicit padding: its layer with padding='same', where
+    that pads as the padding did (and with the same value)."""
+    pads, value, before, where = pad
+    padded = (before[0], before[1] + sum(pads[0]), before[2] + sum(pads[1]))
+    layers = _read(read, step, padded, where, supported)
+    first = layers[0] if layers else None
+    same = None
+    if first is not None and first.pad_value == value and first.pads(padded) == ((0, 0), (0, 0)):
+        same = replace(first, padding="same")
+    if same is None or same.pads(before) != pads:
+        raise _refuse(where, f"a padding of {pads} with {value:g} before {type(first).__name__ if first else 'it'} "
+                      "is not what padding='same' adds there", supported)
+    return [same, *layers[1:]]
 
 
 def _is_node(a) -> bool:
@@ -294,158 +306,14 @@ def _is_node(a) -> bool:
     return type(a).__name__ == "Node"
 
 
-def _arg(step, i, name, default=None):
-    if len(step.args) > i:
-        return step.args[i]
-    return step.kwargs.get(name, default)
-
-
-def _torch_step(step, where: str, in_shape) -> list:
-    """[(spec layer, holds the module's weights)] for one traced operation."""
-    import torch
-    import torch.nn.functional as F
-
-    m, t = step.module, step.target
-
-    def need(arg, ok, value):
-        if not ok:
-            raise _refuse(where, f"{arg}={value!r}", SUPPORTED_TORCH)
-
-    def pair(v):
-        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-    def pool(cls, kernel, stride, padding, ceil=False, extra=()):
-        need("padding", pair(padding) == (0, 0), padding)
-        need("ceil_mode", not ceil, ceil)
-        for arg, ok, value in extra:
-            need(arg, ok, value)
-        return [(cls(pair(kernel), pair(stride if stride else kernel)), False)]  # None or [] (TorchScript): kernel
-
-    def flatten_to(n=None):
-        if len(in_shape) == 1:
-            return []  # already flat (after a global pooling)
-        size = in_shape[0] * in_shape[1] * in_shape[2]
-        need("view size", n in (None, -1, size), f"{n} (the map here has {size} = {'x'.join(map(str, in_shape))} "
-             "values per image)")
-        return [(S.Flatten(), False)]
-
-    if m is not None:
-        kind = _module_kind(m)
-        if kind == "Conv2d":
-            need("dilation", pair(m.dilation) == (1, 1), m.dilation)
-            need("groups", m.groups == 1, m.groups)
-            need("padding_mode", m.padding_mode == "zeros", m.padding_mode)
-            need("in_channels", m.in_channels == in_shape[0], f"{m.in_channels} (the input here has {in_shape[0]})")
-            padding = m.padding if isinstance(m.padding, str) else pair(m.padding)
-            return [(S.Conv2D(m.out_channels, pair(m.kernel_size), stride=pair(m.stride), padding=padding,
-                              use_bias=m.bias is not None), True)]
-        if kind == "Linear":
-            need("in_features", len(in_shape) == 1 and m.in_features == in_shape[0],
-                 f"{m.in_features} (the input here is {'x'.join(map(str, in_shape))})")
-            return [(S.Dense(m.out_features, use_bias=m.bias is not None), True)]
-        if kind in ("BatchNorm2d", "BatchNorm1d"):
-            need("affine", m.affine, m.affine)
-            need("track_running_stats", m.track_running_stats, m.track_running_stats)
-            need("momentum", m.momentum is not None, m.momentum)  # None: a cumulative average
-            need("num_features", m.num_features == in_shape[0], m.num_features)
-            return [(S.BatchNorm(momentum=1.0 - m.momentum, epsilon=m.eps), True)]  # PyTorch 0.1 = Keras 0.9
-        if kind == "MaxPool2d":
-            return pool(S.MaxPool2D, m.kernel_size, m.stride, m.padding, m.ceil_mode,
-                        [("dilation", pair(m.dilation) == (1, 1), m.dilation),
-                         ("return_indices", not m.return_indices, m.return_indices)])
-        if kind == "AvgPool2d":
-            return pool(S.AvgPool2D, m.kernel_size, m.stride, m.padding, m.ceil_mode,
-                        [("divisor_override", m.divisor_override is None, m.divisor_override)])
-        if kind == "AdaptiveAvgPool2d":
-            need("output_size", pair(m.output_size) == (1, 1), m.output_size)
-            return [(S.GlobalAvgPool2D(), False)]  # a flatten after it is then a no-op
-        if kind == "Dropout2d":
-            return [(S.SpatialDropout2D(m.p), False)]
-        if kind == "Dropout":
-            return [(S.Dropout(m.p), False)]
-        if kind == "Flatten":
-            need("start_dim", m.start_dim == 1 and m.end_dim == -1, (m.start_dim, m.end_dim))
-            return flatten_to()
-        if kind == "Identity":
-            return []
-        simple = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
-        if kind in simple:
-            return [(S.Activation(simple[kind]), False)]
-        if kind == "LeakyReLU":
-            return [(S.Activation("leaky_relu", negative_slope=m.negative_slope), False)]
-        if kind == "ELU":
-            return [(S.Activation("elu", alpha=m.alpha), False)]
-        if kind == "GELU":
-            need("approximate", m.approximate == "none", m.approximate)
-            return [(S.Activation("gelu"), False)]
-        if kind in ("Softmax", "LogSoftmax"):
-            need("dim", m.dim in (1, -1) and len(in_shape) == 1, m.dim)
-            return [(S.Activation("softmax" if kind == "Softmax" else "log_softmax"), False)]
-        raise _refuse(where, f"the module type {kind} has no spec equivalent", SUPPORTED_TORCH)
-
-    fn = step.node.target if not isinstance(step.node.target, str) else None
-    name = t.split(".")[-1].lstrip("_")
-    if fn in (F.relu, torch.relu) or name == "relu":
-        return [(S.Activation("relu"), False)]
-    if fn in (torch.sigmoid, F.sigmoid) or name == "sigmoid":
-        return [(S.Activation("sigmoid"), False)]
-    if fn in (torch.tanh, F.tanh) or name == "tanh":
-        return [(S.Activation("tanh"), False)]
-    if fn is F.leaky_relu or name == "leaky_relu":
-        return [(S.Activation("leaky_relu", negative_slope=float(_arg(step, 1, "negative_slope", 0.01))), False)]
-    if fn is F.elu or name == "elu":
-        return [(S.Activation("elu", alpha=float(_arg(step, 1, "alpha", 1.0))), False)]
-    if fn is F.gelu or name == "gelu":
-        need("approximate", _arg(step, 1, "approximate", "none") == "none", _arg(step, 1, "approximate"))
-        return [(S.Activation("gelu"), False)]
-    if fn in (F.softmax, F.log_softmax) or name in ("softmax", "log_softmax"):
-        dim = _arg(step, 1, "dim")
-        need("dim", dim in (1, -1) and len(in_shape) == 1, dim)
-        log = fn is F.log_softmax or name == "log_softmax"
-        return [(S.Activation("log_softmax" if log else "softmax"), False)]
-    if fn is F.max_pool2d or name in ("max_pool2d", "max_pool2d_with_indices"):
-        return pool(S.MaxPool2D, _arg(step, 1, "kernel_size"), _arg(step, 2, "stride"), _arg(step, 3, "padding", 0),
-                    _arg(step, 5, "ceil_mode", False), [("dilation", pair(_arg(step, 4, "dilation", 1)) == (1, 1),
-                                                          _arg(step, 4, "dilation", 1))])
-    if fn is F.avg_pool2d or name == "avg_pool2d":
-        return pool(S.AvgPool2D, _arg(step, 1, "kernel_size"), _arg(step, 2, "stride"), _arg(step, 3, "padding", 0),
-                    _arg(step, 4, "ceil_mode", False),
-                    [("divisor_override", _arg(step, 6, "divisor_override") is None, _arg(step, 6, "divisor_override"))])
-    if fn in (F.dropout, F.dropout2d) or name in ("dropout", "dropout2d", "feature_dropout"):
-        p = float(_arg(step, 1, "p", 0.5))
-        if _arg(step, 2, "training", True) is True:  # F.dropout's default: on in inference too
-            raise _refuse(where, f"F.{name}(x, p={p:g}) without training=self.training stays on when the model "
-                          "is evaluated (F.dropout's default is training=True); the spec's dropout is off in "
-                          f"inference. Write F.{name}(x, p={p:g}, training=self.training) or use nn.Dropout",
-                          SUPPORTED_TORCH)
-        return [(S.SpatialDropout2D(p) if fn is F.dropout2d or name in ("dropout2d", "feature_dropout")
-                 else S.Dropout(p), False)]
-    if fn is torch.flatten or name == "flatten":
-        start = _arg(step, 1, "start_dim", 0)
-        need("start_dim", start == 1, start)  # 0 would flatten the batch too
-        return flatten_to()
-    if name in ("view", "reshape"):
-        shape = [a for a in step.args[1:]] if len(step.args) > 2 or not isinstance(step.args[1], (tuple, list)) \
-            else list(step.args[1])
-        need("shape", len(shape) == 2 and (shape[0] == -1 or _is_node(shape[0])), tuple(shape))
-        return flatten_to(-1 if _is_node(shape[0]) else shape[1])
-    if name == "contiguous":
-        return []
-    raise _refuse(where, f"the call {t} has no spec equivalent", SUPPORTED_TORCH)
-
-
-#: the torch.nn classes the importer knows, by name (a TorchScript module keeps only its
-#: original_name and attributes; a user's subclass is read as the class it extends)
-_TORCH_KINDS = ("Conv2d", "Linear", "BatchNorm2d", "BatchNorm1d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-                "Dropout2d", "Dropout", "Flatten", "Identity", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU",
-                "Softmax", "LogSoftmax")
-
-
-def _module_kind(m) -> str:
+def _module_kind(m, classes) -> str:
+    """The name of the class the importer reads ``m`` as: a TorchScript module's
+    original_name; otherwise the first of ``m``'s classes that a kind reads (a user's
+    subclass is read as the class it extends), or the torch.nn plumbing it is."""
     if hasattr(m, "original_name"):  # TorchScript
         return m.original_name
-    return next((c.__name__ for c in type(m).__mro__ if c.__name__ in _TORCH_KINDS and
-                 c.__module__.startswith("torch.nn")), type(m).__name__)
+    return next((c.__name__ for c in type(m).__mro__ if c in classes or (
+        c.__name__ in _TORCH_PLUMBING and c.__module__.startswith("torch.nn"))), type(m).__name__)
 
 
 def _torchscript_steps(scripted) -> list:

@@ -325,3 +325,16 @@ def test_the_readme_examples_run():
         exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 (our own README)
         assert scope["spec"].total_params in (34_826, 1_199_882)
         assert ("torch_model" in scope) or ("keras_model" in scope)
+
+
+def test_an_explicit_padding_reads_as_same_where_it_is_same():
+    """ZeroPad2d before a convolution, -inf before a max pooling (what mnistcnn's torch
+    builder makes of padding='same' where TensorFlow pads one side more) read as 'same';
+    a padding that 'same' would not add is refused."""
+    import torch.nn as nn
+
+    spec = from_torch(nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(1, 2, 3, stride=2),
+                                    nn.ConstantPad2d((0, 1, 0, 1), float("-inf")), nn.MaxPool2d(3, 2)), (1, 8, 8))
+    assert [(r.kind, r.layer.padding) for r in spec.rows] == [("Conv2D", "same"), ("MaxPool2D", "same")]
+    with pytest.raises(ModelImportError, match="is not what padding='same' adds"):
+        from_torch(nn.Sequential(nn.ZeroPad2d(1), nn.MaxPool2d(2)), (1, 8, 8))

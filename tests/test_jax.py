@@ -44,9 +44,11 @@ def _in_jax_protocol_problems() -> list:
                  if params(getattr(b.Trainer, n)) != params(getattr(protocol.Trainer, n))]
     from mnistcnn import spec as S
 
-    if set(b.BUILDERS) != set(S.LAYER_KINDS.values()):
-        problems.append("BUILDERS")
-    return problems + [f"{b.__name__} is loaded on {b.keras.backend.backend()}"] * (b.keras.backend.backend() != "jax")
+    if set(b.KINDS) != set(S.LAYER_KINDS.values()):
+        problems.append("KINDS")
+    import keras
+
+    return problems + [f"{type(b).__name__} is loaded on {keras.backend.backend()}"] * (keras.backend.backend() != "jax")
 
 
 def _in_jax_zoo_problems() -> list:

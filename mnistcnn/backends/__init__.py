@@ -1,7 +1,8 @@
 """Backends: one module per framework, imported only when asked for.
 
-Every backend module implements mnistcnn.backends.protocol.Backend (checked by
-tests/test_backends.py). This package itself imports no framework.
+Each backend module holds ``BACKEND``, an instance of a subclass of
+mnistcnn.backends.protocol.Backend (checked by tests/test_backends.py); ``get_backend``
+returns it. This package itself imports no framework.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import BackendUnavailableError
+from .protocol import Backend
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,8 @@ def _without_native_noise(noise: tuple):
                 sys.stderr.flush()
 
 
-def get_backend(name: str):
-    """The backend module of ``name`` (imports its framework the first time)."""
+def get_backend(name: str) -> Backend:
+    """The backend ``name`` (imports its framework the first time)."""
     if name not in BACKENDS:
         raise BackendUnavailableError(
             f"Unknown backend {name!r}. Valid backends: {', '.join(BACKENDS)}."
@@ -93,14 +95,14 @@ def get_backend(name: str):
     if info.keras_backend and "keras" not in sys.modules:  # the backend's name decides, not the user's keras.json
         os.environ["KERAS_BACKEND"] = info.keras_backend
     if info.module in sys.modules:
-        return sys.modules[info.module]
+        return sys.modules[info.module].BACKEND
     try:
         with _without_native_noise(info.noise):
             module = importlib.import_module(info.module)
             if info.startup:
                 where, _, attr = info.startup.rpartition(".")
                 getattr(importlib.import_module(where), attr)()
-        return module
+        return module.BACKEND
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in info.packages:
             packages = info.packages

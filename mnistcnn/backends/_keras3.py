@@ -1,8 +1,10 @@
 """What the Keras 3 backends share, whichever framework runs Keras underneath
-(mnistcnn.backends.keras: TensorFlow; mnistcnn.backends.jax: JAX): the model built from
-a spec, its layout and weights in the neutral form, the harmonized BatchNorm and
-optimizers (written with keras.ops, so they run on any Keras backend), checkpoints.
-The training step and the process settings are each framework's own (its module).
+(mnistcnn.backends.keras: TensorFlow; mnistcnn.backends.jax: JAX): ``KerasBackend``, their
+base (the model built from a spec, one entry per layer kind in ``KINDS``, its layout and
+its weights in the neutral form), the harmonized BatchNorm and optimizers (written with
+keras.ops, so they run on any Keras backend), and ``KerasTrainer`` (evaluation,
+checkpoints). The training step and the process settings are each framework's own (its
+module).
 
 Input is channels_last (N, H, W, C). Each spec layer becomes one Keras layer named as
 the spec row ('conv2d_0'), plus helpers named '<row>_pad' / '<row>_act' where needed.
@@ -17,7 +19,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError
 from ..spec import layers as L
-from .protocol import BN_RULES
+from .protocol import BN_RULES, Backend, Kind, Unsupported, need
 
 ops = keras.ops
 
@@ -31,12 +33,6 @@ def require(framework: str, backend: str) -> None:
             f"in its own process (mnistcnn.backends.call does), or set KERAS_BACKEND={framework} before "
             "anything imports keras.")
 
-
-#: Keras' own optimizer values (tests/test_backends.py reads the installed signatures)
-NATIVE_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-7}, "rmsprop": {"rho": 0.9, "eps": 1e-7},
-                             "adadelta": {"rho": 0.95, "eps": 1e-7}, "sgd": {}}
-#: BatchNormalization's momentum=0.99, epsilon=1e-3
-NATIVE_BATCHNORM = L.BatchNorm.preset("keras")
 
 #: Private Keras internals this module relies on: (class, attribute, where it is used).
 #: tests/test_backends.py fails with this table's words when an upgrade removes one.
@@ -152,23 +148,138 @@ def _batchnorm(cls, axis=-1):
                                    name=row.name)]
 
 
-BUILDERS = {
-    L.Conv2D: _conv,
-    L.MaxPool2D: _pool(keras.layers.MaxPooling2D),
-    L.AvgPool2D: _pool(keras.layers.AveragePooling2D),
-    L.BatchNorm: _batchnorm(keras.layers.BatchNormalization),
-    L.Dropout: lambda layer, row: [keras.layers.Dropout(layer.rate, name=row.name)],
-    L.SpatialDropout2D: lambda layer, row: [keras.layers.SpatialDropout2D(layer.rate, name=row.name)],
-    L.Flatten: lambda layer, row: [keras.layers.Flatten(name=row.name)],
-    L.Dense: lambda layer, row: [keras.layers.Dense(
-        layer.units, activation=layer.activation, use_bias=layer.use_bias, name=row.name)],
-    L.Activation: lambda layer, row: [_activation(layer, row.name)],
-    L.GlobalAvgPool2D: lambda layer, row: [keras.layers.GlobalAveragePooling2D(name=row.name)],
-    L.HeightBatchNorm: _batchnorm(keras.layers.BatchNormalization, axis=1),  # (N, H, W, C): axis 1 = H
+# -- reading a user's layers (mnistcnn.importers) ---------------------------------------
+def _config(layer) -> dict:
+    c = layer.get_config()
+    if c.get("data_format", "channels_last") != "channels_last":
+        need("data_format", False, c["data_format"])
+    return c
+
+
+def _plain(c: dict) -> None:
+    """A Conv2D or Dense without regularizers, constraints or LoRA."""
+    for arg in ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                "bias_constraint", "lora_rank"):
+        need(arg, not c.get(arg), c.get(arg))
+
+
+#: activation names the spec takes as they are (Keras' names; 'linear' is none)
+_ACTIVATION_NAMES = {"linear": None, "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
+                     "log_softmax": "log_softmax", "elu": "elu", "gelu": "gelu"}
+
+
+def _inline_activation(value) -> tuple:
+    """(the spec's inline activation, layers to add after) for a layer's activation argument."""
+    if isinstance(value, str) and value == "leaky_relu":  # keras.activations.leaky_relu: slope 0.2
+        return None, [L.Activation("leaky_relu", negative_slope=0.2)]
+    if not (isinstance(value, str) and value in _ACTIVATION_NAMES):
+        raise Unsupported(f"activation={value!r}", [*_ACTIVATION_NAMES, "leaky_relu"])
+    return _ACTIVATION_NAMES[value], []
+
+
+def _read_conv(layer, in_shape) -> list:
+    c = _config(layer)
+    _plain(c)
+    need("dilation_rate", tuple(c["dilation_rate"]) == (1, 1), c["dilation_rate"])
+    need("groups", c.get("groups", 1) == 1, c.get("groups"))
+    act, extra = _inline_activation(c["activation"])
+    return [L.Conv2D(c["filters"], tuple(c["kernel_size"]), stride=tuple(c["strides"]), padding=c["padding"],
+                     activation=act, use_bias=c["use_bias"]), *extra]
+
+
+def _read_dense(layer, in_shape) -> list:
+    c = _config(layer)
+    _plain(c)
+    need("input rank", len(in_shape) == 1, f"a Dense on a {len(in_shape)}-D map (Keras applies it per pixel)")
+    act, extra = _inline_activation(c["activation"])
+    return [L.Dense(c["units"], activation=act, use_bias=c["use_bias"]), *extra]
+
+
+def _read_pool(cls):
+    def read(layer, in_shape) -> list:
+        c = _config(layer)
+        strides = c["strides"] if c["strides"] is not None else c["pool_size"]
+        return [cls(tuple(c["pool_size"]), tuple(strides), c["padding"])]
+    return read
+
+
+def _read_batchnorm(layer, in_shape) -> list:
+    c = _config(layer)
+    axis = c["axis"][0] if isinstance(c["axis"], (list, tuple)) and len(c["axis"]) == 1 else c["axis"]
+    rank = len(in_shape) + 1
+    if axis not in (-1, rank - 1):
+        raise Unsupported(f"axis={c['axis']!r} normalises over a non-channel axis of its "
+                          f"{'(H, W, C)' if rank == 4 else 'input'} (see `mnistcnn defaults <spec>`: the lint "
+                          "explains this mistake of report 004; spec.HeightBatchNorm reproduces axis=1 on purpose)",
+                          "BatchNormalization on the channel axis (axis=-1)")
+    for arg in ("center", "scale"):
+        need(arg, c[arg], c[arg])
+    for arg in ("beta_regularizer", "gamma_regularizer", "renorm", "synchronized"):
+        need(arg, not c.get(arg), c.get(arg))
+    return [L.BatchNorm(momentum=float(c["momentum"]), epsilon=float(c["epsilon"]))]
+
+
+def _read_dropout(layer, in_shape) -> list:
+    c = _config(layer)
+    need("noise_shape", c.get("noise_shape") is None, c.get("noise_shape"))
+    return [L.Dropout(float(c["rate"]))]
+
+
+def _read_activation(layer, in_shape) -> list:
+    c, kind = _config(layer), type(layer).__name__
+    if kind == "ReLU":
+        need("max_value", c.get("max_value") is None, c.get("max_value"))
+        need("threshold", not c.get("threshold"), c.get("threshold"))
+        slope = float(c.get("negative_slope") or 0.0)
+        return [L.Activation("leaky_relu", negative_slope=slope) if slope else L.Activation("relu")]
+    if kind == "LeakyReLU":
+        return [L.Activation("leaky_relu", negative_slope=float(c.get("negative_slope", c.get("alpha"))))]
+    if kind == "ELU":
+        return [L.Activation("elu", alpha=float(c.get("alpha", 1.0)))]
+    if kind == "Softmax":
+        need("axis", c.get("axis", -1) in (-1, len(in_shape)), c.get("axis"))
+        return [L.Activation("softmax")]
+    act, extra = _inline_activation(c["activation"])
+    return ([L.Activation(act)] if act else []) + extra
+
+
+def _read_global_avg_pool(layer, in_shape) -> list:
+    c = _config(layer)
+    need("keepdims", not c.get("keepdims"), c.get("keepdims"))
+    return [L.GlobalAvgPool2D()]
+
+
+_BATCHNORMS = (keras.layers.BatchNormalization, TorchBatchNormalization)
+
+#: One entry per layer kind (a test asserts this covers spec.LAYER_KINDS): its builder (for
+#: bn_rules='native'), the Keras classes it is, and its reader.
+KINDS = {
+    L.Conv2D: Kind(_conv, (keras.layers.Conv2D,), _read_conv),
+    L.MaxPool2D: Kind(_pool(keras.layers.MaxPooling2D), (keras.layers.MaxPooling2D,), _read_pool(L.MaxPool2D)),
+    L.AvgPool2D: Kind(_pool(keras.layers.AveragePooling2D), (keras.layers.AveragePooling2D,),
+                      _read_pool(L.AvgPool2D)),
+    L.BatchNorm: Kind(_batchnorm(keras.layers.BatchNormalization), _BATCHNORMS, _read_batchnorm),
+    L.Dropout: Kind(lambda layer, row: [keras.layers.Dropout(layer.rate, name=row.name)], (keras.layers.Dropout,),
+                    _read_dropout),
+    L.SpatialDropout2D: Kind(lambda layer, row: [keras.layers.SpatialDropout2D(layer.rate, name=row.name)],
+                             (keras.layers.SpatialDropout2D,),
+                             lambda layer, in_shape: [L.SpatialDropout2D(float(_config(layer)["rate"]))]),
+    L.Flatten: Kind(lambda layer, row: [keras.layers.Flatten(name=row.name)], (keras.layers.Flatten,),
+                    lambda layer, in_shape: [] if len(in_shape) == 1 else [L.Flatten()]),
+    L.Dense: Kind(lambda layer, row: [keras.layers.Dense(
+        layer.units, activation=layer.activation, use_bias=layer.use_bias, name=row.name)], (keras.layers.Dense,),
+        _read_dense),
+    L.Activation: Kind(lambda layer, row: [_activation(layer, row.name)],
+                       (keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU,
+                        keras.layers.Softmax), _read_activation),
+    L.GlobalAvgPool2D: Kind(lambda layer, row: [keras.layers.GlobalAveragePooling2D(name=row.name)],
+                            (keras.layers.GlobalAveragePooling2D,), _read_global_avg_pool),
+    # (N, H, W, C): axis 1 = H; a Keras model with it is refused on import (the BatchNorm reader says why)
+    L.HeightBatchNorm: Kind(_batchnorm(keras.layers.BatchNormalization, axis=1), _BATCHNORMS, None),
 }
-#: bn_rules='torch': the same, with BatchNorm by PyTorch's rules
-TORCH_RULES_BUILDERS = {**BUILDERS, L.BatchNorm: _batchnorm(TorchBatchNormalization),
-                        L.HeightBatchNorm: _batchnorm(TorchBatchNormalization, axis=1)}
+#: bn_rules='torch': the builders of the BatchNorm kinds by PyTorch's rules
+_TORCH_RULES = {L.BatchNorm: _batchnorm(TorchBatchNormalization),
+                L.HeightBatchNorm: _batchnorm(TorchBatchNormalization, axis=1)}
 
 
 @contextlib.contextmanager
@@ -188,71 +299,13 @@ def floatx(dtype: str):
         keras.config.set_dtype_policy(policy)
 
 
-def build(spec, *, bn_rules: str = "native", dtype: str = "float32") -> keras.Model:
-    """A keras.Model taking (N, H, W, C) input; Keras' own initialisation.
-    bn_rules 'torch': BatchNorm follows PyTorch's rules (TorchBatchNormalization).
-    dtype: 'float64' builds a double-precision model (parity's reference),
-    'mixed_bfloat16' one that computes in bfloat16."""
-    if bn_rules not in BN_RULES:
-        raise ValueError(f"bn_rules must be one of {BN_RULES}, not {bn_rules!r}")
-    if dtype != keras.config.dtype_policy().name:
-        with floatx(dtype):
-            return build(spec, bn_rules=bn_rules, dtype=dtype)
-    c, h, w = spec.input_shape
-    inputs = x = keras.Input(shape=(h, w, c), name="input")
-    builders = TORCH_RULES_BUILDERS if bn_rules == "torch" else BUILDERS
-    for row in spec.rows:
-        for layer in builders[type(row.layer)](row.layer, row):
-            x = layer(x)
-    # Keras names allow only [A-Za-z0-9_.\\/>-]: 'net[bn]' becomes 'net_bn_'
-    return keras.Model(inputs, x, name=re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", spec.name))
-
-
-def _group(model, row):
-    return [l for l in model.layers if l.name == row.name or l.name.startswith(row.name + "_")]
-
-
 def _size(weights) -> int:
     return int(sum(np.prod(w.shape) for w in weights))
-
-
-def param_counts(model, spec) -> list[tuple[int, int]]:
-    """(trainable weights, non-trainable weights) per spec layer: for BatchNormalization
-    the latter are the moving mean and variance."""
-    return [
-        (sum(_size(l.trainable_weights) for l in group), sum(_size(l.non_trainable_weights) for l in group))
-        for group in (_group(model, row) for row in spec.rows)
-    ]
 
 
 def to_spec_layout(shape: tuple) -> tuple:
     """(H, W, C) -> (C, H, W); flat shapes unchanged."""
     return (shape[-1],) + tuple(shape[:-1]) if len(shape) == 3 else tuple(shape)
-
-
-def layer_output_shapes(model, spec) -> list[tuple]:
-    return [to_spec_layout(tuple(_group(model, row)[-1].output.shape[1:])) for row in spec.rows]
-
-
-def layer_outputs(model, spec, x: np.ndarray) -> list[np.ndarray]:
-    """Inference-mode output of every spec layer, in the spec's layout."""
-    ends = [_group(model, row)[-1].output for row in spec.rows]
-    probe = keras.Model(model.input, ends)
-    outs = probe(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1)), training=False)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]  # a one-layer spec: one tensor
-    orders = _flat_orders(spec)
-    nxt = [r.name for r in spec.rows[1:]] + [None]
-    return [_to_neutral_output(keras.ops.convert_to_numpy(o), orders[n]) for o, n in zip(outs, nxt)]
-
-
-def predict(model, spec, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Inference-mode outputs for (N, C, H, W) input, returned in the spec's layout."""
-    x = np.ascontiguousarray(np.asarray(x, model.input.dtype).transpose(0, 2, 3, 1))
-    out = np.concatenate([
-        keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
-        for i in range(0, len(x), batch_size)
-    ])
-    return _to_neutral_output(out, _flat_orders(spec)[None])
 
 
 def _to_neutral_output(out: np.ndarray, order) -> np.ndarray:
@@ -262,7 +315,6 @@ def _to_neutral_output(out: np.ndarray, order) -> np.ndarray:
     return _unorder_rows(out.T, order).T
 
 
-# -- weights in the neutral form (mnistcnn.weights) -----------------------------------
 def _flat_orders(spec) -> dict:
     """For each row, the order of its flat input features in Keras relative to the
     neutral (C, H, W) flatten order: keras position k holds neutral feature order[k].
@@ -283,32 +335,6 @@ def _weighted_rows(spec) -> list:
     return [r for r in spec.rows if r.layer.weight_shapes(r.input_shape)]
 
 
-def neutral_from_keras(spec, per_layer: dict) -> dict:
-    """Keras-layout arrays {row name: [its weights in Keras' order]} to the neutral form:
-    kernels transposed, flat features back in (C, H, W) order. Keras lists a layer's
-    weights in the order of the layer kind's weight_shapes (kernel, bias; gamma, beta,
-    moving mean, moving variance); a row missing from ``per_layer`` is skipped, and a
-    row may list only its first weights (gradients: the trainable ones)."""
-    orders = _flat_orders(spec)
-    out = {}
-    for r in spec.rows:
-        if r.name not in per_layer:
-            continue
-        order = orders[r.name]
-        for kind, v in zip(r.layer.weight_shapes(r.input_shape), per_layer[r.name]):
-            v = np.asarray(v)
-            if kind == "kernel":
-                v = v.transpose(3, 2, 0, 1) if v.ndim == 4 else _unorder_rows(v, order).T
-            elif r.layer.per_feature:  # per-feature vectors follow the flat order
-                v = _unorder_rows(v, order)
-            out[f"{r.name}.{kind}"] = np.ascontiguousarray(v)
-    return out
-
-
-def get_weights(model, spec) -> dict:
-    return neutral_from_keras(spec, {r.name: model.get_layer(r.name).get_weights() for r in _weighted_rows(spec)})
-
-
 def _unorder_rows(v, order):
     if order is None:
         return v
@@ -317,21 +343,131 @@ def _unorder_rows(v, order):
     return neutral
 
 
-def set_weights(model, spec, weights: dict) -> None:
-    from .. import weights as W
+def _order_rows(v, order):
+    return v if order is None else v[order]
 
-    W.check(spec, weights)
-    orders = _flat_orders(spec)
-    for r in _weighted_rows(spec):
-        order, values = orders[r.name], []
-        for kind in r.layer.weight_shapes(r.input_shape):
-            v = np.asarray(weights[f"{r.name}.{kind}"])
-            if kind == "kernel":
-                v = v.transpose(2, 3, 1, 0) if v.ndim == 4 else (v.T if order is None else v.T[order])
-            elif r.layer.per_feature and order is not None:
-                v = v[order]
-            values.append(v)
-        model.get_layer(r.name).set_weights(values)
+
+#: Each weight layout (spec.WEIGHT_LAYOUTS) from Keras' form to the neutral one and back;
+#: ``order`` is the row's flat input order (_flat_orders), None where nothing is permuted.
+_FROM_KERAS = {
+    L.CONV_KERNEL: lambda v, order: v.transpose(3, 2, 0, 1),  # (kh, kw, in, out) -> (out, in, kh, kw)
+    L.DENSE_KERNEL: lambda v, order: _unorder_rows(v, order).T,  # (in, out), inputs in Keras' flat order
+    L.PER_OUTPUT: lambda v, order: v,
+    L.PER_INPUT: _unorder_rows,
+}
+_TO_KERAS = {
+    L.CONV_KERNEL: lambda v, order: v.transpose(2, 3, 1, 0),
+    L.DENSE_KERNEL: lambda v, order: _order_rows(v.T, order),
+    L.PER_OUTPUT: lambda v, order: v,
+    L.PER_INPUT: _order_rows,
+}
+
+
+class KerasBackend(Backend):
+    """What Keras on TensorFlow and Keras on JAX share: the model, its layout and its
+    weights; each subclass adds its framework's gradients, devices, process settings and
+    Trainer."""
+
+    KINDS = KINDS
+    #: Keras' own optimizer values (tests/test_backends.py reads the installed signatures)
+    NATIVE_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-7}, "rmsprop": {"rho": 0.9, "eps": 1e-7},
+                                 "adadelta": {"rho": 0.95, "eps": 1e-7}, "sgd": {}}
+    #: BatchNormalization's momentum=0.99, epsilon=1e-3
+    NATIVE_BATCHNORM = L.BatchNorm.preset("keras")
+    #: the private Keras names the harmonized optimizers and BatchNorm use
+    KERAS_INTERNALS = KERAS_INTERNALS
+
+    def build(self, spec, *, bn_rules: str = "native", dtype: str = "float32") -> keras.Model:
+        """A keras.Model taking (N, H, W, C) input; Keras' own initialisation.
+        bn_rules 'torch': BatchNorm follows PyTorch's rules (TorchBatchNormalization).
+        dtype: 'float64' builds a double-precision model (parity's reference),
+        'mixed_bfloat16' one that computes in bfloat16."""
+        if bn_rules not in BN_RULES:
+            raise ValueError(f"bn_rules must be one of {BN_RULES}, not {bn_rules!r}")
+        if dtype != keras.config.dtype_policy().name:
+            with floatx(dtype):
+                return self.build(spec, bn_rules=bn_rules, dtype=dtype)
+        c, h, w = spec.input_shape
+        inputs = x = keras.Input(shape=(h, w, c), name="input")
+        for row in spec.rows:
+            kind = type(row.layer)
+            make = _TORCH_RULES[kind] if bn_rules == "torch" and kind in _TORCH_RULES else KINDS[kind].build
+            for layer in make(row.layer, row):
+                x = layer(x)
+        # Keras names allow only [A-Za-z0-9_.\\/>-]: 'net[bn]' becomes 'net_bn_'
+        return keras.Model(inputs, x, name=re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", spec.name))
+
+    @staticmethod
+    def row_layers(model, row) -> list:
+        """The Keras layers of one spec row: the row's own, and its '<row>_pad' / '<row>_act' helpers."""
+        return [l for l in model.layers if l.name == row.name or l.name.startswith(row.name + "_")]
+
+    def param_counts(self, model, spec) -> list[tuple[int, int]]:
+        """(trainable weights, non-trainable weights) per spec layer: for BatchNormalization
+        the latter are the moving mean and variance."""
+        return [
+            (sum(_size(l.trainable_weights) for l in group), sum(_size(l.non_trainable_weights) for l in group))
+            for group in (self.row_layers(model, row) for row in spec.rows)
+        ]
+
+    def layer_output_shapes(self, model, spec) -> list[tuple]:
+        return [to_spec_layout(tuple(self.row_layers(model, row)[-1].output.shape[1:])) for row in spec.rows]
+
+    def layer_outputs(self, model, spec, x) -> list:
+        """Inference-mode output of every spec layer, in the spec's layout."""
+        ends = [self.row_layers(model, row)[-1].output for row in spec.rows]
+        probe = keras.Model(model.input, ends)
+        outs = probe(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1)), training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]  # a one-layer spec: one tensor
+        orders = _flat_orders(spec)
+        nxt = [r.name for r in spec.rows[1:]] + [None]
+        return [_to_neutral_output(keras.ops.convert_to_numpy(o), orders[n]) for o, n in zip(outs, nxt)]
+
+    def predict(self, model, spec, x, batch_size: int = 1000):
+        """Inference-mode outputs for (N, C, H, W) input, returned in the spec's layout."""
+        x = np.ascontiguousarray(np.asarray(x, model.input.dtype).transpose(0, 2, 3, 1))
+        out = np.concatenate([
+            keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
+            for i in range(0, len(x), batch_size)
+        ])
+        return _to_neutral_output(out, _flat_orders(spec)[None])
+
+    # -- weights in the neutral form (mnistcnn.weights) -------------------------------------
+    def layer_weights(self, layer) -> list:
+        return layer.get_weights()
+
+    def neutral_from_native(self, spec, per_layer: dict) -> dict:
+        """Keras lists a layer's weights in the order of the kind's weight_shapes (kernel,
+        bias; gamma, beta, moving mean, moving variance); each is translated by its layout."""
+        orders = _flat_orders(spec)
+        out = {}
+        for r in spec.rows:
+            layouts = r.layer.weight_layouts
+            for name, v in zip(r.layer.weight_shapes(r.input_shape), per_layer.get(r.name, [])):
+                out[f"{r.name}.{name}"] = np.ascontiguousarray(_FROM_KERAS[layouts[name]](np.asarray(v),
+                                                                                          orders[r.name]))
+        return out
+
+    def get_weights(self, model, spec) -> dict:
+        return self.neutral_from_native(spec, {r.name: model.get_layer(r.name).get_weights()
+                                               for r in _weighted_rows(spec)})
+
+    def set_weights(self, model, spec, weights: dict) -> None:
+        from .. import weights as W
+
+        W.check(spec, weights)
+        orders = _flat_orders(spec)
+        for r in _weighted_rows(spec):
+            layouts = r.layer.weight_layouts
+            model.get_layer(r.name).set_weights([
+                _TO_KERAS[layouts[name]](np.asarray(weights[f"{r.name}.{name}"]), orders[r.name])
+                for name in r.layer.weight_shapes(r.input_shape)])
+
+    def _trainable_gradients(self, model, spec, grads_of) -> dict:
+        """The neutral form of the gradients ``grads_of(per-row lists of variables)`` gives."""
+        rows = _weighted_rows(spec)
+        grads = grads_of([model.get_layer(r.name).trainable_weights for r in rows])
+        return self.neutral_from_native(spec, {r.name: [np.asarray(g) for g in gs] for r, gs in zip(rows, grads)})
 
 
 # -- optimizers -----------------------------------------------------------------------
@@ -427,15 +563,18 @@ class KerasTrainer:
     """The model, optimizer, evaluation and checkpoints of a Keras run; each framework's
     module compiles its own training step (``train_epoch``) and ``logits``."""
 
+    #: the backend whose model this trains (each subclass's)
+    backend: KerasBackend
+
     def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
                  bn_rules: str = "torch", precision: str = "float32", device: str = "cpu"):
         keras.utils.set_random_seed(seed)
         self.spec, self.device = spec, device
         with self.placed():  # the variables live on the device
-            self.model = build(spec, bn_rules=bn_rules,
-                               dtype="mixed_bfloat16" if precision == "bfloat16" else "float32")
+            self.model = self.backend.build(spec, bn_rules=bn_rules,
+                                            dtype="mixed_bfloat16" if precision == "bfloat16" else "float32")
             if weights is not None:
-                set_weights(self.model, spec, weights)
+                self.backend.set_weights(self.model, spec, weights)
             self.optimizer = _optimizer(optimizer)
             self.optimizer.build(self.model.trainable_variables)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -474,7 +613,7 @@ class KerasTrainer:
         return loss, float((preds == y).mean()), preds
 
     def get_weights(self) -> dict:
-        return get_weights(self.model, self.spec)
+        return self.backend.get_weights(self.model, self.spec)
 
     def save(self, directory) -> dict:
         """Native checkpoint: the .keras model file and the optimizer's variables."""

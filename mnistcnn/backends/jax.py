@@ -1,6 +1,6 @@
 """Keras 3 backend on JAX: the same keras.Model as the TensorFlow backend (built by
 mnistcnn.backends._keras3), trained by a jax.jit-compiled step over Keras' stateless
-API (``stateless_call``, ``stateless_apply``). Implements mnistcnn.backends.protocol.Backend.
+API (``stateless_call``, ``stateless_apply``). ``BACKEND`` is its mnistcnn.backends.protocol.Backend.
 
 Keras picks its framework once per process, when it is first imported: get_backend('jax')
 sets KERAS_BACKEND=jax before that, and a process that already holds Keras on
@@ -19,45 +19,14 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from ._keras3 import (BUILDERS, KERAS_INTERNALS, NATIVE_BATCHNORM, NATIVE_OPTIMIZER_DEFAULTS,  # noqa: F401
-                      TORCH_RULES_BUILDERS, KerasTrainer, TorchBatchNormalization, _group, _weighted_rows,
-                      floatx, get_weights, layer_output_shapes, layer_outputs, neutral_from_keras,
-                      param_counts, predict, require, set_weights, to_spec_layout)
-from ._keras3 import build as _build
+from ._keras3 import KerasBackend, KerasTrainer, floatx, require
 
 require("jax", "jax")
-
-
-def build(spec, *, bn_rules: str = "native", dtype: str = "float32") -> keras.Model:
-    """As the keras backend's build. JAX computes in 32 bits unless 64-bit types are
-    switched on for the process (jax_enable_x64); a float64 model switches them on."""
-    if dtype == "float64" and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
-    return _build(spec, bn_rules=bn_rules, dtype=dtype)
 
 
 def _state(model, optimizer=None) -> tuple:
     state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
     return state + (([v.value for v in optimizer.variables],) if optimizer is not None else ())
-
-
-def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
-    """Training-mode cross-entropy (on logits) of one batch and its parameter gradients,
-    in the neutral layout."""
-    dtype = model.input.dtype
-    xt = jnp.asarray(np.ascontiguousarray(np.asarray(x, dtype).transpose(0, 2, 3, 1)))
-    trainable, non_trainable = _state(model)
-
-    def loss_of(trainable):
-        with floatx(dtype):
-            out, _ = model.stateless_call(trainable, non_trainable, xt, training=True)
-            return keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y.astype(np.int32), out)
-
-    loss, grads = jax.value_and_grad(loss_of)(trainable)
-    index = {id(v): i for i, v in enumerate(model.trainable_variables)}
-    per_layer = {r.name: [np.asarray(grads[index[id(v)]]) for v in model.get_layer(r.name).trainable_weights]
-                 for r in _weighted_rows(spec)}
-    return float(loss), neutral_from_keras(spec, per_layer)
 
 
 # -- the process ----------------------------------------------------------------------
@@ -83,46 +52,64 @@ def _gpus() -> list:
         return []
 
 
-def resolve_device(device: str) -> tuple[str, str]:
-    from .. import runtime
-    from ..errors import ConfigError
+class KerasOnJax(KerasBackend):
+    def build(self, spec, *, bn_rules: str = "native", dtype: str = "float32") -> keras.Model:
+        """As the keras backend's build. JAX computes in 32 bits unless 64-bit types are
+        switched on for the process (jax_enable_x64); a float64 model switches them on."""
+        if dtype == "float64" and not jax.config.jax_enable_x64:
+            jax.config.update("jax_enable_x64", True)
+        return super().build(spec, bn_rules=bn_rules, dtype=dtype)
 
-    gpus = _gpus()
-    if device == "auto":
-        device = "cuda" if gpus else "cpu"
-    kind, _, index = device.partition(":")
-    if kind == "mps":
-        raise ConfigError("--device mps is PyTorch's Apple GPU; JAX has no MPS backend here: use --device cpu or auto.")
-    if kind == "cuda":
-        i = int(index or 0)
-        if i >= len(gpus):
-            raise ConfigError(f"--device {device}: JAX sees {len(gpus)} GPU(s) (jax {jax.__version__}, platform "
-                              f"{jax.default_backend()}; a CUDA jaxlib comes with pip install 'jax[cuda12]'). Use "
-                              "--device cpu, or auto to take a GPU when there is one.")
-        return f"gpu:{i}", gpus[i].device_kind
-    return "cpu", runtime.cpu_name()
+    def gradients(self, model, spec, x, y) -> tuple[float, dict]:
+        """Training-mode cross-entropy (on logits) of one batch and its parameter gradients,
+        in the neutral layout."""
+        dtype = model.input.dtype
+        xt = jnp.asarray(np.ascontiguousarray(np.asarray(x, dtype).transpose(0, 2, 3, 1)))
+        trainable, non_trainable = _state(model)
+
+        def loss_of(trainable):
+            with floatx(dtype):
+                out, _ = model.stateless_call(trainable, non_trainable, xt, training=True)
+                return keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y.astype(np.int32), out)
+
+        loss, grads = jax.value_and_grad(loss_of)(trainable)
+        index = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        return float(loss), self._trainable_gradients(
+            model, spec, lambda variables: [[grads[index[id(v)]] for v in vs] for vs in variables])
+
+    # -- the process ------------------------------------------------------------------------
+    def _gpus(self) -> list[tuple[str, str]]:
+        return [(f"gpu:{i}", gpu.device_kind) for i, gpu in enumerate(_gpus())]
+
+    def _sees(self, count: int) -> str:
+        return (f"JAX sees {count} GPU(s) (jax {jax.__version__}, platform {jax.default_backend()}; a CUDA jaxlib "
+                "comes with pip install 'jax[cuda12]')")
+
+    def _mps(self) -> bool | str:
+        return "--device mps is PyTorch's Apple GPU; JAX has no MPS backend here: use --device cpu or auto."
+
+    def start_run(self, threads: int | None) -> None:
+        """One thread: XLA's single-thread flags, which take effect only before JAX starts
+        its CPU client (the first computation); more threads: XLA's own choice (all cores)."""
+        from jax._src import xla_bridge
+
+        if threads == 1 and not xla_bridge.backends_are_initialized():
+            flags = os.environ.get("XLA_FLAGS", "")
+            if ONE_THREAD_FLAGS not in flags:
+                os.environ["XLA_FLAGS"] = f"{flags} {ONE_THREAD_FLAGS}".strip()
+
+    def environment(self) -> dict:
+        import jaxlib
+
+        one = ONE_THREAD_FLAGS in os.environ.get("XLA_FLAGS", "")
+        return {"keras": keras.__version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                "keras_backend": keras.backend.backend(), "jax_platform": jax.default_backend(),
+                "threads": 1 if one else len(os.sched_getaffinity(0)),
+                "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax_enable_x64": bool(jax.config.jax_enable_x64),
+                "jit_compile": True}
 
 
-def start_run(threads: int | None) -> None:
-    """One thread: XLA's single-thread flags, which take effect only before JAX starts
-    its CPU client (the first computation); more threads: XLA's own choice (all cores)."""
-    from jax._src import xla_bridge
-
-    if threads == 1 and not xla_bridge.backends_are_initialized():
-        flags = os.environ.get("XLA_FLAGS", "")
-        if ONE_THREAD_FLAGS not in flags:
-            os.environ["XLA_FLAGS"] = f"{flags} {ONE_THREAD_FLAGS}".strip()
-
-
-def environment() -> dict:
-    import jaxlib
-
-    one = ONE_THREAD_FLAGS in os.environ.get("XLA_FLAGS", "")
-    return {"keras": keras.__version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-            "keras_backend": keras.backend.backend(), "jax_platform": jax.default_backend(),
-            "threads": 1 if one else len(os.sched_getaffinity(0)),
-            "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax_enable_x64": bool(jax.config.jax_enable_x64),
-            "jit_compile": True}
+BACKEND = KerasOnJax()
 
 
 # -- training -------------------------------------------------------------------------
@@ -130,6 +117,8 @@ class Trainer(KerasTrainer):
     """The Keras side of mnistcnn.train's protocol on JAX: one jax.jit-compiled step
     (forward, gradients, optimizer update) on the model's and optimizer's variables held
     as JAX arrays through an epoch and written back to the Keras variables after it."""
+
+    backend = BACKEND
 
     def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
                  bn_rules: str = "torch", precision: str = "float32", device: str = "cpu"):
@@ -190,3 +179,6 @@ class Trainer(KerasTrainer):
 
     def _logits(self, x):
         return np.asarray(self._infer(*_state(self.model), x))
+
+
+KerasOnJax.Trainer = Trainer

@@ -1,6 +1,6 @@
 """Keras 3 backend on TensorFlow: a spec becomes a functional keras.Model (built by
 mnistcnn.backends._keras3, shared with the JAX backend), trained by a compiled
-tf.function step. Implements mnistcnn.backends.protocol.Backend.
+tf.function step. ``BACKEND`` is its mnistcnn.backends.protocol.Backend.
 """
 from __future__ import annotations
 
@@ -9,85 +9,75 @@ import os
 import keras
 import numpy as np
 
-from ._keras3 import (BUILDERS, KERAS_INTERNALS, NATIVE_BATCHNORM, NATIVE_OPTIMIZER_DEFAULTS,  # noqa: F401
-                      TORCH_RULES_BUILDERS, KerasTrainer, TorchBatchNormalization, _group, build, floatx,
-                      get_weights, layer_output_shapes, layer_outputs, neutral_from_keras, param_counts,
-                      predict, require, set_weights, to_spec_layout, _weighted_rows)
+from ._keras3 import KerasBackend, KerasTrainer, floatx, require
 
 require("tensorflow", "keras")
 
 
-def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
-    """Training-mode cross-entropy (on logits) of one batch and its parameter gradients,
-    in the neutral layout."""
-    import tensorflow as tf
+class KerasOnTensorFlow(KerasBackend):
+    def gradients(self, model, spec, x, y) -> tuple[float, dict]:
+        """Training-mode cross-entropy (on logits) of one batch and its parameter gradients,
+        in the neutral layout."""
+        import tensorflow as tf
 
-    xt = tf.constant(np.ascontiguousarray(np.asarray(x, model.input.dtype).transpose(0, 2, 3, 1)))
-    with floatx(model.output.dtype), tf.GradientTape() as tape:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
-            y.astype(np.int32), model(xt, training=True))
-    rows = _weighted_rows(spec)
-    variables = [model.get_layer(r.name).trainable_weights for r in rows]
-    grads = tape.gradient(loss, variables)
-    per_layer = {r.name: [g.numpy() for g in gs] for r, gs in zip(rows, grads)}
-    return float(loss), neutral_from_keras(spec, per_layer)
+        xt = tf.constant(np.ascontiguousarray(np.asarray(x, model.input.dtype).transpose(0, 2, 3, 1)))
+        with floatx(model.output.dtype), tf.GradientTape() as tape:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+                y.astype(np.int32), model(xt, training=True))
+        return float(loss), self._trainable_gradients(model, spec, lambda variables: tape.gradient(loss, variables))
+
+    # -- the process ------------------------------------------------------------------------
+    def _gpus(self) -> list[tuple[str, str]]:
+        import tensorflow as tf
+
+        return [(f"/GPU:{i}", tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))
+                for i, gpu in enumerate(tf.config.list_physical_devices("GPU"))]
+
+    def _sees(self, count: int) -> str:
+        import tensorflow as tf
+
+        build = "" if tf.test.is_built_with_cuda() else ", a build without CUDA"
+        return f"TensorFlow sees {count} GPU(s) (tensorflow {tf.__version__}{build})"
+
+    def _mps(self) -> bool | str:
+        return ("--device mps is PyTorch's Apple GPU; TensorFlow shows an Apple GPU (through the tensorflow-metal "
+                "plugin) as a GPU: use --device auto.")
+
+    def start_run(self, threads: int | None) -> None:
+        """TensorFlow's op determinism, its thread pools, and its Python log level (each
+        Trainer traces its own functions once; TF's retracing notice counts them across
+        trainers in one process and would be a false alarm)."""
+        import tensorflow as tf
+
+        if threads is not None:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+            except RuntimeError:  # TensorFlow already started its pools in this process
+                pass
+        tf.config.experimental.enable_op_determinism()
+        tf.get_logger().setLevel("ERROR")
+
+    def environment(self) -> dict:
+        import tensorflow as tf
+
+        return {"keras": keras.__version__, "tensorflow": tf.__version__,
+                "keras_backend": keras.backend.backend(),
+                "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+                "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+                "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+                "jit_compile": False}
 
 
-# -- the process ----------------------------------------------------------------------
-def resolve_device(device: str) -> tuple[str, str]:
-    import tensorflow as tf
-
-    from .. import runtime
-    from ..errors import ConfigError
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if device == "auto":
-        device = "cuda" if gpus else "cpu"
-    kind, _, index = device.partition(":")
-    if kind == "mps":
-        raise ConfigError("--device mps is PyTorch's Apple GPU; TensorFlow shows an Apple GPU (through the "
-                          "tensorflow-metal plugin) as a GPU: use --device auto.")
-    if kind == "cuda":
-        i = int(index or 0)
-        if i >= len(gpus):
-            build = "" if tf.test.is_built_with_cuda() else ", a build without CUDA"
-            raise ConfigError(f"--device {device}: TensorFlow sees {len(gpus)} GPU(s) (tensorflow "
-                              f"{tf.__version__}{build}). Use --device cpu, or auto to take a GPU when there is one.")
-        return f"/GPU:{i}", tf.config.experimental.get_device_details(gpus[i]).get("device_name", gpus[i].name)
-    return "cpu", runtime.cpu_name()
-
-
-def start_run(threads: int | None) -> None:
-    """TensorFlow's op determinism, its thread pools, and its Python log level (each
-    Trainer traces its own functions once; TF's retracing notice counts them across
-    trainers in one process and would be a false alarm)."""
-    import tensorflow as tf
-
-    if threads is not None:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-        except RuntimeError:  # TensorFlow already started its pools in this process
-            pass
-    tf.config.experimental.enable_op_determinism()
-    tf.get_logger().setLevel("ERROR")
-
-
-def environment() -> dict:
-    import tensorflow as tf
-
-    return {"keras": keras.__version__, "tensorflow": tf.__version__,
-            "keras_backend": keras.backend.backend(),
-            "threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
-            "jit_compile": False}
+BACKEND = KerasOnTensorFlow()
 
 
 # -- training -------------------------------------------------------------------------
 class Trainer(KerasTrainer):
     """The Keras side of mnistcnn.train's protocol on TensorFlow: a compiled tf.function
     step over batches gathered on the TensorFlow side from index arrays."""
+
+    backend = BACKEND
 
     def __init__(self, spec, optimizer, seed: int, weights: dict | None = None,
                  bn_rules: str = "torch", precision: str = "float32", device: str = "cpu"):
@@ -132,3 +122,6 @@ class Trainer(KerasTrainer):
 
     def _logits(self, x):
         return self._infer(x).numpy()
+
+
+KerasOnTensorFlow.Trainer = Trainer

@@ -1,7 +1,8 @@
 """PyTorch backend: a spec becomes an nn.Sequential with one named child per spec layer.
-Implements mnistcnn.backends.protocol.Backend."""
+``BACKEND`` is its mnistcnn.backends.protocol.Backend."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections import OrderedDict
@@ -12,13 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..spec import layers as L
-from .protocol import BN_RULES
-
-#: PyTorch's own optimizer values (tests/test_backends.py reads the installed signatures)
-NATIVE_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-8}, "rmsprop": {"rho": 0.99, "eps": 1e-8},
-                             "adadelta": {"rho": 0.9, "eps": 1e-6}, "sgd": {}}
-#: nn.BatchNorm2d's momentum=0.1, eps=1e-5 in the spec's (Keras) momentum convention
-NATIVE_BATCHNORM = L.BatchNorm.preset("torch")
+from .protocol import BN_RULES, Backend, Kind, Unsupported, need
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -122,120 +117,300 @@ def _dense(layer: L.Dense, row) -> nn.Module:
     return _chain([("op", linear), ("act", act)])
 
 
-#: One builder per layer kind (a test asserts this covers spec.LAYER_KINDS).
-BUILDERS = {
-    L.Conv2D: _conv,
-    L.MaxPool2D: _maxpool,
-    L.AvgPool2D: _avgpool,
-    L.BatchNorm: _batchnorm,
-    L.Dropout: lambda layer, row: nn.Dropout(layer.rate),
-    L.SpatialDropout2D: lambda layer, row: nn.Dropout2d(layer.rate),
-    L.Flatten: lambda layer, row: nn.Flatten(),
-    L.Dense: _dense,
-    L.Activation: lambda layer, row: _activation(layer),
-    L.GlobalAvgPool2D: lambda layer, row: _GlobalAvgPool(),
-    L.HeightBatchNorm: lambda layer, row: _HeightBatchNorm(row.input_shape[1], eps=layer.epsilon,
-                                                            momentum=1.0 - layer.momentum),
+# -- reading a user's modules and calls (mnistcnn.importers) ----------------------------
+# A reader takes one traced call (importers' step: ``module``, or ``kind``, the
+# function's name, and ``arg(i, name, default)``) and the input shape.
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _read_conv(call, in_shape) -> list:
+    m = call.module
+    need("dilation", _pair(m.dilation) == (1, 1), m.dilation)
+    need("groups", m.groups == 1, m.groups)
+    need("padding_mode", m.padding_mode == "zeros", m.padding_mode)
+    need("in_channels", m.in_channels == in_shape[0], f"{m.in_channels} (the input here has {in_shape[0]})")
+    padding = m.padding if isinstance(m.padding, str) else _pair(m.padding)
+    return [L.Conv2D(m.out_channels, _pair(m.kernel_size), stride=_pair(m.stride), padding=padding,
+                     use_bias=m.bias is not None)]
+
+
+def _read_dense(call, in_shape) -> list:
+    m = call.module
+    need("in_features", len(in_shape) == 1 and m.in_features == in_shape[0],
+         f"{m.in_features} (the input here is {'x'.join(map(str, in_shape))})")
+    return [L.Dense(m.out_features, use_bias=m.bias is not None)]
+
+
+def _pool(cls, kernel, stride, padding, ceil, extra=()) -> list:
+    need("padding", _pair(padding) == (0, 0), padding)
+    need("ceil_mode", not ceil, ceil)
+    for arg, ok, value in extra:
+        need(arg, ok, value)
+    return [cls(_pair(kernel), _pair(stride if stride else kernel))]  # None or [] (TorchScript): the kernel
+
+
+def _read_maxpool(call, in_shape) -> list:
+    m = call.module
+    if m is not None:
+        return _pool(L.MaxPool2D, m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                     [("dilation", _pair(m.dilation) == (1, 1), m.dilation),
+                      ("return_indices", not m.return_indices, m.return_indices)])
+    dilation = call.arg(4, "dilation", 1)
+    return _pool(L.MaxPool2D, call.arg(1, "kernel_size"), call.arg(2, "stride"), call.arg(3, "padding", 0),
+                 call.arg(5, "ceil_mode", False), [("dilation", _pair(dilation) == (1, 1), dilation)])
+
+
+def _read_avgpool(call, in_shape) -> list:
+    m = call.module
+    if isinstance(m, _AvgPoolExcludePad):  # mnistcnn's own: 'same'
+        layer = L.AvgPool2D(m.kernel, m.stride, "same")
+        need("padding", _pad_arg(layer.pads(in_shape)) == m.pad, m.pad)
+        return [layer]
+    if m is not None:
+        return _pool(L.AvgPool2D, m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                     [("divisor_override", m.divisor_override is None, m.divisor_override)])
+    divisor = call.arg(6, "divisor_override")
+    return _pool(L.AvgPool2D, call.arg(1, "kernel_size"), call.arg(2, "stride"), call.arg(3, "padding", 0),
+                 call.arg(4, "ceil_mode", False), [("divisor_override", divisor is None, divisor)])
+
+
+def _read_batchnorm(cls, axis: int):
+    def read(call, in_shape) -> list:
+        m = call.module
+        need("affine", m.affine, m.affine)
+        need("track_running_stats", m.track_running_stats, m.track_running_stats)
+        need("momentum", m.momentum is not None, m.momentum)  # None: a cumulative average
+        need("num_features", m.num_features == in_shape[axis], m.num_features)
+        return [cls(momentum=1.0 - m.momentum, epsilon=m.eps)]  # PyTorch 0.1 = Keras 0.9
+    return read
+
+
+def _read_dropout(cls):
+    def read(call, in_shape) -> list:
+        if call.module is not None:
+            return [cls(call.module.p)]
+        p = float(call.arg(1, "p", 0.5))
+        if call.arg(2, "training", True) is True:  # F.dropout's default: on in inference too
+            raise Unsupported(
+                f"F.{call.kind}(x, p={p:g}) without training=self.training stays on when the model is evaluated "
+                "(F.dropout's default is training=True); the spec's dropout is off in inference. Write "
+                f"F.{call.kind}(x, p={p:g}, training=self.training) or use nn.Dropout")
+        return [cls(p)]
+    return read
+
+
+def _read_flatten(call, in_shape) -> list:
+    """nn.Flatten, torch.flatten(x, 1), x.flatten(1), x.view(-1, n), x.view(x.size(0), -1), x.reshape(...)."""
+    n = None
+    if call.module is not None:
+        m = call.module
+        need("start_dim", m.start_dim == 1 and m.end_dim == -1, (m.start_dim, m.end_dim))
+    elif call.kind == "flatten":
+        start = call.arg(1, "start_dim", 0)
+        need("start_dim", start == 1, start)  # 0 would flatten the batch too
+    else:
+        args = call.args
+        shape = list(args[1:]) if len(args) > 2 or not isinstance(args[1], (tuple, list)) else list(args[1])
+        need("shape", len(shape) == 2 and (shape[0] == -1 or call.is_tensor(shape[0])), tuple(shape))
+        n = -1 if call.is_tensor(shape[0]) else shape[1]
+    if len(in_shape) == 1:
+        return []  # already flat (after a global pooling)
+    size = math.prod(in_shape)
+    need("view size", n in (None, -1, size), f"{n} (the map here has {size} = {'x'.join(map(str, in_shape))} "
+         "values per image)")
+    return [L.Flatten()]
+
+
+#: module class name -> the activation function's name
+_ACTIVATION_OF = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyReLU": "leaky_relu", "ELU": "elu",
+                  "GELU": "gelu", "Softmax": "softmax", "LogSoftmax": "log_softmax"}
+
+
+def _read_activation(call, in_shape) -> list:
+    m, name = call.module, _ACTIVATION_OF.get(call.kind, call.kind)
+    if name == "leaky_relu":
+        return [L.Activation(name, negative_slope=m.negative_slope if m is not None
+                             else float(call.arg(1, "negative_slope", 0.01)))]
+    if name == "elu":
+        return [L.Activation(name, alpha=m.alpha if m is not None else float(call.arg(1, "alpha", 1.0)))]
+    if name == "gelu":
+        approximate = m.approximate if m is not None else call.arg(1, "approximate", "none")
+        need("approximate", approximate == "none", approximate)
+    if name in ("softmax", "log_softmax"):
+        dim = m.dim if m is not None else call.arg(1, "dim")
+        need("dim", dim in (1, -1) and len(in_shape) == 1, dim)
+    return [L.Activation(name)]
+
+
+def _read_global_avg_pool(call, in_shape) -> list:
+    if isinstance(call.module, nn.AdaptiveAvgPool2d):
+        need("output_size", _pair(call.module.output_size) == (1, 1), call.module.output_size)
+    return [L.GlobalAvgPool2D()]  # a flatten after it is then a no-op
+
+
+#: One entry per layer kind (a test asserts this covers spec.LAYER_KINDS): its builder,
+#: the torch classes and function names it is, and its reader.
+KINDS = {
+    L.Conv2D: Kind(_conv, (nn.Conv2d,), _read_conv),
+    L.MaxPool2D: Kind(_maxpool, (nn.MaxPool2d, "max_pool2d", "max_pool2d_with_indices"), _read_maxpool),
+    L.AvgPool2D: Kind(_avgpool, (nn.AvgPool2d, _AvgPoolExcludePad, "avg_pool2d"), _read_avgpool),
+    L.BatchNorm: Kind(_batchnorm, (nn.BatchNorm2d, nn.BatchNorm1d), _read_batchnorm(L.BatchNorm, 0)),
+    L.Dropout: Kind(lambda layer, row: nn.Dropout(layer.rate), (nn.Dropout, "dropout"), _read_dropout(L.Dropout)),
+    L.SpatialDropout2D: Kind(lambda layer, row: nn.Dropout2d(layer.rate), (nn.Dropout2d, "dropout2d", "feature_dropout"),
+                             _read_dropout(L.SpatialDropout2D)),
+    L.Flatten: Kind(lambda layer, row: nn.Flatten(), (nn.Flatten, "flatten", "view", "reshape"), _read_flatten),
+    L.Dense: Kind(_dense, (nn.Linear,), _read_dense),
+    L.Activation: Kind(lambda layer, row: _activation(layer),
+                       (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Softmax, nn.LogSoftmax,
+                        "relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softmax", "log_softmax"),
+                       _read_activation),
+    L.GlobalAvgPool2D: Kind(lambda layer, row: _GlobalAvgPool(), (nn.AdaptiveAvgPool2d, _GlobalAvgPool),
+                            _read_global_avg_pool),
+    L.HeightBatchNorm: Kind(lambda layer, row: _HeightBatchNorm(row.input_shape[1], eps=layer.epsilon,
+                                                                momentum=1.0 - layer.momentum),
+                            (_HeightBatchNorm,), _read_batchnorm(L.HeightBatchNorm, 1)),
 }
 
 
-def build(spec, *, bn_rules: str = "native", dtype: str = "float32") -> nn.Sequential:
-    """A torch model taking (N, C, H, W) input; PyTorch's own initialisation. PyTorch's
-    BatchNorm rules are the 'torch' rules, so both ``bn_rules`` build the same model."""
-    if bn_rules not in BN_RULES:
-        raise ValueError(f"bn_rules must be one of {BN_RULES}, not {bn_rules!r}")
-    model = nn.Sequential(OrderedDict(
-        (row.name, BUILDERS[type(row.layer)](row.layer, row)) for row in spec.rows
-    ))
-    return model.to(getattr(torch, dtype))
-
-
-def param_counts(model: nn.Sequential, spec) -> list[tuple[int, int]]:
-    """(trainable parameters, BatchNorm running statistics) per spec layer. The
-    num_batches_tracked buffer is bookkeeping, not state of the function, and not counted."""
-    counts = []
-    for row in spec.rows:
-        child = getattr(model, row.name)
-        trainable = sum(p.numel() for p in child.parameters() if p.requires_grad)
-        state = sum(b.numel() for n, b in child.named_buffers()
-                    if n.rsplit(".", 1)[-1] in ("running_mean", "running_var"))
-        counts.append((trainable, state))
-    return counts
-
-
-def layer_outputs(model: nn.Sequential, spec, x: np.ndarray) -> list[np.ndarray]:
-    """Inference-mode output of every spec layer (already in the spec's layout)."""
-    outs, h = [], torch.from_numpy(np.ascontiguousarray(x, np.float32))
-    model.eval()
-    with torch.no_grad():
-        for row in spec.rows:
-            h = getattr(model, row.name)(h)
-            outs.append(h.numpy().copy())
-    return outs
-
-
-def layer_output_shapes(model: nn.Sequential, spec) -> list[tuple]:
-    return [o.shape[1:] for o in layer_outputs(model, spec, np.zeros((1,) + spec.input_shape))]
-
-
-def gradients(model, spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
-    """Training-mode cross-entropy (on logits) of one batch and its parameter gradients,
-    in the neutral layout."""
-    from .. import weights as W
-
-    model.train()
-    model.zero_grad(set_to_none=True)
-    dtype = next(model.parameters()).dtype
-    loss = F.cross_entropy(model(torch.from_numpy(np.ascontiguousarray(x)).to(dtype)),
-                           torch.from_numpy(y.astype(np.int64)))
-    loss.backward()
-    grads = {}
-    for name in W.shapes(spec):
-        row, kind = name.split(".")
-        if kind in L.STATE_WEIGHTS:
-            continue
-        grads[name] = getattr(_core(model, row), _NEUTRAL[kind]).grad.double().numpy()
-    return float(loss.detach()), grads
-
-
-def predict(model: nn.Module, spec, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Inference-mode outputs for (N, C, H, W) input, as a numpy array (the torch layout
-    is the spec's)."""
-    model.eval()
-    dtype = next(model.parameters(), torch.empty(0)).dtype
-    with torch.no_grad():
-        return np.concatenate([
-            model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(dtype)).numpy()
-            for i in range(0, len(x), batch_size)
-        ])
-
-
-# -- weights in the neutral form (mnistcnn.weights) -----------------------------------
-_NEUTRAL = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias",
-            "moving_mean": "running_mean", "moving_variance": "running_var"}
-
-
-def _core(model, row_name: str) -> nn.Module:
-    child = getattr(model, row_name)
+def _core(child: nn.Module) -> nn.Module:
+    """The module holding a row's weights (a chain's 'op')."""
     return child.op if isinstance(child, nn.Sequential) else child
 
 
-def get_weights(model, spec) -> dict:
-    """Neutral arrays: the torch layout already is the neutral one (C, H, W order)."""
-    from .. import weights as W
+def _tensors(module: nn.Module) -> list:
+    """A module's weights as PyTorch lists them: its parameters, then its floating-point
+    buffers (BatchNorm's running statistics; num_batches_tracked counts, and is no
+    weight). The neutral form lists them in the same order and layout."""
+    return [*module.parameters(recurse=False), *(b for b in module.buffers(recurse=False) if b.is_floating_point())]
 
-    return {name: getattr(_core(model, name.split(".")[0]), _NEUTRAL[name.split(".")[1]])
-            .detach().cpu().numpy().copy() for name in W.shapes(spec)}
 
+class TorchBackend(Backend):
+    KINDS = KINDS
+    #: PyTorch's own optimizer values (tests/test_backends.py reads the installed signatures)
+    NATIVE_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-8}, "rmsprop": {"rho": 0.99, "eps": 1e-8},
+                                 "adadelta": {"rho": 0.9, "eps": 1e-6}, "sgd": {}}
+    #: nn.BatchNorm2d's momentum=0.1, eps=1e-5 in the spec's (Keras) momentum convention
+    NATIVE_BATCHNORM = L.BatchNorm.preset("torch")
 
-def set_weights(model, spec, weights: dict) -> None:
-    from .. import weights as W
+    def build(self, spec, *, bn_rules: str = "native", dtype: str = "float32") -> nn.Sequential:
+        """A torch model taking (N, C, H, W) input; PyTorch's own initialisation. PyTorch's
+        BatchNorm rules are the 'torch' rules, so both ``bn_rules`` build the same model."""
+        if bn_rules not in BN_RULES:
+            raise ValueError(f"bn_rules must be one of {BN_RULES}, not {bn_rules!r}")
+        model = nn.Sequential(OrderedDict(
+            (row.name, KINDS[type(row.layer)].build(row.layer, row)) for row in spec.rows
+        ))
+        return model.to(getattr(torch, dtype))
 
-    W.check(spec, weights)
-    with torch.no_grad():
-        for name, value in weights.items():
-            row, kind = name.split(".")
-            getattr(_core(model, row), _NEUTRAL[kind]).copy_(torch.from_numpy(np.asarray(value)))
+    def param_counts(self, model, spec) -> list[tuple[int, int]]:
+        """(trainable parameters, BatchNorm running statistics) per spec layer."""
+        counts = []
+        for row in spec.rows:
+            child = getattr(model, row.name)
+            trainable = sum(p.numel() for p in child.parameters() if p.requires_grad)
+            state = sum(b.numel() for b in child.buffers() if b.is_floating_point())
+            counts.append((trainable, state))
+        return counts
+
+    def layer_outputs(self, model, spec, x) -> list:
+        """Inference-mode output of every spec layer (already in the spec's layout)."""
+        outs, h = [], torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        model.eval()
+        with torch.no_grad():
+            for row in spec.rows:
+                h = getattr(model, row.name)(h)
+                outs.append(h.numpy().copy())
+        return outs
+
+    def layer_output_shapes(self, model, spec) -> list[tuple]:
+        return [o.shape[1:] for o in self.layer_outputs(model, spec, np.zeros((1,) + spec.input_shape))]
+
+    def gradients(self, model, spec, x, y) -> tuple[float, dict]:
+        """Training-mode cross-entropy (on logits) of one batch and its parameter gradients,
+        in the neutral layout."""
+        model.train()
+        model.zero_grad(set_to_none=True)
+        dtype = next(model.parameters()).dtype
+        loss = F.cross_entropy(model(torch.from_numpy(np.ascontiguousarray(x)).to(dtype)),
+                               torch.from_numpy(y.astype(np.int64)))
+        loss.backward()
+        grads = {r.name: [p.grad for p in _core(getattr(model, r.name)).parameters(recurse=False)]
+                 for r in spec.rows}
+        return float(loss.detach()), {k: v.astype(np.float64) for k, v in self.neutral_from_native(spec, grads).items()}
+
+    def predict(self, model, spec, x, batch_size: int = 1000):
+        """Inference-mode outputs for (N, C, H, W) input, as a numpy array (the torch layout
+        is the spec's)."""
+        model.eval()
+        dtype = next(model.parameters(), torch.empty(0)).dtype
+        with torch.no_grad():
+            return np.concatenate([
+                model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(dtype)).numpy()
+                for i in range(0, len(x), batch_size)
+            ])
+
+    # -- weights in the neutral form (mnistcnn.weights): torch's layout already is it ------
+    def layer_weights(self, layer) -> list:
+        return [t.detach().cpu().numpy().copy() for t in _tensors(layer)]
+
+    def neutral_from_native(self, spec, per_layer: dict) -> dict:
+        out = {}
+        for r in spec.rows:
+            names, arrays = list(r.layer.weight_shapes(r.input_shape)), per_layer.get(r.name, [])
+            if len(arrays) > len(names):
+                raise ValueError(f"{r.name}: {len(arrays)} torch tensors for the {len(names)} weights {names}")
+            out.update((f"{r.name}.{n}", np.asarray(v.detach().cpu().numpy() if torch.is_tensor(v) else v))
+                       for n, v in zip(names, arrays))
+        return out
+
+    def get_weights(self, model, spec) -> dict:
+        """Neutral arrays: the torch layout already is the neutral one (C, H, W order)."""
+        return self.neutral_from_native(spec, {r.name: self.layer_weights(_core(getattr(model, r.name)))
+                                               for r in spec.rows})
+
+    def set_weights(self, model, spec, weights: dict) -> None:
+        from .. import weights as W
+
+        W.check(spec, weights)
+        with torch.no_grad():
+            for r in spec.rows:
+                for name, tensor in zip(r.layer.weight_shapes(r.input_shape), _tensors(_core(getattr(model, r.name)))):
+                    tensor.copy_(torch.from_numpy(np.asarray(weights[f"{r.name}.{name}"])))
+
+    # -- the process ----------------------------------------------------------------------
+    def _gpus(self) -> list[tuple[str, str]]:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [(f"cuda:{i}", torch.cuda.get_device_name(i)) for i in range(count)]
+
+    def _build(self) -> str:
+        return f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")
+
+    def _sees(self, count: int) -> str:
+        return f"PyTorch sees {count} CUDA device(s) ({self._build()})"
+
+    def _mps(self) -> bool | str:
+        return torch.backends.mps.is_available() or (
+            f"--device mps: PyTorch sees no Apple MPS device ({self._build()}, {sys.platform}). Use --device cpu, "
+            "or auto.")
+
+    def start_run(self, threads: int | None) -> None:
+        """Deterministic algorithms and the thread count, for the whole process (on a GPU,
+        cuBLAS needs a fixed workspace to be deterministic: CUBLAS_WORKSPACE_CONFIG, read
+        when CUDA starts, set here unless the user has)."""
+        if threads is not None:
+            torch.set_num_threads(threads)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        # filling every new tensor with NaN is a debugging aid, not what makes the runs
+        # repeatable (the tests check that they are); it cost 3-4% of a seed000-cnn step
+        torch.utils.deterministic.fill_uninitialized_memory = False
+
+    def environment(self) -> dict:
+        return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                "torch_interop_threads": torch.get_num_interop_threads(),
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
+                "mkldnn": torch.backends.mkldnn.is_available()}
 
 
 # -- training -------------------------------------------------------------------------
@@ -259,50 +434,6 @@ def _optimizer(params, opt):
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def resolve_device(device: str) -> tuple[str, str]:
-    from .. import runtime
-    from ..errors import ConfigError
-
-    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    mps = torch.backends.mps.is_available()
-    if device == "auto":
-        device = "cuda" if cuda else "mps" if mps else "cpu"
-    kind, _, index = device.partition(":")
-    build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")
-    if kind == "cuda":
-        i = int(index or 0)
-        if i >= cuda:
-            raise ConfigError(f"--device {device}: PyTorch sees {cuda} CUDA device(s) ({build}). Use --device "
-                              "cpu, or auto to take a GPU when there is one.")
-        return f"cuda:{i}", torch.cuda.get_device_name(i)
-    if kind == "mps":
-        if not mps:
-            raise ConfigError(f"--device mps: PyTorch sees no Apple MPS device ({build}, {sys.platform}). Use "
-                              "--device cpu, or auto.")
-        return "mps", "Apple MPS"
-    return "cpu", runtime.cpu_name()
-
-
-def start_run(threads: int | None) -> None:
-    """Deterministic algorithms and the thread count, for the whole process (on a GPU,
-    cuBLAS needs a fixed workspace to be deterministic: CUBLAS_WORKSPACE_CONFIG, read
-    when CUDA starts, set here unless the user has)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    # filling every new tensor with NaN is a debugging aid, not what makes the runs
-    # repeatable (the tests check that they are); it cost 3-4% of a seed000-cnn step
-    torch.utils.deterministic.fill_uninitialized_memory = False
-
-
-def environment() -> dict:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "torch_interop_threads": torch.get_num_interop_threads(),
-            "deterministic": torch.are_deterministic_algorithms_enabled(),
-            "mkldnn": torch.backends.mkldnn.is_available()}
-
-
 class Trainer:
     """The torch side of mnistcnn.train's protocol: batches arrive as index arrays."""
 
@@ -315,9 +446,9 @@ class Trainer:
         # state and the loss in float32)
         self.autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=precision == "bfloat16")
         # channels_last: oneDNN's preferred layout on CPU (benchmarks/: 1.22x for seed000-cnn)
-        self.model = build(spec, bn_rules=bn_rules)
+        self.model = BACKEND.build(spec, bn_rules=bn_rules)
         if weights is not None:
-            set_weights(self.model, spec, weights)
+            BACKEND.set_weights(self.model, spec, weights)
         self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = _optimizer(self.model.parameters(), optimizer)
 
@@ -369,7 +500,7 @@ class Trainer:
         return loss_sum / len(x), float((preds == y).mean()), preds
 
     def get_weights(self) -> dict:
-        return get_weights(self.model, self.spec)
+        return BACKEND.get_weights(self.model, self.spec)
 
     def save(self, directory) -> dict:
         """Native checkpoint (model and optimizer state_dicts), written atomically."""
@@ -389,3 +520,7 @@ class Trainer:
         state = torch.load(Path(directory) / "model.pt", weights_only=True, map_location=self.device)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+TorchBackend.Trainer = Trainer
+BACKEND = TorchBackend()
