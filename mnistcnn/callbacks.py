@@ -78,6 +78,9 @@ class TensorBoard(Callback):
     def on_train_begin(self, result) -> None:
         EventFileWriter, _, _ = _event_classes()
         self.logdir.mkdir(parents=True, exist_ok=True)
+        if not result.epochs:  # a run from its start replaces the events of one before it (--overwrite)
+            for old in self.logdir.glob("events.out.tfevents.*"):
+                old.unlink()
         self._writer = EventFileWriter(str(self.logdir))
         self._steps_done = len(result.steps)  # a resumed run: those were logged before
 

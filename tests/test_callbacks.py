@@ -3,6 +3,7 @@ both backends and a PyTorch run does not import TensorFlow to write them."""
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,18 @@ def test_tensorboard_events_same_tags_for_both_backends_and_no_tensorflow_in_a_t
     assert [s for s, _ in k["loss/train (logged steps)"]] == [s for s, _ in keras.steps]
     torch_result = json.loads((tmp_path / "torch" / "result.json").read_text())
     assert t["final/test_accuracy"][0][1] == pytest.approx(torch_result["test_acc"])
+
+
+def test_overwrite_leaves_only_the_new_runs_events(mnist_path, tmp_path):
+    """Two runs into one directory with --overwrite: one final test accuracy under its tag,
+    the second run's (the first's event file is gone, not read beside it)."""
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    train.run("simple-fc", "torch", CFG, tmp_path, mnist_path, progress=False)
+    second = train.run("simple-fc", "torch", replace(CFG, seed=1), tmp_path, mnist_path, progress=False,
+                       overwrite=True)
+    final = _scalars(tmp_path / "tensorboard")["final/test_accuracy"]
+    assert [v for _, v in final] == pytest.approx([second.test_acc])
+    assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
 def test_cli_tensorboard_writes_events_from_result_files(mnist_path, tmp_path, capsys):
