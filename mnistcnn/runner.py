@@ -300,14 +300,39 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     import ray
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    if address and address != "auto":
+        _check_answers(address)
     if not address:
         # Ray's single-node switch: its services bind to 127.0.0.1 instead of the address
         # that reaches public DNS servers (read at Ray's import, so the processes it starts
         # see it; this process has read it already)
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
-    ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
+    try:
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    except ConnectionError as e:  # 'auto' with no cluster on this machine
+        from .errors import ConfigError
+
+        raise ConfigError(f"No Ray cluster to join at address {address!r}: {e} Start one (`ray start --head`), "
+                          "or leave the address out for a local instance.") from None
+
+
+def _check_answers(address: str) -> None:
+    """One error within seconds when nothing listens at a cluster's address (Ray itself
+    retries for minutes); 'host:port' or 'ray://host:port'."""
+    import socket
+
+    from .errors import ConfigError
+
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r} is not host:port, ray://host:port or auto.")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise ConfigError(f"No Ray cluster answers at {address!r} ({e.strerror or e}). Start one there "
+                          "(`ray start --head`), or correct the address.") from None
 
 
 def _run_ray(todo: list[Job], data_dir, address: str | None):

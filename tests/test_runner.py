@@ -201,3 +201,16 @@ def test_a_worker_that_dies_fails_its_run_only(tmp_path, mnist_path, monkeypatch
     assert "the run's process ended with exit status -9" in out[jobs[0].key].message
     assert isinstance(out[jobs[1].key], RunResult) and out[jobs[1].key].completed
     assert runner._Worker.started - before == 2
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "ray://127.0.0.1:{port}", "no-port-here"])
+def test_a_ray_address_with_nothing_there_is_one_error_in_seconds(address):
+    """Ray itself retries a dead address for minutes; the runner asks the port first."""
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'mnistcnn[ray]')")
+    import socket
+
+    with socket.socket() as s:  # a loopback port that was free a moment ago, and is closed now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConfigError, match="No Ray cluster answers at|is not host:port, ray://host:port or auto"):
+        runner.start_ray(address.format(port=port))
