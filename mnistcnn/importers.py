@@ -101,7 +101,8 @@ def from_keras(model_or_path, with_weights: bool = False):
         raise _refuse(f"Keras model {name!r}", f"it has {len(model.inputs)} inputs and {len(model.outputs)} "
                       "outputs; the spec is one chain from one image to one output", "a straight chain")
     shape = tuple(model.inputs[0].shape[1:])
-    layers, natives = [], []  # natives: the Keras layer behind each spec layer (its weights), or None
+    layers: list[S.Layer] = []
+    natives: list = []  # natives: the Keras layer behind each spec layer (its weights), or None
     if len(shape) == 1 and shape[0] == 784:
         input_shape = (1, 28, 28)  # flattened MNIST images: the same order as a (1, 28, 28) map flattened
         layers.append(S.Flatten())

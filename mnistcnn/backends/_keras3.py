@@ -253,7 +253,7 @@ _BATCHNORMS = (keras.layers.BatchNormalization, TorchBatchNormalization)
 
 #: One entry per layer kind (a test asserts this covers spec.LAYER_KINDS): its builder (for
 #: bn_rules='native'), the Keras classes it is, and its reader.
-KINDS = {
+KINDS: dict[type, Kind] = {
     L.Conv2D: Kind(_conv, (keras.layers.Conv2D,), _read_conv),
     L.MaxPool2D: Kind(_pool(keras.layers.MaxPooling2D), (keras.layers.MaxPooling2D,), _read_pool(L.MaxPool2D)),
     L.AvgPool2D: Kind(_pool(keras.layers.AveragePooling2D), (keras.layers.AveragePooling2D,),

@@ -165,7 +165,7 @@ class Backend(ABC):
             device = "cuda" if gpus else "mps" if mps is True else "cpu"
         kind, _, index = device.partition(":")
         if kind == "mps":
-            if mps is not True:
+            if not isinstance(mps, bool):
                 raise ConfigError(mps)
             return "mps", "Apple MPS"
         if kind == "cuda":

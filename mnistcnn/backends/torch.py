@@ -251,7 +251,7 @@ def _read_global_avg_pool(call, in_shape) -> list:
 
 #: One entry per layer kind (a test asserts this covers spec.LAYER_KINDS): its builder,
 #: the torch classes and function names it is, and its reader.
-KINDS = {
+KINDS: dict[type, Kind] = {
     L.Conv2D: Kind(_conv, (nn.Conv2d,), _read_conv),
     L.MaxPool2D: Kind(_maxpool, (nn.MaxPool2d, "max_pool2d", "max_pool2d_with_indices"), _read_maxpool),
     L.AvgPool2D: Kind(_avgpool, (nn.AvgPool2d, _AvgPoolExcludePad, "avg_pool2d"), _read_avgpool),
@@ -355,7 +355,7 @@ class TorchBackend(Backend):
         return [t.detach().cpu().numpy().copy() for t in _tensors(layer)]
 
     def neutral_from_native(self, spec, per_layer: dict) -> dict:
-        out = {}
+        out: dict[str, np.ndarray] = {}
         for r in spec.rows:
             names, arrays = list(r.layer.weight_shapes(r.input_shape)), per_layer.get(r.name, [])
             if len(arrays) > len(names):
