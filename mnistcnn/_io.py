@@ -76,7 +76,7 @@ def dir_lock(directory):
     except OSError as e:
         raise ConfigError(f"Cannot write the output directory {directory}: "
                           f"{e.strerror or e}{' (' + e.filename + ')' if e.filename else ''}. "
-                          "Choose another --out.") from None
+                          "Choose another `out`.") from None
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
@@ -85,6 +85,9 @@ def dir_lock(directory):
             if pid == os.getpid():
                 yield path
                 return
+            if path.is_dir() or path.is_symlink() and not path.exists():
+                raise ConfigError(f"{path} is in the way of mnistcnn's lock file (a directory or a broken link). "
+                                  "Delete it if no mnistcnn process writes there, and run again.") from None
             if pid is not None and _alive(pid):
                 raise ConfigError(
                     f"{directory} is being written by another mnistcnn process (PID {pid}). Wait for it "

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from .config import Optimizer
 
@@ -48,7 +49,22 @@ class RunResult:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "RunResult":
+    def read(cls, path) -> RunResult:
+        """The run in ``path`` (a result.json); a damaged file (truncated, another file's
+        content, unreadable) is one error naming it and the fix."""
+        from .errors import ConfigError
+
+        try:
+            return cls.from_json(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"Cannot read {path}: {e.strerror or e}. Delete it, or pass `overwrite=True` "
+                              "to train the run again.") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ConfigError(f"{path} is damaged or not a mnistcnn run's result ({type(e).__name__}: {e}). "
+                              "Delete it, or pass `overwrite=True` to train the run again.") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> RunResult:
         d = json.loads(text)
         d["epochs"] = [EpochRecord(**e) for e in d["epochs"]]
         opt = d["optimizer"]

@@ -57,7 +57,7 @@ def finished(out: Path, job: Job | None = None) -> RunResult | None:
     differs, never a result of this job (the thread count alone may differ)."""
     path = Path(out) / "result.json"
     if path.exists():
-        result = RunResult.from_json(path.read_text())
+        result = RunResult.read(path)
         if result.completed:
             if job is not None:
                 from . import zoo

@@ -214,3 +214,27 @@ def test_a_ray_address_with_nothing_there_is_one_error_in_seconds(address):
         port = s.getsockname()[1]
     with pytest.raises(ConfigError, match="No Ray cluster answers at|is not host:port, ray://host:port or auto"):
         runner.start_ray(address.format(port=port))
+
+
+@pytest.mark.parametrize("content", ["", '{"backend": "torch", "epo', "{}", "[]", '{"epochs": 3}', "\x00\xff"])
+def test_a_damaged_result_file_is_one_error_naming_it_and_the_fix(tmp_path, content):
+    """Finished-run detection, a rerun and a resume all read result.json through one
+    reader: a damaged file is named with the fix, never a JSONDecodeError or KeyError."""
+    from mnistcnn import train
+
+    (tmp_path / "result.json").write_bytes(content.encode("latin-1"))
+    match = r"result.json is damaged or not a mnistcnn run's result \(.*\). Delete it, or pass `overwrite=True`"
+    with pytest.raises(ConfigError, match=match):
+        runner.finished(tmp_path)
+    for how in ({}, {"resume": True}):
+        with pytest.raises(ConfigError, match=match):
+            train.run("simple-fc", "torch", TINY, tmp_path, progress=False, **how)
+
+
+def test_a_lock_that_is_a_directory_is_named_with_the_fix(tmp_path):
+    from mnistcnn._io import LOCK_NAME, dir_lock
+
+    (tmp_path / LOCK_NAME).mkdir()
+    with pytest.raises(ConfigError, match=r"is in the way of mnistcnn's lock file .* Delete it"):
+        with dir_lock(tmp_path):
+            pass
