@@ -9,7 +9,9 @@ builds one subparser per registered command, in the order they are registered.""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
 import shlex
 import sys
 from typing import Callable, NamedTuple
@@ -95,7 +97,26 @@ def _backend_list(text: str) -> tuple:
 
 
 def _add_data_dir_arg(p) -> None:
-    p.add_argument("--data-dir", help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then the cache)")
+    p.add_argument("--data-dir", type=_path, help="directory of the MNIST IDX files (else $MNISTCNN_DATA_DIR, then "
+                                                  "the cache)")
+
+
+def _path(text: str) -> str:
+    """A file or directory the user names: an empty one would mean the working directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: name a file or directory")
+    return text
+
+
+def _count(text: str) -> int:
+    """A number of things the command line uses itself (the library never sees it): >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return n
 
 
 def _config_fields():
@@ -106,16 +127,20 @@ def _config_fields():
     return {f.name: f for f in fields(TrainConfig)}
 
 
-def _add_config_args(p):
+def _add_config_args(p, leave_out: tuple = ()):
     """One flag per TrainConfig field (--batch-size for batch_size): its type from the field's
     annotation (so a flag cannot be typed differently from the field it fills), its choices
-    and help text from config.CHOICES and config.HELP."""
+    and help text from config.CHOICES and config.HELP. Every flag defaults to None, so
+    that the config can tell a flag given from one left out. ``leave_out``: the fields
+    that the command decides itself (no flag: giving one is an error, not ignored)."""
     import typing
 
     from . import config
 
     hints = typing.get_type_hints(config.TrainConfig)
     for name in _config_fields():
+        if name in leave_out:
+            continue
         flag, kind = "--" + name.replace("_", "-"), hints[name]
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None -> X
         helptext = config.HELP[name]
@@ -131,18 +156,22 @@ def _add_config_args(p):
 
 
 def _config(args):
-    """The TrainConfig the flags given fill (it validates them); unset flags keep its defaults."""
+    """The TrainConfig the flags given fill; unset flags keep its defaults. It validates
+    them, and refuses a flag given that does not apply (e.g. --momentum with Adam, even at 0)."""
     from .config import TrainConfig
 
     names = _config_fields()
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    cfg = TrainConfig(**given)
+    cfg.check_applies(given)
+    return cfg
 
 
-def _add_run_args(p, workers: int):
+def _add_run_args(p, workers: int, leave_out: tuple = ()):
     """What compare and sweep share: the training settings, backends, seeds and execution."""
     from .runner import EXECUTORS
 
-    _add_config_args(p)
+    _add_config_args(p, leave_out)
     _add_backends_arg(p, "the backends to compare, every pair paired by seed: torch, keras (Keras on "
                          "TensorFlow), jax (Keras on JAX)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per backend and variant (default 3)")
@@ -205,7 +234,7 @@ def _train_args(p):
                         "in keras (into --out/torch and --out/keras), all also one in jax (default both)")
     _add_config_args(p)
     _add_data_dir_arg(p)
-    p.add_argument("--out", help="run directory (default runs/<spec>-<backend>-seed<seed>)")
+    p.add_argument("--out", type=_path, help="run directory (default runs/<spec>-<backend>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -221,7 +250,7 @@ def cmd_train(args) -> int:
     cfg, spec = _config(args), _spec(args)
     backends = _backends(args)
     for backend in backends:
-        if args.out:
+        if args.out is not None:
             out = args.out if len(backends) == 1 else f"{args.out}/{backend}"
         else:
             out = f"runs/{spec.name}-{backend}-seed{cfg.seed}"
@@ -236,7 +265,7 @@ def cmd_train(args) -> int:
 
 def _compare_args(p):
     _add_model_args(p)
-    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--out", type=_path, required=True, help="report directory")
     p.add_argument("--native", action="store_true", help="also run with each framework's native defaults")
     p.add_argument("--ablate", action="store_true",
                    help="native runs with one default at a time harmonized, to find the contributors")
@@ -246,7 +275,8 @@ def _compare_args(p):
                         "of test accuracy is within +-PP percentage points, or --max-seeds (a fixed-width "
                         "sequential interval: the rule looks at the width, never at significance)")
     p.add_argument("--max-seeds", type=int, default=30, help="with --ci-target: the most seeds to run (default 30)")
-    _add_run_args(p, workers=1)
+    # compare trains each mode of --native/--ablate itself: no --defaults or --harmonize
+    _add_run_args(p, workers=1, leave_out=("defaults", "harmonize"))
 
 
 @command("compare", _compare_args,
@@ -274,7 +304,7 @@ def _sweep_args(p):
     _add_model_args(p)
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
                    help="an axis of the grid, repeatable: e.g. --grid activation=relu,tanh --grid lr=0.01,0.001")
-    p.add_argument("--out", required=True, help="sweep directory (finished runs there are skipped)")
+    p.add_argument("--out", type=_path, required=True, help="sweep directory (finished runs there are skipped)")
     _add_run_args(p, workers=2)
 
 
@@ -294,7 +324,7 @@ def cmd_sweep(args) -> int:
 def _reproduce_args(p):
     p.add_argument("report", choices=["000", "001", "002", "003", "004", "all"],
                    help="the reference report (see ../shared/seeds or docs/results.md), or all")
-    p.add_argument("--out", default="reports/reproduce", help="parent directory (default reports/reproduce)")
+    p.add_argument("--out", type=_path, default="reports/reproduce", help="parent directory (default reports/reproduce)")
     p.add_argument("--seeds", type=int, help="seeds per setting (default: each study's own, 2 or 3)")
     p.add_argument("--workers", type=int, default=1, help="runs at a time, each worker a process of its own (default 1)")
     p.add_argument("--smoke", action="store_true", help="a few hundred images, one seed, in this process: "
@@ -342,12 +372,12 @@ def _parity_args(p):
     _add_model_args(p)
     p.add_argument("--tiers", default=(1, 2, 3), type=_int_list, metavar="1,2,3",
                    help="comma-separated tiers: 1 forward, 2 loss and gradients, 3 drift (default 1,2,3)")
-    p.add_argument("--images", type=int, default=64, help="real MNIST test images used (default 64)")
+    p.add_argument("--images", type=_count, default=64, help="real MNIST test images used (default 64)")
     p.add_argument("--steps", type=int, default=20, help="optimizer steps for tier 3 (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled weights (default 0)")
     _add_backends_arg(p, "the frameworks to check against each other and the numpy reference")
     _add_data_dir_arg(p)
-    p.add_argument("--json", help="also write the full result as JSON here")
+    p.add_argument("--json", type=_path, help="also write the full result as JSON here")
 
 
 @command("parity", _parity_args, help="do the backends (default torch and keras) and a numpy reference compute the same thing?",
@@ -402,7 +432,8 @@ def cmd_defaults(args) -> int:
 
 def _results_doc_args(p):
     p.add_argument("reports", nargs="*", help="compare or sweep output directories")
-    p.add_argument("--out", default="docs/results.md", help="the Markdown file to write (default docs/results.md)")
+    p.add_argument("--out", type=_path, default="docs/results.md",
+                   help="the Markdown file to write (default docs/results.md)")
 
 
 @command("results-doc", _results_doc_args, help="write docs/results.md from report directories")
@@ -422,7 +453,7 @@ def _import_args(p):
                    help="the PyTorch class whose state dict MODEL holds (built without arguments)")
     p.add_argument("--input-shape", type=int, nargs=3, default=(1, 28, 28), metavar=("C", "H", "W"),
                    help="the input a PyTorch model takes (default 1 28 28)")
-    p.add_argument("--out", help="output directory (default imported/<model name>)")
+    p.add_argument("--out", type=_path, help="output directory (default imported/<model name>)")
 
 
 @command("import", _import_args, help="a Keras or PyTorch model of yours as a spec JSON and neutral weights",
@@ -459,7 +490,7 @@ def cmd_import(args) -> int:
 
 
 def _tensorboard_args(p):
-    p.add_argument("directory", help="a run, compare, sweep or reproduce output directory")
+    p.add_argument("directory", type=_path, help="a run, compare, sweep or reproduce output directory")
     p.add_argument("--overwrite", action="store_true", help="rewrite event files that exist")
 
 
@@ -489,7 +520,7 @@ def cmd_tensorboard(args) -> int:
             import shutil
 
             shutil.rmtree(logdir)
-        write_tensorboard(RunResult.from_json(path.read_text()), logdir)
+        write_tensorboard(RunResult.read(path), logdir)
         written += 1
     print(f"event files for {written} of {len(results)} runs ({len(results) - written} had them already); "
           f"view with: tensorboard --logdir {root}")
@@ -499,7 +530,7 @@ def cmd_tensorboard(args) -> int:
 def _evaluate_args(p):
     from .config import CHOICES
 
-    p.add_argument("checkpoint", help="a neutral checkpoint (e.g. runs/x/checkpoint/weights.npz), or a .keras or "
+    p.add_argument("checkpoint", type=_path, help="a neutral checkpoint (e.g. runs/x/checkpoint/weights.npz), or a .keras or "
                                       "TorchScript model file")
     _add_backend_arg(p, "the framework to evaluate in; both (torch and keras) or all (also jax) give one line "
                         "per framework (default both)")
@@ -535,8 +566,81 @@ def make_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=c.help, description=c.description)
         if c.add_args:
             c.add_args(p)
-        p.set_defaults(func=c.run)
+        flags = {a.dest: max(a.option_strings, key=len) for a in p._actions if a.option_strings}
+        p.set_defaults(func=c.run, flags=flags)
     return parser
+
+
+#: the library's names of arguments whose flag is spelt otherwise
+ARGUMENT_FLAGS = {"ci_target_pp": "ci_target"}
+
+
+def in_flags(error, flags: dict) -> str:
+    """The message of a mnistcnn error in the command line's words: each argument it names
+    (``error.arguments``) that is one of this command's ``flags`` (dest -> flag) is
+    written as the flag: `lr` -> --lr, `resume=True` -> --resume, `lr=0.1` and lr=0.1 ->
+    --lr 0.1, `milestones=(5, 10)` -> --milestones 5 10."""
+    text = str(error)
+    for name in error.arguments:
+        flag = flags.get(ARGUMENT_FLAGS.get(name, name))
+        if flag is None:
+            continue
+        text = re.sub(rf"`{name}(?:=([^`]*))?`",
+                      lambda m: flag if m[1] in (None, "True") else f"{flag} {_flag_value(m[1])}", text)
+        text = re.sub(rf"(?<![\w`.-]){name}=(\([^)]*\)|\[[^\]]*\])?",
+                      lambda m: f"{flag} {_flag_value(m[1] or '')}", text)
+    return text
+
+
+def _flag_value(text: str) -> str:
+    """A Python value as a flag's words: 'adam' -> adam, (5, 10) -> 5 10."""
+    if text[:1] + text[-1:] in ("()", "[]"):
+        return " ".join(_flag_value(t.strip()) for t in text[1:-1].split(",") if t.strip())
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
+
+
+#: what to do about an operating-system error on a path, by its errno
+OS_FIXES = {
+    errno.ENOSPC: "the disk is full: free some space, or write elsewhere",
+    errno.EDQUOT: "the disk quota is used up: free some space, or write elsewhere",
+    errno.EFBIG: "the file would be larger than this system allows (ulimit -f): raise the limit, or write elsewhere",
+    errno.EACCES: "permission denied: choose a place you may use, or change its permissions",
+    errno.EPERM: "not permitted: choose a place you may use, or change its permissions",
+    errno.EROFS: "a read-only file system: choose a writable place",
+    errno.ENOTDIR: "a part of this path is a file, not a directory: choose another path",
+    errno.EISDIR: "this is a directory where a file belongs: name a file",
+    errno.ENOENT: "no such file or directory: check the path",
+    errno.ENAMETOOLONG: "the name is too long: choose a shorter path",
+    errno.EEXIST: "this is not a directory, and a directory belongs there: choose another path",
+}
+
+
+def os_error(e: OSError) -> str:
+    """An operating-system error on a path the user named (or the place a command writes
+    to), as one line: the path, what is wrong and what to do."""
+    fix = OS_FIXES.get(e.errno, e.strerror or str(e))
+    # an atomic write's temporary file (mnistcnn._io: .NAME.XXXXXXXX.tmp) stands for NAME
+    paths = " -> ".join(re.sub(r"\.([^/]+)\.\w+\.tmp$", r"\1", str(p)) for p in (e.filename, e.filename2)
+                        if p is not None)
+    return f"{paths}: {fix}." if paths else f"{fix} ({e.strerror or e})."
+
+
+def _report_bug(args, e) -> None:
+    """A bug, or a failure no check foresaw: one line, the traceback in the user's cache
+    (on the terminal where that cannot be written)."""
+    import traceback
+
+    try:
+        from .data import default_dir
+
+        path = default_dir().parent / "last-error.txt"  # the user's cache, ~/.cache/mnistcnn
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{args.command_line}\n\n{traceback.format_exc()}")
+        where = f"the full traceback is in {path}; --debug shows it here"
+    except Exception as unwritable:  # noqa: BLE001 - the handler must not fail in its turn
+        traceback.print_exc()
+        where = f"the traceback is above: it could not be written to the cache ({unwritable})"
+    print(f"mnistcnn: unexpected error: {type(e).__name__}: {e}\n({where})", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -550,9 +654,11 @@ def main(argv=None) -> int:
 
     previous = signal.signal(signal.SIGTERM, raise_terminated)  # SIGTERM ends like Ctrl-C
     try:
-        return args.func(args)
-    except MnistCnnError as e:
-        print(f"mnistcnn: error: {e}", file=sys.stderr)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return code
+    except MnistCnnError as e:  # one error boundary: the user's inputs, files and places
+        print(f"mnistcnn: error: {in_flags(e, args.flags)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         again = args.command_line if getattr(args, "resume", True) or args.command != "train" \
@@ -560,18 +666,36 @@ def main(argv=None) -> int:
         print(f"mnistcnn: {'terminated' if isinstance(e, Terminated) else 'interrupted'}; finished epochs "
               f"and runs are saved: resume with: {again}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
-    except Exception as e:  # a bug, or a failure no check foresaw: one line, the rest in a file
+    except BrokenPipeError as e:
+        if _stdout_closed():  # `mnistcnn ... | head`: the reader has what it wanted
+            return 141  # as a shell reports a process ended by SIGPIPE
         if args.debug:
             raise
-        import traceback
-
-        from .data import default_dir
-
-        path = default_dir().parent / "last-error.txt"  # the user's cache, ~/.cache/mnistcnn
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{args.command_line}\n\n{traceback.format_exc()}")
-        print(f"mnistcnn: unexpected error: {type(e).__name__}: {e}\n(the full traceback is in {path}; "
-              "--debug shows it here)", file=sys.stderr)
+        _report_bug(args, e)
+        return 1
+    except OSError as e:  # a path the user named: unwritable, full, a file where a directory belongs
+        print(f"mnistcnn: error: {os_error(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if args.debug:
+            raise
+        _report_bug(args, e)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll says so); if so, it
+    is pointed at /dev/null so that the interpreter's last flush stays quiet."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        if not any(events & select.POLLERR for _, events in poll.poll(0)):
+            return False
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return True
+    except (OSError, ValueError):  # no file descriptor: not a pipe of ours
+        return False

@@ -74,13 +74,17 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
 
     from . import zoo
 
+    if resume and overwrite:
+        raise ConfigError("`resume=True` continues the run in `out` and `overwrite=True` replaces it: give one.")
+    if out is not None and not str(out).strip():
+        raise ConfigError("Invalid value for `out`. Expected a directory, or None to write nothing. Received out=''.")
     with dir_lock(out) if out is not None else nullcontext():  # one writer per run directory
         if out is not None and not resume and not overwrite and (Path(out) / "result.json").exists():
             saved = json.loads((Path(out) / "result.json").read_text())
             state = "a finished run" if saved.get("completed") else \
                 f"an interrupted run ({len(saved.get('epochs', []))} epochs done)"
-            raise ConfigError(f"{out} already holds {state}. Resume it with --resume, replace it with "
-                              "--overwrite, or choose another --out.")
+            raise ConfigError(f"{out} already holds {state}. Resume it with `resume=True`, replace it with "
+                              "`overwrite=True`, or choose another `out`.")
         spec = zoo.resolve(spec)
         b = get_backend(backend)
         b.start_run(cfg.threads)
@@ -172,8 +176,8 @@ def _one_epoch(trainer, cfg, epoch, n_train, val, test, progress, backend, steps
                 raise TrainingDiverged(
                     f"[{backend}] the training loss became {mean} in epoch {epoch + 1}, within steps "
                     f"{step - len(window) + 1}-{step} (learning rate {cfg.lr_at(epoch):g}). The "
-                    "checkpoint of the last finished epoch is kept. Lower --lr, or add BatchNorm or "
-                    "gradient-friendlier inputs (--normalization standard).")
+                    "checkpoint of the last finished epoch is kept. Lower `lr`, or add BatchNorm or "
+                    "gradient-friendlier inputs (`normalization='standard'`).")
             steps.append([step, mean])
             window.clear()
 
@@ -193,7 +197,7 @@ def _one_epoch(trainer, cfg, epoch, n_train, val, test, progress, backend, steps
     if not math.isfinite(train_loss):
         raise TrainingDiverged(f"[{backend}] the mean training loss of epoch {epoch + 1} is {train_loss} "
                                f"(learning rate {lr:g}). The checkpoint of the last finished epoch is "
-                               "kept. Lower --lr.")
+                               "kept. Lower `lr`.")
     val_loss = val_acc = test_loss = test_acc = None
     if len(val[0]):
         val_loss, val_acc, _ = trainer.evaluate(*val)
@@ -248,15 +252,15 @@ def differences(saved: RunResult, backend: str, spec: dict, config: dict, ignore
 
 def _restore(out: Path | None, trainer, fresh: RunResult) -> RunResult:
     if out is None or not (out / "result.json").exists():
-        raise ConfigError(f"Nothing to resume: {out}/result.json does not exist. Run without --resume.")
+        raise ConfigError(f"Nothing to resume: {out}/result.json does not exist. Run without `resume=True`.")
     saved = RunResult.from_json((out / "result.json").read_text())
     diff = differences(saved, fresh.backend, fresh.spec, fresh.config)
     if diff:
-        threads = (" (compare, sweep and reproduce give each run cpu count / --workers threads: resume with "
-                   "the same --workers)") if "threads" in diff else ""
+        threads = (" (compare, sweep and reproduce give each run cpu count / `workers` threads: resume with "
+                   "the same `workers`)") if "threads" in diff else ""
         raise ConfigError(
             f"Cannot resume {out}: it was started with other settings {diff}. "
-            f"Use the same settings{threads} or another --out."
+            f"Use the same settings{threads} or another `out`."
         )
     if saved.completed:
         return saved
@@ -266,7 +270,7 @@ def _restore(out: Path | None, trainer, fresh: RunResult) -> RunResult:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(
             f"Cannot resume {out}: its checkpoint ({out / 'checkpoint'}) cannot be read ({type(e).__name__}: "
-            f"{first[:200]}). It is damaged or incomplete; start the run again with --overwrite "
+            f"{first[:200]}). It is damaged or incomplete; start the run again with `overwrite=True` "
             f"(its {len(saved.epochs)} finished epochs are trained again).") from None
     fresh.epochs, fresh.steps = saved.epochs, saved.steps  # the loss log before the interruption too
     return fresh

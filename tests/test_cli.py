@@ -159,3 +159,64 @@ def test_one_way_to_name_the_model_and_both_backends_by_default(tmp_path, mnist_
     lines = capsys.readouterr().out.strip().splitlines()
     assert [json.loads(x)["backend"] for x in lines] == ["torch", "keras"]
     assert json.loads(lines[0])["test_acc"] == pytest.approx(json.loads(lines[1])["test_acc"], abs=2e-4)
+
+
+def test_an_error_speaks_python_to_a_caller_and_flags_on_the_command_line(tmp_path, mnist_path, capsys):
+    from mnistcnn import train, zoo
+    from mnistcnn.errors import ConfigError
+
+    cfg = train.TrainConfig(epochs=1, train_limit=64, test_limit=64, val_size=0)
+    with pytest.raises(ConfigError, match="`resume=True` .* `overwrite=True` replaces it: give one"):
+        train.run(zoo.get("simple-fc"), "torch", cfg, out=tmp_path, resume=True, overwrite=True)
+    train.run(zoo.get("simple-fc"), "torch", cfg, tmp_path, mnist_path, progress=False)
+    with pytest.raises(ConfigError, match=r"Resume it with `resume=True`, replace it with `overwrite=True`, or "
+                                          r"choose another `out`"):
+        train.run(zoo.get("simple-fc"), "torch", cfg, tmp_path, mnist_path, progress=False)
+    assert main(["train", "simple-fc", "--backend", "torch", "--out", str(tmp_path)]) == 2
+    assert "Resume it with --resume, replace it with --overwrite, or choose another --out." in capsys.readouterr().err
+
+
+def test_in_flags_writes_each_argument_as_its_flag():
+    from mnistcnn.cli import in_flags
+    from mnistcnn.errors import ConfigError
+
+    flags = {"lr": "--lr", "resume": "--resume", "milestones": "--milestones", "optimizer": "--optimizer",
+             "ci_target": "--ci-target"}
+    e = ConfigError("`lr` and `resume=True`, `optimizer='adam'`, `milestones=(5, 10)`; Received lr=0.0, "
+                    "milestones=[2, 1], ci_target_pp=-1.0, max_lr=3 and `units`.", arguments=(
+                        "lr", "resume", "optimizer", "milestones", "ci_target_pp", "units"))
+    assert in_flags(e, flags) == ("--lr and --resume, --optimizer adam, --milestones 5 10; Received --lr 0.0, "
+                                  "--milestones 2 1, --ci-target -1.0, max_lr=3 and `units`.")
+
+
+def test_a_closed_standard_output_ends_quietly():
+    p = subprocess.Popen([sys.executable, "-m", "mnistcnn", "zoo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # `mnistcnn zoo | head -0`: the reader is gone before the first line
+    with p.stderr:
+        assert p.stderr.read() == b""
+    assert p.wait(timeout=120) == 141
+
+
+def test_the_error_handler_survives_a_cache_it_cannot_write(monkeypatch, capsys, tmp_path):
+    from mnistcnn import cli, zoo
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))
+    monkeypatch.setattr(zoo, "names", lambda: 1 / 0)
+    assert cli.main(["zoo"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error: ZeroDivisionError" in err and "could not be written to the cache" in err
+
+
+def test_an_operating_system_error_names_the_path_and_the_fix(monkeypatch, capsys, tmp_path):
+    import errno
+
+    from mnistcnn import cli, zoo
+
+    def full(*a):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.json"))
+
+    monkeypatch.setattr(zoo, "names", full)
+    assert cli.main(["zoo"]) == 2
+    assert capsys.readouterr().err == f"mnistcnn: error: {tmp_path / 'out.json'}: the disk is full: free some " \
+                                      "space, or write elsewhere.\n"
