@@ -111,7 +111,7 @@ def test_resume_from_a_damaged_native_checkpoint_names_it_and_the_fix(backend, t
     train.run("simple-fc", backend, cfg, tmp_path, mnist_path, progress=False, stop_after=1)
     native = next(p for p in (tmp_path / "checkpoint").iterdir() if p.name.startswith("model."))
     native.write_bytes(native.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match=r"Cannot resume .*checkpoint.* cannot be read .* --overwrite "
+    with pytest.raises(CheckpointError, match=r"Cannot resume .*checkpoint.* cannot be read .* `overwrite=True` "
                                               r"\(its 1 finished epochs are trained again\)"):
         train.run("simple-fc", backend, cfg, tmp_path, mnist_path, progress=False, resume=True)
     assert not (tmp_path / LOCK_NAME).exists()

@@ -128,7 +128,7 @@ def test_resume_refuses_other_settings(mnist_path, tmp_path):
                   progress=False, resume=True)
     # the thread count a study's --workers chose: the message says which --workers resumes it
     with pytest.raises(ConfigError, match=r"\{'threads': \(None, 1\)\}\. Use the same settings \(compare, sweep "
-                       r"and reproduce .*: resume with the same --workers\) or another --out\."):
+                       r"and reproduce .*: resume with the same `workers`\) or another `out`\."):
         train.run("simple-fc", TORCH, train.TrainConfig(**SHORT, threads=1), tmp_path, mnist_path,
                   progress=False, resume=True)
 
@@ -253,7 +253,7 @@ def test_cli_train_evaluate_and_resume(mnist_path, tmp_path, capsys):
 
 def test_cli_bad_values(capsys):
     assert main(["train", "mlp", "--backend", "torch", "--lr", "-1"]) == 2
-    assert "Invalid value for `lr`" in capsys.readouterr().err
+    assert "Invalid value for --lr" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "mlp", "--backend", "torch", "--optimizer", "lbfgs"])
     assert "invalid choice: 'lbfgs'" in capsys.readouterr().err
@@ -262,8 +262,8 @@ def test_cli_bad_values(capsys):
 def test_a_run_in_the_way_is_refused_not_overwritten(mnist_path, tmp_path):
     cfg = train.TrainConfig(epochs=1, train_limit=128, val_size=0, test_limit=100, batch_size=64)
     first = train.run("simple-fc", TORCH, cfg, tmp_path, mnist_path, progress=False)
-    with pytest.raises(ConfigError, match="already holds a finished run. Resume it with --resume, replace it "
-                                          "with --overwrite"):
+    with pytest.raises(ConfigError, match="already holds a finished run. Resume it with `resume=True`, replace it "
+                                          "with `overwrite=True`"):
         train.run("simple-fc", TORCH, cfg, tmp_path, mnist_path, progress=False)
     assert train.RunResult.from_json((tmp_path / "result.json").read_text()) == first
     again = train.run("simple-fc", TORCH, replace(cfg, seed=1), tmp_path, mnist_path, progress=False,
