@@ -368,14 +368,9 @@ def _run_ray(todo: list[Job], data_dir, address: str | None):
         raise
 
 
-def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = True,
-             progress: bool = True, executor: str = "local", address: str | None = None) -> dict:
-    """JobKey -> RunResult, or RunError for a run that failed. ``executor``: 'local'
-    (worker processes reused by a slot's consecutive runs of one backend), 'fresh' (a new
-    process per run) or 'ray' (each job a Ray task; ``address``: an existing cluster,
-    default a local instance)."""
-    from tqdm.auto import tqdm
-
+def check_execution(workers: int, executor: str, address: str | None) -> None:
+    """run_jobs' execution settings: a worker count >= 1, a known executor, and an
+    address only for Ray (a caller may check them before it writes anything)."""
     from .errors import ConfigError
 
     if executor not in EXECUTORS:
@@ -385,6 +380,17 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
                           f"to `executor={executor!r}`. Leave it out, or choose `executor='ray'`.")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"Invalid value for `workers`. Expected an integer >= 1. Received workers={workers!r}.")
+
+
+def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = True,
+             progress: bool = True, executor: str = "local", address: str | None = None) -> dict:
+    """JobKey -> RunResult, or RunError for a run that failed. ``executor``: 'local'
+    (worker processes reused by a slot's consecutive runs of one backend), 'fresh' (a new
+    process per run) or 'ray' (each job a Ray task; ``address``: an existing cluster,
+    default a local instance)."""
+    from tqdm.auto import tqdm
+
+    check_execution(workers, executor, address)
     results, todo = {}, []
     isolate = isolate or executor == "ray"  # a Ray task runs its job in a process of its own
     for job in jobs:
