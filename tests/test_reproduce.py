@@ -49,6 +49,21 @@ def test_a_study_file_names_only_its_own_settings(report):
     assert {line[0] for f in study.figures for panel in f.panels for line in panel["lines"]} <= set(names)
 
 
+def test_a_study_file_leaves_out_what_takes_its_default(tmp_path):
+    """load_study: the report is the file's name, a field left out its default, and JSON's
+    lists the tuples the settings hold (so a loaded study equals one written in Python)."""
+    f = tmp_path / "042.json"
+    f.write_text(json.dumps({"title": "t", "protocol": "p", "settings": [
+        {"name": "fc", "arch": "simple-fc", "config": {"epochs": 2, "milestones": [1]},
+         "published": [{"what": "test accuracy", "value": 0.9, "metric": "test_acc", "framework": "torch"}]}]}))
+    study = R.load_study(f)
+    assert (study.report, study.sensitivity_epochs, study.figures) == ("042", (), ())
+    setting = study.settings[0]
+    assert setting == R.Setting("fc", "simple-fc", {"epochs": 2, "milestones": (1,)},
+                                (R.Published("test accuracy", 0.9, "test_acc", "torch"),))
+    assert setting.runs == (("native", ("torch", "keras")), ("harmonized", ("torch", "keras"))) and setting.seeds == 3
+
+
 def test_published_numbers_are_the_reports():
     """A few anchors from ../shared/seeds/README.md, so a typo in the table fails."""
     values = {(s.report, p.what): p.value for s in R.STUDIES.values() for st in s.settings for p in st.published}
