@@ -622,7 +622,9 @@ def os_error(e: OSError) -> str:
     # an atomic write's temporary file (mnistcnn._io: .NAME.XXXXXXXX.tmp) stands for NAME
     paths = " -> ".join(re.sub(r"\.([^/]+)\.\w+\.tmp$", r"\1", str(p)) for p in (e.filename, e.filename2)
                         if p is not None)
-    return f"{paths}: {fix}." if paths else f"{fix} ({e.strerror or e})."
+    if paths:
+        return f"{paths}: {fix}."
+    return f"{fix} ({e.strerror or e})." if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else f"{e}."
 
 
 def _report_bug(args, e) -> None:

@@ -1,5 +1,6 @@
 """The command line: the README's commands and clear errors for bad flags."""
 import json
+import os
 import subprocess
 import sys
 
@@ -220,3 +221,15 @@ def test_an_operating_system_error_names_the_path_and_the_fix(monkeypatch, capsy
     assert cli.main(["zoo"]) == 2
     assert capsys.readouterr().err == f"mnistcnn: error: {tmp_path / 'out.json'}: the disk is full: free some " \
                                       "space, or write elsewhere.\n"
+
+
+def test_a_full_disk_names_the_file_asked_for(monkeypatch, capsys, tmp_path):
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(["results-doc", "--out", str(tmp_path / "results.md")]) == 2
+    assert f"error: {tmp_path / 'results.md'}: the disk is full" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
