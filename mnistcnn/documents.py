@@ -22,7 +22,9 @@ TITLES = {"torch": "PyTorch", "keras": "Keras (TensorFlow)", "jax": "Keras (JAX)
 
 def frameworks(backends) -> str:
     """'PyTorch vs Keras' for the reports' two; every framework named beyond them."""
-    return "PyTorch vs Keras" if list(backends) == ["torch", "keras"] else " vs ".join(TITLES.get(b, b) for b in backends)
+    if list(backends) == ["torch", "keras"]:
+        return "PyTorch vs Keras"
+    return " vs ".join(TITLES.get(b, b) for b in backends)
 
 
 def _pct(d, key="mean"):
@@ -62,7 +64,8 @@ def compare_markdown(s) -> str:
             f"{g['epoch_time_s']['mean']:.1f} | {g['images_per_s']['mean']:,.0f} |")
     pairs = len({(p["a"], p["b"]) for p in s.paired}) > 1
     lines += ["", "## Paired differences" + ("" if pairs else " (torch − keras)"), "",
-              "| mode | variant |" + (" pair |" if pairs else "") + " n | Δ test acc pp | 95% CI pp | p | Δ test loss | 95% CI |",
+              "| mode | variant |" + (" pair |" if pairs else "")
+              + " n | Δ test acc pp | 95% CI pp | p | Δ test loss | 95% CI |",
               "|---|---|" + ("---|" if pairs else "") + "---:|---:|---|---:|---:|---|"]
     for p in s.paired:
         a, l = p["test_acc"], p["test_loss"]
@@ -99,7 +102,8 @@ def sweep_markdown(s: dict) -> str:
     lines = [f"# Sweep of {s['spec']}", "", f"Command: `{s['command']}`  ",
              f"Date: {s['date']}. Seeds: {s['seeds']}. Base config: epochs {s['config']['epochs']}, "
              f"batch {s['config']['batch_size']}, {s['config']['optimizer']} lr {s['config']['lr']}.", "",
-             "| cell | backend | val acc % per epoch | test acc % | test loss | epoch time s | total time s | gain pp/epoch |",
+             "| cell | backend | val acc % per epoch | test acc % | test loss | epoch time s | total time s "
+             "| gain pp/epoch |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in s["rows"]:
         if not r["runs"]:
@@ -108,8 +112,9 @@ def sweep_markdown(s: dict) -> str:
         sd = r["test_acc"]["sd"]
         acc = f"{r['test_acc']['mean'] * 100:.2f}" + (f" ± {sd * 100:.2f}" if sd is not None else "")
         gain = "–" if r["improvement_pp_per_epoch"] is None else f"{r['improvement_pp_per_epoch']:+.2f}"
-        lines.append(f"| {r['cell']} | {r['backend']} | {' / '.join(f'{v * 100:.2f}' for v in r['val_acc_per_epoch'])} | "
-                     f"{acc} | {r['test_loss']['mean']:.4f} | {r['epoch_time_s']:.1f} | {r['total_time_s']:.1f} | {gain} |")
+        per_epoch = " / ".join(f"{v * 100:.2f}" for v in r["val_acc_per_epoch"])
+        lines.append(f"| {r['cell']} | {r['backend']} | {per_epoch} | {acc} | {r['test_loss']['mean']:.4f} | "
+                     f"{r['epoch_time_s']:.1f} | {r['total_time_s']:.1f} | {gain} |")
     return "\n".join(lines) + "\n"
 
 
@@ -204,7 +209,8 @@ def _compare_section(d: Path, rel: str) -> list:
     s = CompareSummary.from_dict(json.loads((d / "results.json").read_text()))
     lines = [f"## {d.name}: {s.spec}, {frameworks(s.backends)}", "", f"Command: `{s.command}` ({s.date})", ""]
     lines += [f"- **{p['variant']}, {p['mode']}**: {p['verdict']}." for p in s.paired]
-    lines += ["", "| mode | variant | backend | test acc % (mean ± sd) | test loss | images/s |", "|---|---|---|---|---:|---:|"]
+    lines += ["", "| mode | variant | backend | test acc % (mean ± sd) | test loss | images/s |",
+              "|---|---|---|---|---:|---:|"]
     for g in s.groups:
         sd = g["test_acc"]["sd"]
         lines.append(f"| {g['mode']} | {g['variant']} | {g['backend']} | {g['test_acc']['mean'] * 100:.2f}"
@@ -282,7 +288,8 @@ def answer_000(s: dict, target_pp: float = 0.1) -> str:
 
 def _extra_columns(rows) -> list:
     """Cells of backends beyond torch and keras (jax_native, jax_harmonized), where run."""
-    return [f"{b}_{mode}" for b in ("jax",) for mode in ("native", "harmonized") if any(r.get(f"{b}_{mode}") for r in rows)]
+    return [f"{b}_{mode}" for b in ("jax",) for mode in ("native", "harmonized")
+            if any(r.get(f"{b}_{mode}") for r in rows)]
 
 
 def rows_table(rows: list, with_report: bool = False) -> list:
@@ -345,12 +352,14 @@ def study_costs(summaries: list) -> str:
     left = sum(c["left_s"] for c in costs if c["left_s"] is not None) / 3600
     unpriced = sum(c["left"] for c in costs if c["median_s"] is None)
     sequential = [f"report {s['report']}'s further seeds under its precision rule"
-                  for s in summaries if any(st.get("precision") and not _precise(s, st) for st in s.get("settings", []))]
+                  for s in summaries
+                  if any(st.get("precision") and not _precise(s, st) for st in s.get("settings", []))]
     return (f"Training time of the finished runs: {sum(done.values()):.1f} h ("
             + ", ".join(f"report {r}: {h:.1f} h" for r, h in done.items()) + "), on the machines each study's "
             "cost table names. " + (f"The runs still planned would take about {left:.1f} h more at each setting's "
                                     "median finished run" + (", plus" if unpriced else "") if left else
-                                    "Every setting with a finished run has all its runs" + ("; left:" if unpriced else ""))
+                                    "Every setting with a finished run has all its runs"
+                                    + ("; left:" if unpriced else ""))
             + (f" {unpriced} runs of settings with none finished yet" if unpriced else "")
             + (f" ({' and '.join(sequential)} not counted)" if sequential else "") + ".")
 
@@ -374,7 +383,8 @@ def study_markdown(s: dict, image_dir: str = "", published_rows: bool = True) ->
     if ablated:
         lines += ["", "Which native default makes the frameworks differ: the native torch − keras difference with "
                   "one default harmonized at a time (compare's --ablate; a difference that vanishes names the cause):",
-                  "", "| setting | published number | all native | mode | torch − keras then |", "|---|---|---|---|---|"]
+                  "", "| setting | published number | all native | mode | torch − keras then |",
+                  "|---|---|---|---|---|"]
         lines += [f"| {r['setting']} | {r['what']} | {_fmt_diff(r.get('diff_native'), r['metric'])} | {mode} | "
                   f"{_fmt_diff(r[f'diff_{mode}'], r['metric'])} |" for r, mode in ablated]
     costs = [c for c in s.get("costs", []) if c["paired"]]

@@ -19,8 +19,8 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from importlib import resources
 from dataclasses import asdict, astuple, dataclass, replace
+from importlib import resources
 from pathlib import Path
 
 from . import compare, documents, stats, zoo

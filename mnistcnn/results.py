@@ -120,7 +120,7 @@ class CompareSummary:
     sequential: dict | None = None
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CompareSummary":
+    def from_dict(cls, d: dict) -> CompareSummary:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -11,8 +11,8 @@ import pytest
 
 from mnistcnn import compare as C
 from mnistcnn import runner
-from mnistcnn.documents import results_doc
 from mnistcnn.config import TrainConfig
+from mnistcnn.documents import results_doc
 from mnistcnn.errors import ConfigError, SpecError
 from mnistcnn.results import CompareSummary
 
@@ -169,7 +169,8 @@ def test_a_ci_target_adds_seeds_until_the_interval_is_narrow_enough(mnist_path, 
     cfg = TrainConfig(epochs=1, train_limit=128, val_size=0, test_limit=200, batch_size=64)
     s = C.compare("simple-fc", tmp_path / "a", seeds=1, cfg=cfg, bn=False, isolate=False, data_dir=mnist_path,
                   progress=False, plots=False, ci_target_pp=0.1, max_seeds=5)
-    assert s.seeds == 3 and s.sequential["seeds"] == 3 and "every paired 95% CI is within +-0.1 pp" in s.sequential["stopped"]
+    assert s.seeds == 3 and s.sequential["seeds"] == 3
+    assert "every paired 95% CI is within +-0.1 pp" in s.sequential["stopped"]
     assert "Chow and Robbins" in (tmp_path / "a" / "report.md").read_text()
     native = C.compare("simple-fc", tmp_path / "n", seeds=3, cfg=cfg, bn=False, modes=("native",), isolate=False,
                        data_dir=mnist_path, progress=False, plots=False, ci_target_pp=1e-6, max_seeds=4)

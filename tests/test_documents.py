@@ -23,7 +23,8 @@ def test_report_000s_answer_in_one_sentence():
     text = D.answer_000({"rows": [row]})
     d = row["diff_native"]
     assert f"PyTorch {99.145:.2f}% vs TensorFlow {99.09:.2f}%" in text
-    assert f"{d['mean_diff'] * 100:+.2f} pp (95% CI {d['ci_low'] * 100:+.2f} to {d['ci_high'] * 100:+.2f}, 4 seeds)" in text
+    ci = f"{d['ci_low'] * 100:+.2f} to {d['ci_high'] * 100:+.2f}"
+    assert f"{d['mean_diff'] * 100:+.2f} pp (95% CI {ci}, 4 seeds)" in text
     need = max(2, int(__import__("math").ceil((1.96 * d["sd_diff"] * 100 / 0.1) ** 2)))
     assert f"about {need} seeds" in text
     assert "under way" in D.answer_000({"rows": [{**row, "diff_native": None, "diff_harmonized": None}]})

@@ -125,7 +125,8 @@ def test_ledger_reads_the_installed_frameworks(ledger):
     assert ledger["bn_variance"]["torch"].startswith("unbiased") and ledger["bn_variance"]["keras"].startswith("biased")
     assert "before bias correction" in ledger["adam_epsilon"]["keras"]
     assert "after bias correction" in ledger["adam_epsilon"]["torch"]
-    assert ledger["weight_decay"]["torch"].startswith("coupled") and ledger["weight_decay"]["keras"].startswith("decoupled")
+    assert ledger["weight_decay"]["torch"].startswith("coupled")
+    assert ledger["weight_decay"]["keras"].startswith("decoupled")
     assert ledger["same_padding"]["keras"] == "extra pixel at the end (bottom/right)"
     assert ledger["same_padding"]["torch"].startswith("refused")
     assert ledger["avgpool_padding"]["torch"].startswith("padded cells counted")
@@ -169,4 +170,5 @@ def test_cli_parity_and_defaults(mnist_path, capsys):
     assert "Tier 1, forward" in out and "Tier 2, gradients" in out
     assert main(["defaults", "pytorch-examples-net"]) == 0
     out = capsys.readouterr().out
-    assert "BatchNorm running variance [DIFFERS]" in out and "warning: spec 'pytorch-examples-net' ends in log_softmax" in out
+    assert "BatchNorm running variance [DIFFERS]" in out
+    assert "warning: spec 'pytorch-examples-net' ends in log_softmax" in out

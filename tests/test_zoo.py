@@ -2,8 +2,8 @@
 import pytest
 
 from mnistcnn import zoo
-from mnistcnn.spec import variants
 from mnistcnn.errors import SpecError
+from mnistcnn.spec import variants
 
 PUBLISHED_TOTALS = {
     "seed000-cnn": 827_738,
@@ -95,7 +95,8 @@ def test_bottleneck_relu0_is_linear_with_the_same_parameters():
     linear, relu = zoo.get("bottleneck-cnn:relu=0"), zoo.get("bottleneck-cnn")
     assert linear.name == "bottleneck-cnn-relu0"
     assert [type(x).__name__ for x in linear.layers] == [type(x).__name__ for x in relu.layers]
-    assert [getattr(x, "activation", None) for x in linear.layers] != [getattr(x, "activation", None) for x in relu.layers]
+    activations = [[getattr(x, "activation", None) for x in s.layers] for s in (linear, relu)]
+    assert activations[0] != activations[1]
     assert linear.total_params == relu.total_params == 28_540
 
 
