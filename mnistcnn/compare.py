@@ -143,10 +143,10 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
                         "images_per_s": stats.describe([e.images_per_s for r in rs for e in r.epochs]),
                     })
             for a, b in itertools.combinations(backends, 2):  # every pair, paired by seed
-                both = [s for s in _seeds(cfg, seeds) if runs[a][s] and runs[b][s]]
+                both = [(ra, rb) for s in _seeds(cfg, seeds) if (ra := runs[a][s]) and (rb := runs[b][s])]
                 if both:
-                    acc = stats.paired([runs[a][s].test_acc for s in both], [runs[b][s].test_acc for s in both])
-                    loss = stats.paired([runs[a][s].test_loss for s in both], [runs[b][s].test_loss for s in both])
+                    acc = stats.paired([ra.test_acc for ra, _ in both], [rb.test_acc for _, rb in both])
+                    loss = stats.paired([ra.test_loss for ra, _ in both], [rb.test_loss for _, rb in both])
                     summary.paired.append({
                         "mode": mode, "variant": variant, "a": a, "b": b, "test_acc": acc, "test_loss": loss,
                         "verdict": stats.verdict(acc, a, b),
@@ -203,6 +203,7 @@ def parse_grid(items) -> dict:
         if key == "arch":
             grid[key] = values.split(",")
             continue
+        cast: type
         if key in ("hidden", "kernel", "conv_blocks"):
             cast = int
         elif key in variants.SPEC_AXES:
@@ -263,7 +264,7 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
                                 replace(c, seed=seed), out / "runs" / name / backend / f"seed{seed}"))
     with dir_lock(out):  # one writer per sweep directory
         results = run_jobs(jobs, data_dir, workers, isolate, progress, executor, address)
-        by_cell = {}
+        by_cell: dict = {}
         for job in jobs:
             by_cell.setdefault((job.key.variant, job.key.backend), []).append(results[job.key])
         rows = []

@@ -410,7 +410,7 @@ def study_markdown(s: dict, image_dir: str = "", published_rows: bool = True) ->
     lines += ["", "Accuracies in %, mean ± sd over seeds; differences in points with their 95% CI (paired "
               "by seed); PI: the 95% prediction interval of a new run of the report's own framework, "
               "native defaults, from our seeds.", ""]
-    known = {}  # text -> the settings it applies to
+    known: dict = {}  # text -> the settings it applies to
     for r in s["rows"]:
         if r.get("differences"):
             known.setdefault(r["differences"], dict.fromkeys([]))[r["setting"]] = None

@@ -155,7 +155,7 @@ def drift(spec, weights: dict, x: np.ndarray, y: np.ndarray, steps: int = 20,
     for step in range(steps):
         _, w0, logits0 = runs[first][step]
         diffs = {n: max(float(np.abs(w0[n] - runs[b][step][1][n]).max()) for b in others) for n in w0}
-        worst = max(diffs, key=diffs.get)
+        worst = max(diffs, key=lambda n: diffs[n])
         curve.append({"step": step + 1, **{f"loss_{b}": runs[b][step][0] for b in backends},
                       "max_weight_diff": diffs[worst], "worst_weight": worst,
                       "max_weight": max(float(np.abs(w0[n]).max()) for n in w0),

@@ -89,7 +89,7 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
     """The comparison's figures, one PNG each, the headline (forest.png) first; returns
     their file names. Curves: the mean over seeds with the seeds' min-max as a band."""
     mode = "harmonized" if "harmonized" in summary.modes else summary.modes[0]
-    by = {}  # (mode, variant, backend): its finished runs
+    by: dict = {}  # (mode, variant, backend): its finished runs
     for job in jobs:
         r = results[job.key]
         if not isinstance(r, RunError):

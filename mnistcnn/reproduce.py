@@ -126,14 +126,14 @@ STUDIES = {f.name.removesuffix(".json"): load_study(f) for f in
            if f.name.endswith(".json")}
 
 #: smoke size: every setting's protocol on 64 images for at most 2 epochs
-SMOKE = dict(train_limit=64, test_limit=100)
+SMOKE: dict = dict(train_limit=64, test_limit=100)
 SMOKE_EPOCHS = 2
 
 
 def _value(r, metric: str, epoch: int | None):
     """The quantity ``metric`` of run ``r`` at the end of 1-based ``epoch`` (None: the end)."""
     last = epoch is None or epoch >= len(r.epochs)
-    e = r.epochs[-1 if last else epoch - 1]
+    e = r.epochs[-1] if last or epoch is None else r.epochs[epoch - 1]
     if metric == "test_acc":
         return r.test_acc if last else e.test_acc
     if metric == "test_loss":
@@ -165,7 +165,7 @@ def _runs(setting_dir: Path, setting: Setting, cfg: TrainConfig) -> dict:
 
 def _group_values(runs: dict, published: Published, variant: str) -> dict:
     """{(mode, backend): [value per seed, None where the run is missing]}."""
-    out = {}
+    out: dict = {}
     for (mode, v, backend, _), r in runs.items():  # seeds in order
         if v == variant:
             out.setdefault((mode, backend), []).append(
@@ -174,7 +174,7 @@ def _group_values(runs: dict, published: Published, variant: str) -> dict:
 
 
 def _row(study: Study, setting: Setting, p: Published | None, values: dict, what: str) -> dict:
-    row = {"report": study.report, "setting": setting.name, "what": what, "differences": setting.differences,
+    row: dict = {"report": study.report, "setting": setting.name, "what": what, "differences": setting.differences,
            "published": None if p is None else p.value, "framework": None if p is None else p.framework,
            "metric": "test_acc" if p is None else p.metric}
     for (mode, backend), vs in values.items():
@@ -293,7 +293,8 @@ def _rows(study: Study, setting: Setting, runs: dict) -> list:
 def _spent(name: str, runs: dict) -> dict:
     """What the setting's runs cost here: per backend, runs planned and the training seconds
     of each finished one, and the machines they ran on."""
-    backends, machines = {}, set()
+    backends: dict = {}
+    machines = set()
     for (_, _, backend, _), r in runs.items():
         d = backends.setdefault(backend, {"planned": 0, "seconds": []})
         d["planned"] += 1
