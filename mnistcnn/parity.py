@@ -17,8 +17,12 @@ import numpy as np
 
 from . import reference
 from . import weights as W
+from .backends import BACKENDS as KNOWN
 from .backends import PAIR, call, get_backend
+from .config import TrainConfig
+from .errors import ConfigError
 from .spec import variants
+from .train import epoch_order
 
 #: float32 frameworks against each other and against a float64 reference:
 #: tolerance = ATOL + RTOL * (largest |value| of that layer or gradient)
@@ -86,8 +90,6 @@ def _gradients(backend, spec, weights, x, y, dtype):
 
 def _drift_steps(backend, spec, weights, x, y, steps, batch_size, cfg) -> list:
     """(training loss, weights, inference-mode logits on x) after each step."""
-    from .train import epoch_order
-
     b = get_backend(backend)
     trainer = b.Trainer(spec, cfg.optimizer_for(backend), cfg.seed, weights)
     trainer.set_data(x, y)
@@ -146,8 +148,6 @@ def drift(spec, weights: dict, x: np.ndarray, y: np.ndarray, steps: int = 20,
           batch_size: int = 64, cfg=None, backends=BACKENDS) -> dict:
     """Tier 3: the same ``steps`` optimizer steps in every backend (harmonized); the
     differences are each backend's against the first."""
-    from .train import TrainConfig
-
     cfg = cfg or TrainConfig()
     runs = {b: call(b, _drift_steps, b, spec, weights, x, y, steps, batch_size, cfg) for b in backends}
     first, others = backends[0], backends[1:]
@@ -173,9 +173,6 @@ def run(spec, x: np.ndarray, y: np.ndarray, tiers=(1, 2, 3), steps: int = 20, se
         backends=BACKENDS) -> dict:
     """All asked tiers on the comparison spec (no dropout; softmax head kept for tier 1),
     for two or more ``backends``."""
-    from .backends import BACKENDS as KNOWN
-    from .errors import ConfigError
-
     backends = tuple(backends)
     if len(backends) < 2 or not set(backends) <= set(KNOWN):
         raise ConfigError(f"Parity compares two or more backends of {', '.join(KNOWN)}; received "

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .config import Optimizer
+from .errors import ConfigError
 
 
 @dataclass
@@ -52,8 +53,6 @@ class RunResult:
     def read(cls, path) -> RunResult:
         """The run in ``path`` (a result.json); a damaged file (truncated, another file's
         content, unreadable) is one error naming it and the fix."""
-        from .errors import ConfigError
-
         try:
             return cls.from_json(Path(path).read_text())
         except OSError as e:
