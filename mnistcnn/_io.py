@@ -67,10 +67,13 @@ def dir_lock(directory):
     """Hold ``directory/.mnistcnn.lock`` (the holder's PID) while writing into ``directory``:
     a second writer (a rerun racing a leftover process) is refused with the holder's PID;
     a lock whose process is gone (killed, machine restarted) is stale and taken over. A
-    process that already holds the lock may enter it again (nested calls)."""
+    process that already holds the lock may enter it again (nested calls). The
+    directories it creates are removed again if they are still empty when it is released
+    (a command refused before it wrote anything leaves nothing behind)."""
     from .errors import ConfigError
 
     path = Path(directory) / LOCK_NAME
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = path.parent / f".write-check.{os.getpid()}"
@@ -104,6 +107,11 @@ def dir_lock(directory):
             yield path
         finally:
             path.unlink(missing_ok=True)
+            for d in created:
+                try:
+                    d.rmdir()  # only an empty directory goes
+                except OSError:
+                    break
         return
     raise ConfigError(f"Cannot take the lock {path}: it keeps reappearing. Delete it if no mnistcnn "
                       "process writes there.")
