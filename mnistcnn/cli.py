@@ -637,10 +637,10 @@ def _report_bug(args, e) -> None:
 
         path = default_dir().parent / "last-error.txt"  # the user's cache, ~/.cache/mnistcnn
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{args.command_line}\n\n{traceback.format_exc()}")
+        path.write_text(f"{args.command_line}\n\n{''.join(traceback.format_exception(e))}")
         where = f"the full traceback is in {path}; --debug shows it here"
     except Exception as unwritable:  # noqa: BLE001 - the handler must not fail in its turn
-        traceback.print_exc()
+        traceback.print_exception(e)
         where = f"the traceback is above: it could not be written to the cache ({unwritable})"
     print(f"mnistcnn: unexpected error: {type(e).__name__}: {e}\n({where})", file=sys.stderr)
 
