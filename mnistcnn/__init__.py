@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from . import zoo
 from .errors import (
-    BackendUnavailableError, ConfigError, DataError, MnistCnnError, SpecError, TrainingDiverged,
+    BackendUnavailableError,
+    ConfigError,
+    DataError,
+    MnistCnnError,
+    SpecError,
+    TrainingDiverged,
 )
 from .spec import LAYER_KINDS, ModelSpec
 from .spec.layers import *  # noqa: F403 (every layer kind, listed in __all__ from LAYER_KINDS)
@@ -42,5 +47,6 @@ def build(spec, backend: str = "torch"):
 
 __all__ = [
     "BackendUnavailableError", "ConfigError", "DataError", "MnistCnnError", "ModelSpec", "SpecError",
-    "TrainingDiverged", "build", "from_keras", "from_torch", "from_torchscript", "zoo", *LAYER_KINDS,
+    "TrainingDiverged", "build", "from_keras", "from_torch", "from_torchscript", "zoo",  # noqa: F405 (lazy: __getattr__)
+    *LAYER_KINDS,
 ]

@@ -351,7 +351,7 @@ def _torchscript_steps(scripted) -> list:
             args = [values.get(i, _ScriptValue(i)) for i in ins]
             steps.append(_Step(_ScriptNode(outs[0], args, target=target), None, target, args=args, kwargs={}))
     # rewire: a step's tensor args become the previous steps' nodes
-    by_value = {}
+    by_value: dict = {}
 
     def wire(a):
         if isinstance(a, list):

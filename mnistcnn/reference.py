@@ -5,6 +5,8 @@ Layout is the spec's: (N, C, H, W) maps, (N, F) vectors, Flatten in (C, H, W) or
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import special
 
@@ -76,7 +78,7 @@ def _with_activation(h, layer):
 
 #: One numpy forward per layer kind: (layer, row, x, weights by kind) -> output. A test
 #: asserts it covers spec.LAYER_KINDS; forward() refuses a kind missing here by name.
-FORWARD = {
+FORWARD: dict[type, Callable] = {
     S.Conv2D: lambda layer, row, h, w: _with_activation(
         conv2d(h, w["kernel"], w.get("bias"), layer.stride, layer.pads(row.input_shape)), layer),
     S.Dense: lambda layer, row, h, w: _with_activation(

@@ -29,7 +29,7 @@ def shapes(spec) -> dict[str, tuple]:
 
 def by_row(spec, weights: dict) -> dict[str, dict]:
     """{row name: {kind: array}} of the rows that hold weights, in spec order."""
-    out = {}
+    out: dict[str, dict] = {}
     for name, value in weights.items():
         row, kind = name.split(".")
         out.setdefault(row, {})[kind] = value
@@ -46,7 +46,7 @@ def initial(spec, seed: int, init: str = "glorot_uniform") -> dict[str, np.ndarr
     if init not in INITS:
         raise SpecError(f"Unknown init {init!r}. Valid: {', '.join(INITS)}.")
     rng = np.random.default_rng(seed)
-    weights = {}
+    weights: dict[str, np.ndarray] = {}
     for name, shape in shapes(spec).items():
         kind = name.rsplit(".", 1)[1]
         if kind == "kernel":
@@ -81,10 +81,10 @@ def check(spec, weights: dict) -> None:
     not_float = [f"{n} ({np.asarray(w).dtype})" for n, w in weights.items() if np.asarray(w).dtype.kind != "f"]
     not_finite = [n for n, w in weights.items() if np.asarray(w).dtype.kind == "f" and not np.isfinite(w).all()]
     if not_float or not_finite:
-        raise SpecError(f"Weights of spec '{spec.name}' must be finite floats: "
-                        + "; ".join(filter(None, [not_float and f"not floats: {', '.join(not_float)}",
-                                                  not_finite and f"NaN or inf in: {', '.join(not_finite)}"]))
-                        + ". The checkpoint is damaged or was saved from a diverged model.")
+        found = [f"not floats: {', '.join(not_float)}"] * bool(not_float) + \
+            [f"NaN or inf in: {', '.join(not_finite)}"] * bool(not_finite)
+        raise SpecError(f"Weights of spec '{spec.name}' must be finite floats: {'; '.join(found)}. The checkpoint "
+                        "is damaged or was saved from a diverged model.")
 
 
 def save(path, spec, weights: dict, meta: dict | None = None) -> Path:

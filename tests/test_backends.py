@@ -107,7 +107,8 @@ def test_native_defaults_match_the_installed_frameworks():
     bn = sig(keras.layers.BatchNormalization)
     assert (bn["momentum"].default, bn["epsilon"].default) == (k.NATIVE_BATCHNORM.momentum, k.NATIVE_BATCHNORM.epsilon)
     tbn = sig(torch.nn.BatchNorm2d)
-    assert (1 - tbn["momentum"].default, tbn["eps"].default) == (t.NATIVE_BATCHNORM.momentum, t.NATIVE_BATCHNORM.epsilon)
+    assert (1 - tbn["momentum"].default, tbn["eps"].default) == (
+        t.NATIVE_BATCHNORM.momentum, t.NATIVE_BATCHNORM.epsilon)
 
 
 @pytest.mark.parametrize("name", zoo.names())

@@ -48,7 +48,8 @@ def _in_jax_protocol_problems() -> list:
         problems.append("KINDS")
     import keras
 
-    return problems + [f"{type(b).__name__} is loaded on {keras.backend.backend()}"] * (keras.backend.backend() != "jax")
+    loaded = keras.backend.backend()
+    return problems + [f"{type(b).__name__} is loaded on {loaded}"] * (loaded != "jax")
 
 
 def _in_jax_zoo_problems() -> list:
@@ -267,7 +268,8 @@ def test_compare_three_backends_pairs_every_two(mnist_path, tmp_path):
     accs = {g["backend"]: g["test_acc"]["mean"] for g in s.groups}
     assert accs["torch"] == pytest.approx(accs[JAX], abs=0.01)  # harmonized: the same runs, but for rounding
     report = (tmp_path / "c" / "report.md").read_text()
-    assert "| keras − jax |" in report and report.startswith("# simple-fc: PyTorch vs Keras (TensorFlow) vs Keras (JAX)")
+    assert "| keras − jax |" in report
+    assert report.startswith("# simple-fc: PyTorch vs Keras (TensorFlow) vs Keras (JAX)")
 
 
 @pytest.mark.slow

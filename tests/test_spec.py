@@ -70,11 +70,13 @@ def test_dense_infers_its_input_width():
 # (layers, input shape, expected message fragment): one row per bad spec
 BAD_SPECS = [
     ([S.Conv2D(8, 5, padding="valid"), S.MaxPool2D(2), S.MaxPool2D(2), S.MaxPool2D(2), S.Conv2D(8, 5)],
-     (1, 28, 28), "Layer 4 (Conv2D) of spec 'bad': input is 3x3 but kernel_size=5x5 (padding='valid') needs at least 5x5"),
+     (1, 28, 28),
+     "Layer 4 (Conv2D) of spec 'bad': input is 3x3 but kernel_size=5x5 (padding='valid') needs at least 5x5"),
     ([S.Conv2D(8, 5)], (1, 4, 4), "Layer 0 (Conv2D) of spec 'bad': input is 4x4 but kernel_size=5x5"),
     ([S.MaxPool2D(8)], (1, 4, 4), "Layer 0 (MaxPool2D) of spec 'bad': input is 4x4 but pool_size=8x8"),
     ([S.Conv2D(8, 3), S.Dense(10)], (1, 28, 28),
-     "Layer 1 (Dense) of spec 'bad': Dense needs a flat input but receives a 8x26x26 map (C x H x W); add Flatten() before it"),
+     "Layer 1 (Dense) of spec 'bad': Dense needs a flat input but receives a 8x26x26 map (C x H x W); "
+     "add Flatten() before it"),
     ([S.Flatten(), S.Conv2D(4, 3)], (1, 28, 28), "Layer 1 (Conv2D) of spec 'bad': Conv2D needs a feature map"),
     ([S.Flatten(), S.SpatialDropout2D(0.1)], (1, 28, 28), "Layer 1 (SpatialDropout2D)"),
     (["relu"], (1, 28, 28), "Layer 0 of spec 'bad' is 'relu', not a layer"),
@@ -91,7 +93,8 @@ def test_bad_spec_names_layer_and_shape(layers, inp, message):
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda: S.Dense(0), "Invalid value for argument `units` of Dense. Expected a strictly positive integer. Received units=0."),
+    (lambda: S.Dense(0),
+     "Invalid value for argument `units` of Dense. Expected a strictly positive integer. Received units=0."),
     (lambda: S.Conv2D(-1), "Received filters=-1"),
     (lambda: S.Conv2D(8, 0), "`kernel_size` of Conv2D"),
     (lambda: S.Conv2D(8, 3, padding="full"), "Received padding='full'"),

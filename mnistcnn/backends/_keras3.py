@@ -233,7 +233,7 @@ def _read_activation(layer, in_shape) -> list:
         slope = float(c.get("negative_slope") or 0.0)
         return [L.Activation("leaky_relu", negative_slope=slope) if slope else L.Activation("relu")]
     if kind == "LeakyReLU":
-        return [L.Activation("leaky_relu", negative_slope=float(c.get("negative_slope", c.get("alpha"))))]
+        return [L.Activation("leaky_relu", negative_slope=float(c.get("negative_slope", c.get("alpha"))))]  # type: ignore[arg-type]
     if kind == "ELU":
         return [L.Activation("elu", alpha=float(c.get("alpha", 1.0)))]
     if kind == "Softmax":
@@ -319,7 +319,8 @@ def _flat_orders(spec) -> dict:
     """For each row, the order of its flat input features in Keras relative to the
     neutral (C, H, W) flatten order: keras position k holds neutral feature order[k].
     None where nothing is permuted. Key None: the model's output."""
-    orders, order = {}, None
+    orders: dict = {}
+    order = None
     for r in spec.rows:
         orders[r.name] = order
         if r.layer.flattens and len(r.input_shape) == 3:

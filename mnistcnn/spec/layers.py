@@ -25,16 +25,15 @@ ModelSpec adds which layer of which spec it was.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
-from typing import ClassVar, Union
-
 from dataclasses import MISSING as _MISSING
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 from ..errors import SpecError
 from .shapes import window_1d
 
 Shape = tuple  # (C, H, W) or (F,)
-Padding = Union[str, int, tuple]
+Padding = str | int | tuple
 
 #: Activation names a Conv2D/Dense may carry inline (no parameters of their own).
 INLINE_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "gelu")
@@ -104,7 +103,7 @@ def _fmt(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def _need_map(layer: "Layer", in_shape: Shape) -> tuple[int, int, int]:
+def _need_map(layer: Layer, in_shape: Shape) -> tuple[int, int, int]:
     if len(in_shape) != 3:
         raise SpecError(
             f"{type(layer).__name__} needs a feature map (C, H, W) but receives a flat "
@@ -190,8 +189,8 @@ class Layer(metaclass=_LayerType):
         return 0
 
     def to_dict(self) -> dict:
-        d = {"kind": type(self).__name__}
-        for f in fields(self):
+        d: dict = {"kind": type(self).__name__}
+        for f in fields(self):  # type: ignore[arg-type]  # every kind is a dataclass
             v = getattr(self, f.name)
             d[f.name] = list(v) if isinstance(v, tuple) else v
         return d
@@ -238,7 +237,7 @@ class Conv2D(Layer):
 
     @property
     def window(self) -> tuple[int, int]:
-        return self.kernel_size
+        return self.kernel_size  # type: ignore[return-value]  # a pair after __post_init__
 
     def output_shape(self, in_shape):
         return (self.filters,) + _window(self, in_shape)[0]
@@ -293,7 +292,7 @@ class _Pool(Layer):
 
     @property
     def window(self) -> tuple[int, int]:
-        return self.pool_size
+        return self.pool_size  # type: ignore[return-value]  # a pair after __post_init__
 
     def pads(self, in_shape):
         return _window(self, in_shape)[1]
@@ -342,7 +341,7 @@ class BatchNorm(Layer):
             raise _invalid("BatchNorm", "epsilon", "a strictly positive number", self.epsilon)
 
     @classmethod
-    def preset(cls, framework: str) -> "BatchNorm":
+    def preset(cls, framework: str) -> BatchNorm:
         if framework not in BN_PRESETS:
             raise _invalid("BatchNorm.preset", "framework", f"one of {list(BN_PRESETS)}", framework)
         return cls(**BN_PRESETS[framework])

@@ -5,6 +5,7 @@ here; the backends are checked against these numbers, never the other way round.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import SpecError
@@ -39,7 +40,7 @@ class LayerInfo:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    layers: tuple
+    layers: Sequence[Layer]  # kept as a tuple
     input_shape: tuple = (1, 28, 28)
     rows: tuple = field(init=False, repr=False, compare=False)
 

@@ -52,7 +52,7 @@ def from_dict(data: dict) -> ModelSpec:
             layers.append(LAYER_KINDS[kind](**d))
         except (TypeError, SpecError) as e:
             raise SpecError(f"Layer {i} ({kind}) of spec '{data.get('name')}': {e}") from None
-    return ModelSpec(data.get("name"), layers, tuple(data.get("input_shape", (1, 28, 28))))
+    return ModelSpec(data.get("name"), layers, tuple(data.get("input_shape", (1, 28, 28))))  # type: ignore[arg-type]
 
 
 def to_json(spec: ModelSpec, indent: int = 2) -> str:

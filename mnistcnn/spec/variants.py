@@ -3,7 +3,9 @@ another activation, pooling, hidden width, kernel size or number of conv blocks.
 Each returns a new ModelSpec (validated as usual); names record the change."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from ..errors import SpecError
 from . import layers as S
@@ -145,7 +147,7 @@ def conv_blocks(spec, n: int) -> ModelSpec:
 
 
 #: sweep axis -> function(spec, value). Other axes are TrainConfig fields.
-SPEC_AXES = {
+SPEC_AXES: dict[str, Callable[[ModelSpec, Any], ModelSpec]] = {
     "activation": set_activation,
     "pooling": set_pooling,
     "hidden": set_hidden,
