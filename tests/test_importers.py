@@ -312,12 +312,12 @@ def test_view_by_batch_size_and_a_state_dict_with_its_class(tmp_path, capsys):
 
 
 def test_the_readme_examples_run():
-    """The README's "Compare your own model" section, as written there."""
+    """The README's "Your own model" section, as written there."""
     import re
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Compare your own model", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("### Your own model", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert len(blocks) == 2
     for block in blocks:
