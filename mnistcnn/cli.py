@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import os
 import re
 import shlex
 import sys
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from .backends import BACKENDS, PAIR
 from .errors import MnistCnnError
@@ -324,9 +326,11 @@ def cmd_sweep(args) -> int:
 def _reproduce_args(p):
     p.add_argument("report", choices=["000", "001", "002", "003", "004", "all"],
                    help="the reference report (see ../shared/seeds or docs/results.md), or all")
-    p.add_argument("--out", type=_path, default="reports/reproduce", help="parent directory (default reports/reproduce)")
+    p.add_argument("--out", type=_path, default="reports/reproduce",
+                   help="parent directory (default reports/reproduce)")
     p.add_argument("--seeds", type=int, help="seeds per setting (default: each study's own, 2 or 3)")
-    p.add_argument("--workers", type=int, default=1, help="runs at a time, each worker a process of its own (default 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs at a time, each worker a process of its own (default 1)")
     p.add_argument("--smoke", action="store_true", help="a few hundred images, one seed, in this process: "
                                                          "checks the machinery, gives no results")
     _add_backends_arg(p, "the frameworks of the study's two-framework runs (torch,keras,jax adds Keras on JAX)")
@@ -380,7 +384,8 @@ def _parity_args(p):
     p.add_argument("--json", type=_path, help="also write the full result as JSON here")
 
 
-@command("parity", _parity_args, help="do the backends (default torch and keras) and a numpy reference compute the same thing?",
+@command("parity", _parity_args,
+         help="do the backends (default torch and keras) and a numpy reference compute the same thing?",
          description="Tier 1: per-layer forward outputs; tier 2: loss and gradients; "
                      "tier 3: weight drift over optimizer steps. Exit status 1 if tier 1 or 2 "
                      "exceeds its tolerance.")
@@ -530,7 +535,8 @@ def cmd_tensorboard(args) -> int:
 def _evaluate_args(p):
     from .config import CHOICES
 
-    p.add_argument("checkpoint", type=_path, help="a neutral checkpoint (e.g. runs/x/checkpoint/weights.npz), or a .keras or "
+    p.add_argument("checkpoint", type=_path,
+                   help="a neutral checkpoint (e.g. runs/x/checkpoint/weights.npz), or a .keras or "
                                       "TorchScript model file")
     _add_backend_arg(p, "the framework to evaluate in; both (torch and keras) or all (also jax) give one line "
                         "per framework (default both)")
@@ -585,11 +591,19 @@ def in_flags(error, flags: dict) -> str:
         flag = flags.get(ARGUMENT_FLAGS.get(name, name))
         if flag is None:
             continue
-        text = re.sub(rf"`{name}(?:=([^`]*))?`",
-                      lambda m: flag if m[1] in (None, "True") else f"{flag} {_flag_value(m[1])}", text)
-        text = re.sub(rf"(?<![\w`.-]){name}=(\([^)]*\)|\[[^\]]*\])?",
-                      lambda m: f"{flag} {_flag_value(m[1] or '')}", text)
+        text = re.sub(rf"`{name}(?:=([^`]*))?`", functools.partial(_flag_with_value, flag), text)
+        text = re.sub(rf"(?<![\w`.-]){name}=(\([^)]*\)|\[[^\]]*\])?", functools.partial(_flag_received, flag), text)
     return text
+
+
+def _flag_with_value(flag: str, match: re.Match) -> str:
+    """`name` or `name=True` -> the flag; `name=value` -> the flag and the value."""
+    return flag if match[1] in (None, "True") else f"{flag} {_flag_value(match[1])}"
+
+
+def _flag_received(flag: str, match: re.Match) -> str:
+    """A value received, bare: lr=0.1 -> --lr 0.1 (a tuple or a list as the flag's words)."""
+    return f"{flag} {_flag_value(match[1] or '')}"
 
 
 def _flag_value(text: str) -> str:
@@ -618,7 +632,7 @@ OS_FIXES = {
 def os_error(e: OSError) -> str:
     """An operating-system error on a path the user named (or the place a command writes
     to), as one line: the path, what is wrong and what to do."""
-    fix = OS_FIXES.get(e.errno, e.strerror or str(e))
+    fix = OS_FIXES.get(e.errno or 0, e.strerror or str(e))
     # an atomic write's temporary file (mnistcnn._io: .NAME.XXXXXXXX.tmp) stands for NAME
     paths = " -> ".join(re.sub(r"\.([^/]+)\.\w+\.tmp$", r"\1", str(p)) for p in (e.filename, e.filename2)
                         if p is not None)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from . import spec as S
-from . import weights as W
 from .errors import ConfigError, SpecError
 from .spec import variants
 
@@ -184,8 +183,8 @@ def _validate(obj) -> None:
         check, expected = RANGES.get(f.name, (lambda v: True, None))
         if f.name in CHOICES:
             choices = CHOICES[f.name]
-            check, expected = ((lambda v: set(v) <= set(choices), f"a tuple of items of {list(choices)}")
-                               if isinstance(kind, tuple) else (lambda v: v in choices, f"one of {list(choices)}"))
+            check, expected = ((lambda v, c=choices: set(v) <= set(c), f"a tuple of items of {list(choices)}")
+                               if isinstance(kind, tuple) else (lambda v, c=choices: v in c, f"one of {list(choices)}"))
         if expected is None:
             expected = {int: "an integer", float: "a finite number", bool: "True or False", str: "a text"}[kind]
         if isinstance(value, float) and not math.isfinite(value):  # inf/NaN would train to NaN

@@ -15,7 +15,6 @@ Run: MNISTCNN_DATA_DIR=/path/to/mnist .venv/bin/python tests/probe_boundaries.py
 """
 import contextlib
 import io
-import json
 import os
 import subprocess
 import sys
@@ -74,7 +73,8 @@ def cli_cases():
             for command in (TRAIN, COMPARE + ["--out", "{tmp}/c"]) if f == flags[0] else (TRAIN,):
                 bad(f"{command[0]}-{opt[1]}{''.join(f)}", command + opt + f, f[0])
     bad("nesterov-without-momentum", TRAIN + SGD + ["--nesterov"], "--nesterov", "--momentum")
-    for sched, flags in ((["--schedule", "constant"], [["--milestones", "2"], ["--step-size", "2"], ["--gamma", "0.5"]]),
+    constant = ["--schedule", "constant"]
+    for sched, flags in ((constant, [["--milestones", "2"], ["--step-size", "2"], ["--gamma", "0.5"]]),
                          ([], [["--milestones", "2"], ["--gamma", "0.5"]]),
                          (STEP, [["--milestones", "2"]]), (MULTI, [["--step-size", "2"]])):
         for f in flags:
@@ -226,7 +226,8 @@ def sub_cases():
         ("full disk: parity --json", f"ulimit -f 1; {m} parity simple-fc --tiers 1 --images 2 "
                                      f"--json {{tmp}}/p.json", "bad", ["p.json"]),
         ("XDG_CACHE_HOME a file, a bug", f"XDG_CACHE_HOME={{a_file}} {sys.executable} -c 'import mnistcnn.zoo as z; "
-                                         "z.names = lambda: 1 / 0; from mnistcnn.cli import main; raise SystemExit(main([\"zoo\"]))'",
+                                         "z.names = lambda: 1 / 0; from mnistcnn.cli import main; "
+                                         "raise SystemExit(main([\"zoo\"]))'",
          "bug", ["unexpected error"]),
         ("XDG_CACHE_HOME a file, no data", f"XDG_CACHE_HOME={{a_file}} MNISTCNN_DATA_DIR= {m} parity simple-fc "
                                            f"--tiers 1 --images 2", "bad", ["a-file"]),
