@@ -12,7 +12,7 @@ ifdef MNISTCNN_DATA_DIR
 export MNISTCNN_DATA_DIR
 endif
 
-.PHONY: setup main summary test results bench processes clean
+.PHONY: setup main summary test lint results bench processes clean
 
 setup: $(VENV)/.installed
 
@@ -57,6 +57,11 @@ processes: setup
 
 test: setup
 	$(PY) -m pytest
+
+# lint (ruff) and types (mypy), configured in pyproject.toml
+lint: setup
+	$(VENV)/bin/ruff check mnistcnn tests
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache

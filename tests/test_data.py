@@ -204,7 +204,8 @@ def test_labels_out_of_range(tmp_path, monkeypatch):
 def test_missing_file_without_download(tiny):
     src, _ = tiny
     (src / "t10k-images-idx3-ubyte.gz").unlink()
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz is missing \(downloading is off\). Fix: copy the genuine file \(md5 "):
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz is missing \(downloading is off\). "
+                                        r"Fix: copy the genuine file \(md5 "):
         data.load("tiny", src, download=False)
 
 

@@ -32,7 +32,8 @@ def test_good_device_spellings_pass_the_config(device):
     assert train.TrainConfig(device=device).device == device
 
 
-@pytest.mark.parametrize("backend", ["torch", "keras", pytest.param("jax", marks=pytest.mark.slow)])  # jax: a child process
+# jax: a child process
+@pytest.mark.parametrize("backend", ["torch", "keras", pytest.param("jax", marks=pytest.mark.slow)])
 def test_auto_takes_a_gpu_only_when_the_framework_sees_one(backend):
     device, name = call(backend, _resolve, backend, "auto")
     gpu = call(backend, _sees_gpu, backend)

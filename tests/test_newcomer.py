@@ -9,9 +9,10 @@ import shutil
 import subprocess
 import sys
 import threading
-import pytest
 
+import pytest
 from conftest import REPO
+
 from mnistcnn import data
 
 pytestmark = pytest.mark.slow

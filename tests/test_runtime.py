@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-
 # A child process trains seed000-cnn (torch, batch 128) for a few steps on random
 # images and reports the page faults of its later steps: with glibc's defaults each
 # step maps its large activation buffers afresh and faults them in page by page.
