@@ -4,9 +4,9 @@ adds its threads and flags).
 Allocator: with glibc's defaults, every buffer above the dynamic mmap threshold is a
 fresh mmap that the kernel faults in page by page and returns on free. A training step
 of seed000-cnn at batch 128 allocates about 44 MB of such activation and gradient
-buffers, so each PyTorch step paid thousands of page faults (about 11,800 in
-tests/test_runtime.py, measured with getrusage; 0 after tuning) and trained 1.34x slower
-(docs/performance.md). The Keras loop barely faults either way and is unaffected.
+buffers, so each PyTorch step paid thousands of page faults (tests/test_runtime.py counts
+them with getrusage) and trained measurably slower (docs/performance.md, the allocator
+rows). The Keras loop barely faults either way.
 ``tune_allocator`` keeps those buffers in the heap for reuse: the process keeps up to
 1 GiB of freed memory instead of returning it at once (peak memory barely moves).
 """
