@@ -50,7 +50,8 @@ def files(tmp_path):
 
     spec = zoo.get("simple-fc")
     good = weights.initial(spec, 0)
-    f["nan_weights"] = weights.save(tmp_path / "nan.npz", spec, {**good, "dense_1.kernel": good["dense_1.kernel"] * np.nan})
+    f["nan_weights"] = weights.save(tmp_path / "nan.npz", spec,
+                                    {**good, "dense_1.kernel": good["dense_1.kernel"] * np.nan})
     f["int_weights"] = weights.save(tmp_path / "int.npz", spec, {k: v.astype(np.int32) for k, v in good.items()})
     f["truncated"] = tmp_path / "truncated.npz"
     f["truncated"].write_bytes(f["nospec"].read_bytes()[:40])
