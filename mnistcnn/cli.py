@@ -271,7 +271,12 @@ def _compare_args(p):
     p.add_argument("--native", action="store_true", help="also run with each framework's native defaults")
     p.add_argument("--ablate", action="store_true",
                    help="native runs with one default at a time harmonized, to find the contributors")
-    p.add_argument("--no-bn", action="store_true", help="only the spec as given, no BatchNorm pair")
+    bn = p.add_mutually_exclusive_group()
+    bn.add_argument("--no-bn", action="store_true", help="only the spec as given, no BatchNorm pair (what a "
+                    "model that is not a zoo name gets by default)")
+    bn.add_argument("--bn-pair", action="store_true",
+                    help="train the BatchNorm pair (the model without BatchNorm, and with it after each hidden "
+                         "layer) instead of the model as given (what a zoo name gets by default)")
     p.add_argument("--ci-target", type=float, metavar="PP",
                    help="add seeds (the same to every backend, from --seeds, at least 3) until every paired 95%% CI "
                         "of test accuracy is within +-PP percentage points, or --max-seeds (a fixed-width "
@@ -289,7 +294,12 @@ def cmd_compare(args) -> int:
     from .compare import compare
 
     modes = ["harmonized"] + (["native"] if args.native else [])
-    s = compare(_spec(args), args.out, seeds=args.seeds, cfg=_config(args), bn=not args.no_bn,
+    from .zoo import ZOO
+
+    named = args.model or args.arch_flag  # a zoo name stands for its study's BatchNorm pair; anything else as given
+    zoo_name = bool(named) and not os.path.exists(named) and named.partition(":")[0] in ZOO
+    bn = False if args.no_bn else args.bn_pair or zoo_name
+    s = compare(_spec(args), args.out, seeds=args.seeds, cfg=_config(args), bn=bn,
                 modes=modes, ablate=args.ablate, workers=args.workers, isolate=not args.in_process,
                 backends=args.backends,
                 data_dir=args.data_dir, progress=not args.quiet, command=args.command_line,

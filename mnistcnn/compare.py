@@ -72,7 +72,7 @@ SEQUENTIAL_RULE = (
 
 
 def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=BACKENDS,
-            bn: bool = True, modes=("harmonized",), ablate: bool = False, workers: int = 1,
+            bn: bool | None = None, modes=("harmonized",), ablate: bool = False, workers: int = 1,
             isolate: bool = True, data_dir=None, progress: bool = True,
             command: str = "mnistcnn.compare.compare() from Python", plots: bool = True,
             executor: str = "local", address: str | None = None, ci_target_pp: float | None = None,
@@ -82,7 +82,10 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     training as a Ray task (``address``: an existing cluster). ``ci_target_pp``: add seeds
     (from ``seeds``, at least 3) until every paired 95% CI of test accuracy is no wider than
     +-that many points, or ``max_seeds`` (SEQUENTIAL_RULE). ``variants``: train only these
-    of the BatchNorm pair (e.g. ("no-bn",)), not both."""
+    of the BatchNorm pair (e.g. ("no-bn",)), not both. ``bn``: True trains the BatchNorm pair
+    (the spec without BatchNorm and with it), False the spec as given; None (the default)
+    the pair for a zoo architecture named by its name (the reference studies' protocol),
+    the spec as given otherwise (a user's model or spec file is compared as it is)."""
     if ci_target_pp is not None:
         if not (isinstance(ci_target_pp, (int, float)) and ci_target_pp > 0) or max_seeds < 3:
             raise ConfigError(f"Invalid CI target: expected ci_target_pp > 0 and max_seeds >= 3. Received "
@@ -108,6 +111,8 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
         atomic_write_text(Path(out) / "report.md", documents.compare_markdown(s))
         return s
 
+    if bn is None:  # the zoo's names stand for the reports' BatchNorm pair; a model of the user's as given
+        bn = isinstance(spec, str)
     spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()
     if seeds < 1:
         raise ConfigError(f"Invalid value for `seeds`. Expected an integer >= 1. Received seeds={seeds!r}.")
@@ -126,7 +131,8 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
             batchnorm=(f"the BN variant has {batchnorm_words(BN_VARIANT)}, in every backend under "
                        f"harmonized; under native each framework's own" if "bn" in specs
                    else f"as in the spec ({spec.name} has no layer to put BatchNorm after)" if "as-is" in specs and bn
-                   else "as in the spec"),
+                   else f"the model as given ({spec.name}, {spec.total_params:,} parameters), no BatchNorm "
+                        "variants (bn=True or --bn-pair trains the pair without and with BatchNorm)"),
             params={v: {"trainable": s.trainable_params, "state": s.state_params} for v, s in specs.items()},
             runs=[_run_row(j.key, results[j.key]) for j in jobs])
         ok = {k: r for k, r in results.items() if not isinstance(r, RunError)}
