@@ -212,6 +212,8 @@ def parse_grid(items) -> dict:
         cast: type
         if key in ("hidden", "kernel", "conv_blocks"):
             cast = int
+        if key in grid:
+            raise SpecError(f"Grid axis {key!r} is given twice: give its values once, e.g. {key}=a,b.")
         elif key in variants.SPEC_AXES:
             cast = str
         elif key in _CONFIG_TYPES:
@@ -232,6 +234,26 @@ def _check_axes_apply(spec, grid: dict) -> None:
     be identical runs under different names."""
     for arch in grid.get("arch", [spec]):
         base = zoo.resolve(arch)
+def _check_grid(grid: dict, seeds) -> None:
+    """A grid whose cells are distinct runs: every axis with values, none repeated (0.01 and
+    1e-2 are one cell, which two runs would race for), and the seeds given as seeds."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"Invalid value for `seeds`. Expected an integer >= 1. Received seeds={seeds!r}.")
+    if not isinstance(grid, dict) or not grid:
+        raise ConfigError(f"Invalid value for `grid`. Expected axes and their values, e.g. {{'lr': [0.1, 0.01]}}. "
+                          f"Received grid={grid!r}.")
+    if "seed" in grid:
+        raise ConfigError("`seed` is not a grid axis: each cell trains the seeds `seed`, `seed` + 1, ... "
+                          "(`seeds` of them). Give those instead.", arguments=("seed", "seeds"))
+    for axis, values in grid.items():
+        if isinstance(values, (str, bytes)) or not values:
+            raise ConfigError(f"Grid axis {axis!r} needs a list of values, e.g. {axis}=[a, b]. Received {values!r}.")
+        repeated = [v for i, v in enumerate(values) if v in values[:i]]
+        if repeated:
+            raise ConfigError(f"Grid axis {axis}={','.join(map(str, values))} repeats "
+                              f"{', '.join(map(str, repeated))}: equal values are one cell. Give each value once.")
+
+
         for axis, values in grid.items():
             if axis in variants.SPEC_AXES and len(values) > 1:
                 built = {variants.SPEC_AXES[axis](base, v).layers for v in values}
@@ -261,6 +283,7 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
         s = zoo.resolve(cell.get("arch", spec))
         for axis, fn in variants.SPEC_AXES.items():
             if axis in cell:
+    _check_grid(grid, seeds)
                 s = fn(s, cell[axis])
         c = replace(cfg, **{k: v for k, v in cell.items() if k in _CONFIG_TYPES})
         name = _cell_name(cell).replace("/", "_").replace(":", "_")

@@ -178,3 +178,29 @@ def test_a_ci_target_adds_seeds_until_the_interval_is_narrow_enough(mnist_path, 
     assert native.paired[0]["test_acc"]["n"] == 4
     with pytest.raises(ConfigError, match="Invalid CI target"):
         C.compare("simple-fc", tmp_path / "b", cfg=cfg, ci_target_pp=0, data_dir=mnist_path)
+
+
+@pytest.mark.parametrize("grid, seeds, match", [
+    ({"seed": [1, 2]}, 1, "`seed` is not a grid axis"),
+    ({"lr": [0.01, 1e-2]}, 1, "repeats 0.01: equal values are one cell"),
+    ({"lr": []}, 1, "needs a list of values"),
+    ({}, 1, "Invalid value for `grid`"),
+    ({"lr": [0.01]}, 0, "Invalid value for `seeds`"),
+])
+def test_a_sweep_whose_cells_are_not_distinct_runs_is_refused_before_anything(tmp_path, grid, seeds, match):
+    """Before, seed=1,2 trained seed 0 in both cells, and lr=0.01,1e-2 made two cells race
+    for one directory (one failed on the lock, the sweep still exited 0)."""
+    with pytest.raises(ConfigError, match=match):
+        C.sweep("simple-fc", grid, tmp_path / "s", seeds=seeds, progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_repeated_grid_axis_is_refused_on_the_command_line(tmp_path, capsys):
+    from mnistcnn.cli import main
+
+    assert main(["sweep", "simple-fc", "--grid", "lr=0.1", "--grid", "lr=0.01", "--out", str(tmp_path / "s")]) == 2
+    assert "Grid axis 'lr' is given twice" in capsys.readouterr().err
+    assert main(["sweep", "simple-fc", "--grid", "seed=1,2", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "not a grid axis" in err and "--seeds" in err
+    assert not (tmp_path / "s").exists()
