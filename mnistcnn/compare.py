@@ -33,7 +33,10 @@ def _seeds(cfg: TrainConfig, n: int) -> range:
 
 def plan(spec, out: Path, seeds: int, cfg: TrainConfig, backends, bn: bool, modes, only=None) -> list[Job]:
     """A comparison's runs, each in its directory under ``out``/runs; ``only``: of these
-    variants (e.g. ("no-bn",)), not all."""
+    variants (e.g. ("no-bn",)), not all. The runs come in the order they train: the
+    backends interleaved, seed by seed (torch seed 0, keras seed 0, torch seed 1, ...), so
+    that a machine busier at one time than another slows every framework alike instead of
+    all runs of one."""
     specs = variants.batchnorm_pair(spec, BN_VARIANT) if bn else {"as-is": spec}
     specs = {v: s for v, s in specs.items() if only is None or v in only}
     return [Job(JobKey(mode, variant, backend, seed), s, backend, replace(mode_config(cfg, mode), seed=seed),
@@ -52,6 +55,8 @@ def _run_row(key: JobKey, r) -> dict:
     if isinstance(r, RunError):
         return row | {"error": r.message}
     last = r.epochs[-1]
+    cpu, loads = [e.cpu_s for e in r.epochs], [e.load_avg for e in r.epochs]
+    timed = None not in cpu and sum(cpu) > 0  # result files before the CPU-time record have none
     return row | {
         "test_acc": r.test_acc, "test_loss": r.test_loss, "final_val_acc": last.val_acc,
         "epoch_time_s": sum(e.time_s for e in r.epochs) / len(r.epochs),
@@ -59,6 +64,12 @@ def _run_row(key: JobKey, r) -> dict:
         "images_per_s": sum(e.images_per_s for e in r.epochs) / len(r.epochs),
         "val_acc_per_epoch": [e.val_acc for e in r.epochs],
         "threads": r.environment.get("threads"),
+        # what the timing was taken under: CPU seconds of the run's process, images per CPU
+        # second, the highest 1-minute load average at an epoch's end, the machine's cores
+        "cpu_s": sum(cpu) if timed else None,
+        "images_per_cpu_s": sum(e.images_per_s * e.time_s for e in r.epochs) / sum(cpu) if timed else None,
+        "load_avg": max(loads) if loads and None not in loads else None,
+        "cpu_count": r.environment.get("cpu_count"),
     }
 
 
