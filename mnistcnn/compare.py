@@ -87,7 +87,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
             isolate: bool = True, data_dir=None, progress: bool = True,
             command: str = "mnistcnn.compare.compare() from Python", plots: bool = True,
             executor: str = "local", address: str | None = None, ci_target_pp: float | None = None,
-            max_seeds: int = 30, variants=None) -> CompareSummary:
+            max_seeds: int | None = None, variants=None) -> CompareSummary:
     """Run the comparison and write its report directory. ``command`` is recorded as
     what produced it; ``plots=False`` leaves the figures out; ``executor='ray'`` runs each
     training as a Ray task (``address``: an existing cluster). ``ci_target_pp``: add seeds
@@ -97,9 +97,20 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     (the spec without BatchNorm and with it), False the spec as given; None (the default)
     the pair for a zoo architecture named by its name (the reference studies' protocol),
     the spec as given otherwise (a user's model or spec file is compared as it is)."""
+    _check_seeds(seeds, "seeds")
+    if cfg is not None and (cfg.defaults, cfg.harmonize) != (TrainConfig.defaults, TrainConfig.harmonize):
+        raise ConfigError("A comparison sets each run's defaults mode itself: `defaults` and `harmonize` in "
+                          "`cfg` do not apply. Choose the modes instead (`modes=('native',)`, `ablate=True`).",
+                          arguments=("defaults", "harmonize", "modes", "ablate"))
+    if ci_target_pp is None and max_seeds is not None:
+        raise ConfigError(f"`max_seeds={max_seeds!r}` applies with `ci_target_pp` only (the most seeds to add "
+                          "while the CI is wider than the target). Leave it out, or give a `ci_target_pp`.")
     if ci_target_pp is not None:
-        if not (isinstance(ci_target_pp, (int, float)) and ci_target_pp > 0) or max_seeds < 3:
-            raise ConfigError(f"Invalid CI target: expected ci_target_pp > 0 and max_seeds >= 3. Received "
+        max_seeds = 30 if max_seeds is None else max_seeds
+        _check_seeds(max_seeds, "max_seeds")
+        if isinstance(ci_target_pp, bool) or not isinstance(ci_target_pp, (int, float)) or not ci_target_pp > 0 \
+                or max_seeds < 3:
+            raise ConfigError(f"Invalid CI target: expected `ci_target_pp` > 0 and `max_seeds` >= 3. Received "
                               f"ci_target_pp={ci_target_pp!r}, max_seeds={max_seeds!r}.")
         kw = dict(cfg=cfg, backends=backends, bn=bn, modes=modes, ablate=ablate, workers=workers, isolate=isolate,
                   data_dir=data_dir, progress=progress, command=command, executor=executor, address=address,
@@ -125,8 +136,6 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     if bn is None:  # the zoo's names stand for the reports' BatchNorm pair; a model of the user's as given
         bn = isinstance(spec, str)
     spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()
-    if seeds < 1:
-        raise ConfigError(f"Invalid value for `seeds`. Expected an integer >= 1. Received seeds={seeds!r}.")
     modes = list(modes)
     if ablate:
         modes = list(dict.fromkeys(modes + ["harmonized", "native"] + [f"native+{i}" for i in DEFAULT_ITEMS]))
@@ -217,14 +226,14 @@ def parse_grid(items) -> dict:
         key = key.strip().replace("-", "_")
         if not sep or not values:
             raise SpecError(f"Bad grid axis {item!r}: expected key=value1,value2,...")
+        if key in grid:
+            raise SpecError(f"Grid axis {key!r} is given twice: give its values once, e.g. {key}=a,b.")
         if key == "arch":
             grid[key] = values.split(",")
             continue
         cast: type
         if key in ("hidden", "kernel", "conv_blocks"):
             cast = int
-        if key in grid:
-            raise SpecError(f"Grid axis {key!r} is given twice: give its values once, e.g. {key}=a,b.")
         elif key in variants.SPEC_AXES:
             cast = str
         elif key in _CONFIG_TYPES:
@@ -239,17 +248,21 @@ def parse_grid(items) -> dict:
     return grid
 
 
-def _check_axes_apply(spec, grid: dict) -> None:
-    """Refuse a spec axis whose values give the same model (an axis that does not apply to
-    the architecture, such as hidden= on a model without a hidden layer): its cells would
-    be identical runs under different names."""
-    for arch in grid.get("arch", [spec]):
-        base = zoo.resolve(arch)
+#: the most seeds per setting: each is a training run per backend and variant, and the
+#: plan of a larger count (10^8 asked for) is itself minutes of work before any output
+MAX_SEEDS = 1000
+
+
+def _check_seeds(n, name: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SEEDS:
+        raise ConfigError(f"Invalid value for `{name}`. Expected an integer from 1 to {MAX_SEEDS}. "
+                          f"Received {name}={n!r}.")
+
+
 def _check_grid(grid: dict, seeds) -> None:
     """A grid whose cells are distinct runs: every axis with values, none repeated (0.01 and
     1e-2 are one cell, which two runs would race for), and the seeds given as seeds."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError(f"Invalid value for `seeds`. Expected an integer >= 1. Received seeds={seeds!r}.")
+    _check_seeds(seeds, "seeds")
     if not isinstance(grid, dict) or not grid:
         raise ConfigError(f"Invalid value for `grid`. Expected axes and their values, e.g. {{'lr': [0.1, 0.01]}}. "
                           f"Received grid={grid!r}.")
@@ -265,6 +278,12 @@ def _check_grid(grid: dict, seeds) -> None:
                               f"{', '.join(map(str, repeated))}: equal values are one cell. Give each value once.")
 
 
+def _check_axes_apply(spec, grid: dict) -> None:
+    """Refuse a spec axis whose values give the same model (an axis that does not apply to
+    the architecture, such as hidden= on a model without a hidden layer): its cells would
+    be identical runs under different names."""
+    for arch in grid.get("arch", [spec]):
+        base = zoo.resolve(arch)
         for axis, values in grid.items():
             if axis in variants.SPEC_AXES and len(values) > 1:
                 built = {variants.SPEC_AXES[axis](base, v).layers for v in values}
@@ -287,6 +306,7 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
     a process pool; finished runs on disk are skipped; a failed run is reported.
     Returns the summary written to sweep.json (one row per cell and backend)."""
     cfg, out = cfg or TrainConfig(), Path(out)
+    _check_grid(grid, seeds)
     cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     _check_axes_apply(spec, grid)
     jobs = []
@@ -294,7 +314,6 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
         s = zoo.resolve(cell.get("arch", spec))
         for axis, fn in variants.SPEC_AXES.items():
             if axis in cell:
-    _check_grid(grid, seeds)
                 s = fn(s, cell[axis])
         c = replace(cfg, **{k: v for k, v in cell.items() if k in _CONFIG_TYPES})
         name = _cell_name(cell).replace("/", "_").replace(":", "_")
@@ -334,3 +353,4 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
         atomic_write_text(out / "sweep.csv", report.runs_csv(jobs, results))
         atomic_write_text(out / "sweep.md", documents.sweep_markdown(summary))
         return summary
+

@@ -204,3 +204,30 @@ def test_a_repeated_grid_axis_is_refused_on_the_command_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a grid axis" in err and "--seeds" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_the_backends_interleave_seed_by_seed_in_the_order_runs_train(tmp_path, monkeypatch):
+    """A comparison's runs train torch seed 0, keras seed 0, torch seed 1, ... (so that a
+    busy spell of the machine slows both frameworks alike, not all runs of one), each in
+    its own directory as before; the runner keeps that order."""
+    from mnistcnn import zoo
+    from mnistcnn.results import RunResult
+
+    jobs = C.plan(zoo.get("seed000-cnn"), tmp_path, 2, TINY, ("torch", "keras"), True, ("harmonized",))
+    expected = [(v, b, s) for v in ("no-bn", "bn") for s in (0, 1) for b in ("torch", "keras")]
+    assert [(j.key.variant, j.key.backend, j.key.seed) for j in jobs] == expected
+    assert [j.out for j in jobs[:2]] == [tmp_path / "runs/harmonized/no-bn/torch/seed0",
+                                         tmp_path / "runs/harmonized/no-bn/keras/seed0"]
+    trained = []
+
+    def fake_run(job, data_dir, *args, **kwargs):
+        trained.append((job.key.variant, job.key.backend, job.key.seed))
+        return RunResult(job.backend, {}, {}, None, test_acc=0.9, completed=True)
+
+    monkeypatch.setattr(runner, "_check_before_running", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "runs_here", lambda backend: True)
+    monkeypatch.setattr(runner, "_run_here", fake_run)
+    runner.run_jobs(jobs, workers=1, isolate=False, progress=False)
+    monkeypatch.setattr(runner, "_run_process", fake_run)
+    runner.run_jobs(jobs, workers=1, isolate=True, progress=False, executor="fresh")
+    assert trained == expected * 2
