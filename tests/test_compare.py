@@ -231,3 +231,18 @@ def test_the_backends_interleave_seed_by_seed_in_the_order_runs_train(tmp_path, 
     monkeypatch.setattr(runner, "_run_process", fake_run)
     runner.run_jobs(jobs, workers=1, isolate=True, progress=False, executor="fresh")
     assert trained == expected * 2
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(seeds=100_000_000), "Expected an integer from 1 to 1000"),
+    (dict(seeds=True), "Invalid value for `seeds`"),
+    (dict(max_seeds=5), "`max_seeds=5` applies with `ci_target_pp` only"),
+    (dict(ci_target_pp=0.1, max_seeds=-5), "Invalid value for `max_seeds`"),
+    (dict(cfg=TrainConfig(defaults="native")), "`defaults` and `harmonize` in `cfg` do not apply"),
+])
+def test_compare_refuses_what_it_would_ignore_or_hang_on_before_anything(tmp_path, kw, match):
+    """Before: 10^8 seeds printed nothing for minutes while the plan was built; max_seeds
+    without a CI target and a native cfg were silently ignored (runs recorded harmonized)."""
+    with pytest.raises(ConfigError, match=match):
+        C.compare("simple-fc", tmp_path / "c", progress=False, **kw)
+    assert not (tmp_path / "c").exists()
+
