@@ -95,3 +95,89 @@ def test_forest_and_ablation_figures(tmp_path):
     fig.savefig(tmp_path / "a.png")
     for n in ("f.png", "a.png"):
         assert matplotlib.image.imread(tmp_path / n).std() > 0.01
+
+
+def _timed_summary(load_avg, cpu_s):
+    """A comparison of one run per backend, timed on a 2-core machine at ``load_avg``."""
+    rows = [{"mode": "harmonized", "variant": "as-is", "backend": b, "seed": 0, "test_acc": 0.98, "test_loss": 0.05,
+             "total_time_s": 20.0, "images_per_s": 5000.0, "threads": 2, "cpu_s": cpu_s,
+             "images_per_cpu_s": None if cpu_s is None else 100_000 / cpu_s, "load_avg": load_avg, "cpu_count": 2}
+            for b in ("torch", "keras")]
+    groups = [{"mode": "harmonized", "variant": "as-is", "backend": b, "test_acc": stats.describe([0.98]),
+               "test_loss": stats.describe([0.05]), "epoch_time_s": stats.describe([10.0]),
+               "images_per_s": stats.describe([5000.0])} for b in ("torch", "keras")]
+    return CompareSummary("simple-fc", "c", "d", {"epochs": 2, "batch_size": 64, "optimizer": "adam", "lr": 1e-3,
+                                                  "normalization": "standard", "val_size": 100},
+                          1, ["harmonized"], ["as-is"], ["torch", "keras"], params={}, runs=rows, groups=groups)
+
+
+def test_report_md_warns_naming_the_figures_when_the_machine_was_busy():
+    md = documents.compare_markdown(_timed_summary(load_avg=3.5, cpu_s=21.0))
+    assert "**Warning: the machine was busy during 2 of 2 runs**" in md
+    assert ("- `harmonized/as-is/torch/seed0`: load average 3.50 on 2 cores; CPU time / wall time 1.05 with 2 "
+            "threads; 5,000 images/s") in md
+    assert "| harmonized | as-is | torch | 1 | 2 | 5,000 | 4,762 | 1.05 | 3.50 / 2 |" in md  # 100,000 / 21 s
+    quiet = documents.compare_markdown(_timed_summary(load_avg=1.9, cpu_s=38.0))
+    assert "## Speed" in quiet and "| 2,632 | 1.90 | 1.90 / 2 |" in quiet
+    assert "busy" not in quiet and "unknown" not in quiet
+
+
+def test_report_md_says_the_timing_context_of_old_results_is_unknown():
+    md = documents.compare_markdown(_timed_summary(load_avg=None, cpu_s=None))
+    assert "Timing context unknown for 2 of 2 runs" in md
+    assert "| harmonized | as-is | keras | 1 | 2 | 5,000 | unknown | unknown | unknown |" in md
+    assert "Warning" not in md
+
+
+def test_one_error_in_a_confusion_matrix_has_the_strongest_colour():
+    """1 error among 1,000 images: the errors' own scale tops at it, so it is coloured as
+    strongly as the scale goes, while the 999 correct ones stay off that scale."""
+    import matplotlib.pyplot as plt
+
+    m = np.diag([1000] * 10)
+    m[3, 3], m[3, 5] = 999, 1
+    top = report.error_scale([m])
+    assert top == pytest.approx(0.1)
+    fig, ax = plt.subplots()
+    image = report.confusion_panel(ax, m, top)
+    assert image.get_array().mask[3, 3] and not image.get_array().mask[3, 5]  # the diagonal apart
+    assert image.norm(image.get_array()[3, 5]) == pytest.approx(1.0)
+    error, nothing = image.to_rgba(image.get_array()[3, 5]), image.to_rgba(image.get_array()[3, 4])
+    assert sum(abs(a - b) for a, b in zip(error[:3], nothing[:3])) > 1.0  # dark red against near-white
+    texts = {t.get_text() for t in ax.texts}
+    assert {"999", "1", "1000"} <= texts  # the diagonal labelled with its counts, the error with its count
+    plt.close(fig)
+
+
+def test_forest_says_which_side_favours_which_framework():
+    fig = report.forest_figure([{"mode": "harmonized", "variant": "bn", "a": "torch", "b": "keras",
+                                 "test_acc": stats.paired([0.9, 0.91], [0.9, 0.92])}], "t")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "← keras better" in texts and "torch better →" in texts
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo == pytest.approx(-hi)  # zero in the middle
+
+
+def test_overlapping_curves_differ_in_line_style_and_marker():
+    torch, keras = report.style("torch"), report.style("keras")
+    assert torch["ls"] != keras["ls"] and torch["marker"] != keras["marker"]
+
+
+def test_a_reports_figures_are_drawn_again_from_its_files(compared, tmp_path):
+    """From results.json and results.csv alone (the runs' files gone): the figures their
+    data allows; with a run's result.json kept, its steps and confusion matrix too."""
+    jobs, results, summary = compared
+    summary.runs = [{"mode": j.key.mode, "variant": j.key.variant, "backend": j.key.backend, "seed": j.key.seed,
+                     **({"error": results[j.key].message} if isinstance(results[j.key], RunError)
+                        else {"test_acc": results[j.key].test_acc})} for j in jobs]
+    (tmp_path / "results.json").write_text(summary.to_json())
+    (tmp_path / "results.csv").write_text(report.runs_csv(jobs, results))
+    assert report.redraw_compare(tmp_path) == ["forest.png", "train_val_loss.png", "accuracy.png",
+                                               "test_accuracy.png"]
+    _, read, _ = report.read_compare(tmp_path)
+    key = jobs[0].key
+    assert [e.val_acc for e in read[key].epochs] == [e.val_acc for e in results[key].epochs]
+    run = tmp_path / "runs" / key.mode / key.variant / key.backend / f"seed{key.seed}"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(results[key].to_json())
+    assert "confusion.png" in report.redraw_compare(tmp_path)
