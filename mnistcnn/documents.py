@@ -83,6 +83,7 @@ def compare_markdown(s) -> str:
         for a in s.ablation:
             lines.append(f"| {a['variant']} | {a['item']} | {a['native_gap'] * 100:+.2f} | "
                          f"{a['gap_with_item_harmonized'] * 100:+.2f} | {a['shrinks_by_pp']:+.2f} |")
+    lines += speed_lines(s)
     failures = [r for r in s.runs if "error" in r]
     if failures:
         lines += ["", "## Failed runs", ""] + [
@@ -96,6 +97,60 @@ def compare_markdown(s) -> str:
     lines += ["", "Each run ran in its own process; threads were set explicitly (see the environment). "
               "Raw data: results.json and results.csv (one row per run and epoch).", ""]
     return "\n".join(lines)
+
+
+def _run_name(r: dict) -> str:
+    return f"{r['mode']}/{r['variant']}/{r['backend']}/seed{r['seed']}"
+
+
+def busy(r: dict) -> bool:
+    """Whether the machine was busy during a run (a compare run row): its load average
+    at an epoch's end above the cores the machine has (more threads wanted a core than
+    there were)."""
+    return r.get("load_avg") is not None and bool(r.get("cpu_count")) and r["load_avg"] > r["cpu_count"]
+
+
+def speed_lines(s) -> list:
+    """report.md's speed section: per backend, images per second of wall time and per
+    CPU-second, and what the timing was taken under; a warning naming each run during
+    which the machine was busy, and the runs whose timing context was not recorded."""
+    runs = [r for r in s.runs if "error" not in r]
+    lines = ["", "## Speed", "",
+             "Wall time counts every second of a training epoch; CPU time only the seconds the run's threads "
+             "were on a core, so other work on the machine slows the first far more than the second. Load: "
+             "the highest 1-minute load average at an epoch's end, against the machine's cores.", "",
+             "| mode | variant | backend | runs | threads | images/s (wall) | images per CPU-second | "
+             "CPU time / wall time | load / cores |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for g in s.groups:
+        rs = [r for r in runs if (r["mode"], r["variant"], r["backend"]) == (g["mode"], g["variant"], g["backend"])]
+        if not rs:
+            continue
+        timed = [r for r in rs if r.get("images_per_cpu_s") is not None]
+        loaded = [r for r in rs if r.get("load_avg") is not None]
+        threads = sorted({str(r.get("threads")) for r in rs})
+        per_cpu = f"{np.mean([r['images_per_cpu_s'] for r in timed]):,.0f}" if timed else "unknown"
+        ratio = f"{np.mean([r['cpu_s'] / r['total_time_s'] for r in timed]):.2f}" if timed else "unknown"
+        load = (f"{max(r['load_avg'] for r in loaded):.2f} / {loaded[0].get('cpu_count') or '?'}" if loaded
+                else "unknown")
+        lines.append(f"| {g['mode']} | {g['variant']} | {g['backend']} | {len(rs)} | {', '.join(threads)} | "
+                     f"{np.mean([r['images_per_s'] for r in rs]):,.0f} | {per_cpu} | {ratio} | {load} |")
+    hot = [r for r in runs if busy(r)]
+    if hot:
+        lines += ["", f"**Warning: the machine was busy during {len(hot)} of {len(runs)} runs** (load average above "
+                  "its cores): their wall-time speeds say as much about the other work as about the framework. "
+                  "Compare the frameworks by images per CPU-second, or train again on an idle machine.", ""]
+        for r in hot:
+            ratio = "unknown" if r.get("cpu_s") is None else f"{r['cpu_s'] / r['total_time_s']:.2f}"
+            lines.append(f"- `{_run_name(r)}`: load average {r['load_avg']:.2f} on {r['cpu_count']} cores; "
+                         f"CPU time / wall time {ratio} with {r.get('threads')} threads; "
+                         f"{r['images_per_s']:,.0f} images/s")
+    unknown = [r for r in runs if r.get("images_per_cpu_s") is None or r.get("load_avg") is None]
+    if unknown:
+        lines += ["", f"Timing context unknown for {len(unknown)} of {len(runs)} runs: their result files "
+                  "predate the CPU-time and load records, so whether the machine was busy during them cannot "
+                  "be told, nor their speed per CPU-second; their wall-time speeds may not compare the "
+                  "frameworks fairly."]
+    return lines
 
 
 def sweep_markdown(s: dict) -> str:
