@@ -19,11 +19,13 @@ from .spec.layers import *  # noqa: F403 (every layer kind, listed in __all__ fr
 __version__ = "0.1.0"
 
 #: submodules reachable as attributes (``mnistcnn.train.run(...)``), imported on first use
-#: so that ``import mnistcnn`` stays light
+#: so that ``import mnistcnn`` stays light; ``mnistcnn.compare`` is also callable: the
+#: comparison, ``mnistcnn.compare(spec, out, ...)`` (mnistcnn/compare.py)
 _LAZY = ("callbacks", "compare", "config", "data", "importers", "parity", "reproduce", "results", "train",
          "transfer", "weights")
 #: functions reachable as attributes, from the submodule that holds them
-_LAZY_FUNCTIONS = {"from_keras": "importers", "from_torch": "importers", "from_torchscript": "importers"}
+_LAZY_FUNCTIONS = {"from_keras": "importers", "from_torch": "importers", "from_torchscript": "importers",
+                   "sweep": "compare", "load_comparison": "results", "load_sweep": "results", "load_run": "results"}
 
 
 def __getattr__(name):
@@ -45,8 +47,9 @@ def build(spec, backend: str = "torch"):
     return get_backend(backend).build(zoo.resolve(spec))
 
 
-__all__ = [
+__all__ = [  # noqa: F405 (compare, from_keras, ..., sweep are lazy: __getattr__)
     "BackendUnavailableError", "ConfigError", "DataError", "MnistCnnError", "ModelSpec", "SpecError",
-    "TrainingDiverged", "build", "from_keras", "from_torch", "from_torchscript", "zoo",  # noqa: F405 (lazy: __getattr__)
+    "TrainingDiverged", "build", "compare", "from_keras", "from_torch", "from_torchscript", "load_comparison",
+    "load_run", "load_sweep", "sweep", "zoo",
     *LAYER_KINDS,
 ]

@@ -5,12 +5,18 @@ the harmonized defaults (is any framework difference left?) and optionally nativ
 (how big is the difference people see?) with one default at a time switched back
 (--ablate: which defaults cause it). Writes results.json, results.csv, report.md and
 PNG plots into one directory; results come first, the report and plots are made from them.
+
+The module is callable: ``mnistcnn.compare(spec, out, ...)`` runs ``compare`` (the
+package's one entry for a comparison, the command line's ``mnistcnn compare``).
 """
 from __future__ import annotations
 
 import datetime
+import inspect
 import itertools
 import json
+import sys
+import types
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
@@ -19,7 +25,7 @@ from ._io import atomic_write_text, dir_lock
 from .backends import PAIR
 from .config import BN_VARIANT, DEFAULT_ITEMS, TrainConfig, mode_config
 from .errors import ConfigError, SpecError
-from .results import CompareSummary, RunError
+from .results import CompareSummary, RunError, SweepSummary
 from .runner import Job, JobKey, run_jobs
 from .spec import variants
 
@@ -85,7 +91,7 @@ SEQUENTIAL_RULE = (
 def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=BACKENDS,
             bn: bool | None = None, modes=("harmonized",), ablate: bool = False, workers: int = 1,
             isolate: bool = True, data_dir=None, progress: bool = True,
-            command: str = "mnistcnn.compare.compare() from Python", plots: bool = True,
+            command: str = "mnistcnn.compare() from Python", plots: bool = True,
             executor: str = "local", address: str | None = None, ci_target_pp: float | None = None,
             max_seeds: int | None = None, variants=None) -> CompareSummary:
     """Run the comparison and write its report directory. ``command`` is recorded as
@@ -190,6 +196,7 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
             summary.plots = report.compare_plots(out, jobs, results, summary)
         atomic_write_text(out / "report.md", documents.compare_markdown(summary))
         atomic_write_text(out / "results.json", summary.to_json())
+        summary.directory = out  # where plot() and run_results() read the runs
         return summary
 
 
@@ -300,11 +307,12 @@ def _cell_name(cell: dict) -> str:
 
 def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
           backends=BACKENDS, workers: int = 2, isolate: bool = True, data_dir=None,
-          progress: bool = True, command: str = "mnistcnn.compare.sweep() from Python",
-          executor: str = "local", address: str | None = None) -> dict:
+          progress: bool = True, command: str = "mnistcnn.sweep() from Python",
+          executor: str = "local", address: str | None = None) -> SweepSummary:
     """Every combination of the grid's values, in every backend and seed. Runs go through
     a process pool; finished runs on disk are skipped; a failed run is reported.
-    Returns the summary written to sweep.json (one row per cell and backend)."""
+    Returns the summary written to sweep.json (one row per cell and backend), a dict that
+    shows itself in a notebook (results.SweepSummary)."""
     cfg, out = cfg or TrainConfig(), Path(out)
     _check_grid(grid, seeds)
     cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
@@ -346,11 +354,23 @@ def sweep(spec, grid: dict, out, seeds: int = 1, cfg: TrainConfig | None = None,
                         improvement_pp_per_epoch=((val[-1] - val[0]) / (len(val) - 1) * 100) if len(val) > 1 else None,
                     )
                 rows.append(row)
-        summary = {"spec": zoo.resolve(spec).name, "grid": grid, "seeds": seeds, "backends": list(backends),
+        summary = SweepSummary({
+                   "spec": zoo.resolve(spec).name, "grid": grid, "seeds": seeds, "backends": list(backends),
                    "config": json.loads(json.dumps(asdict(cfg))), "date": datetime.date.today().isoformat(),
-                   "command": command, "rows": rows}
+                   "command": command, "rows": rows}, out)
         atomic_write_text(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
         atomic_write_text(out / "sweep.csv", report.runs_csv(jobs, results))
         atomic_write_text(out / "sweep.md", documents.sweep_markdown(summary))
         return summary
 
+
+class _CallableModule(types.ModuleType):
+    """``mnistcnn.compare`` is this module and, called, the comparison itself:
+    ``mnistcnn.compare(spec, out, ...)`` is ``mnistcnn.compare.compare(spec, out, ...)``,
+    so that the one obvious entry and the module of plan/sweep keep the same name."""
+
+    __call__ = staticmethod(compare)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+__signature__ = inspect.signature(compare)  # what help() and editors show for mnistcnn.compare(...)

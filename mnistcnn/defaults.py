@@ -219,10 +219,26 @@ ITEMS = {  # item -> (label, what mnistcnn's harmonized mode does)
 TITLES = {"torch": "PyTorch native", "keras": "Keras native (TensorFlow)", "jax": "Keras native (JAX)"}
 
 
-def ledger(backends=PAIR) -> list[dict]:
+class Ledger(list):
+    """The ledger's rows (a list of dicts), shown in a notebook as its table."""
+
+    def _repr_markdown_(self) -> str:
+        return ledger_markdown(self) + "\n"
+
+    def _repr_html_(self) -> str:
+        from ._display import Doc
+
+        backends = [b for b in TITLES if self and b in self[0]]
+        return Doc().table(["setting", *(TITLES[b] for b in backends), "mnistcnn harmonized", "differs"],
+                           [[r["label"], *(r[b] for b in backends), r["harmonized"], "yes" if r["differs"] else "no"]
+                            for r in self]).html()
+
+
+def ledger(backends=PAIR) -> Ledger:
     """One row per item: each backend's native setting, mnistcnn harmonized, and whether
     the native settings differ. Keras is measured on each framework it runs on, each in
-    a process of its own where needed (mnistcnn.backends.call)."""
+    a process of its own where needed (mnistcnn.backends.call). A notebook shows it as
+    a table."""
     from .backends import call
 
     facts = {b: _torch_facts() if b == "torch" else call(b, _keras_facts) for b in backends}
@@ -231,7 +247,7 @@ def ledger(backends=PAIR) -> list[dict]:
         values = {b: facts[b][item] for b in backends}
         differs = len({_strip(v) for v in values.values()}) > 1
         rows.append({"item": item, "label": label, **values, "harmonized": harmonized, "differs": differs})
-    return rows
+    return Ledger(rows)
 
 
 def _strip(text: str) -> str:

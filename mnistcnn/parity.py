@@ -169,10 +169,57 @@ def drift(spec, weights: dict, x: np.ndarray, y: np.ndarray, steps: int = 20,
                      "logits column shows what it computes.")}
 
 
+class ParityResult(dict):
+    """What ``run`` found (a dict: "forward", "gradients", "drift" per tier asked), printed
+    as format_report's text and shown in a notebook as one table per tier."""
+
+    def __str__(self) -> str:
+        return format_report(self)
+
+    def _doc(self):
+        from ._display import Doc
+
+        yes = lambda ok: "yes" if ok else "NO"  # noqa: E731
+        doc = Doc().heading(f"Parity of {self['spec']} on {self['images']} real MNIST images "
+                            f"({', '.join(self['backends'])})")
+        if "forward" in self:
+            f = self["forward"]
+            pairs = list(f["layers"][0]["max_abs"]) if f["layers"] else []
+            doc.line(f"Tier 1, forward (inference mode): first layer over tolerance: {f['first_failure'] or 'none'}")
+            doc.table(["layer", "max|value|", "tolerance", *(f"max|diff| {p}" for p in pairs), "ok"],
+                      [[f"{d['name']} ({d['kind']})", f"{d['magnitude']:.3g}", f"{d['tolerance']:.2e}",
+                        *(f"{d['max_abs'][p]:.2e}" for p in pairs), yes(d["ok"])] for d in f["layers"]],
+                      right=range(1, len(pairs) + 3))
+        if "gradients" in self:
+            g = self["gradients"]
+            pairs = list(g["params"][0]["max_abs"]) if g["params"] else []
+            doc.line("Tier 2, gradients (training mode, float64): first parameter over tolerance: "
+                     f"{g['first_failure'] or 'none'}")
+            doc.table(["parameter", "max|grad|", "tolerance", *(f"max|diff| {p}" for p in pairs), "ok"],
+                      [[d["name"], f"{d['magnitude']:.3g}", f"{d['tolerance']:.2e}",
+                        *(f"{d['max_abs'][p]:.2e}" for p in pairs), yes(d["ok"])] for d in g["params"]],
+                      right=range(1, len(pairs) + 3))
+        if "drift" in self:
+            d = self["drift"]
+            doc.line(f"Tier 3, training drift ({d['optimizer']['name']}, lr {d['optimizer']['lr']:g}, "
+                     f"batch {d['batch_size']}, harmonized). {d['note']}")
+            doc.table(["step", *(f"loss {b}" for b in self["backends"]), "max|w diff|", "in", "max|logit diff|"],
+                      [[c["step"], *(f"{c['loss_' + b]:.6f}" for b in self["backends"]), f"{c['max_weight_diff']:.2e}",
+                        c["worst_weight"], f"{c['max_logit_diff']:.2e}"] for c in d["curve"]],
+                      right=range(len(self["backends"]) + 2))
+        return doc
+
+    def _repr_html_(self) -> str:
+        return self._doc().html()
+
+    def _repr_markdown_(self) -> str:
+        return self._doc().markdown()
+
+
 def run(spec, x: np.ndarray, y: np.ndarray, tiers=(1, 2, 3), steps: int = 20, seed: int = 0,
-        backends=BACKENDS) -> dict:
+        backends=BACKENDS) -> ParityResult:
     """All asked tiers on the comparison spec (no dropout; softmax head kept for tier 1),
-    for two or more ``backends``."""
+    for two or more ``backends``. A notebook shows the result as one table per tier."""
     backends = tuple(backends)
     if len(backends) < 2 or not set(backends) <= set(KNOWN):
         raise ConfigError(f"Parity compares two or more backends of {', '.join(KNOWN)}; received "
@@ -186,7 +233,7 @@ def run(spec, x: np.ndarray, y: np.ndarray, tiers=(1, 2, 3), steps: int = 20, se
     if 3 in tiers and (not isinstance(steps, int) or steps < 1):
         raise ConfigError(f"Invalid value for `steps`. Expected an integer >= 1. Received steps={steps!r}.")
     spec = variants.without_dropout(spec)
-    out = {"spec": spec.name, "images": len(x), "backends": list(backends)}
+    out = ParityResult(spec=spec.name, images=len(x), backends=list(backends))
     if 1 in tiers:
         out["forward"] = forward(spec, sample_weights(spec, seed), x, backends=backends)
     trained = variants.logits_head(spec)

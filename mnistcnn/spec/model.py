@@ -147,3 +147,22 @@ class ModelSpec:
     def summary(self, print_fn=print) -> None:
         """Print a table like Keras' model.summary(): layer, output shape, params."""
         print_fn(self.summary_text())
+
+    def _summary_doc(self):
+        """The summary as a document: a notebook shows the spec as this table."""
+        from .._display import Doc
+
+        return Doc().heading(f'Model "{self.name}", input (C, H, W) = {_fmt(self.input_shape)}').table(
+            ["Layer (type)", "Output shape", "Param #", "Mult-Adds"],
+            [[f"{r.name} ({r.kind})", "(None, " + ", ".join(map(str, r.output_shape)) + ")",
+              f"{r.trainable + r.state:,}", f"{r.macs:,}"] for r in self.rows], right=(2, 3)).items([
+                f"Total params: {self.total_params:,} ({param_memory(self.total_params)})",
+                f"Trainable params: {self.trainable_params:,} ({param_memory(self.trainable_params)})",
+                f"Non-trainable params (BatchNorm running statistics): {self.state_params:,}",
+                f"Forward mult-adds per example: {self.macs:,}"])
+
+    def _repr_html_(self) -> str:
+        return self._summary_doc().html()
+
+    def _repr_markdown_(self) -> str:
+        return self._summary_doc().markdown()
