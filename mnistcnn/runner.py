@@ -268,6 +268,7 @@ def _check_before_running(todo: list[Job], data_dir, say=None) -> None:
     output directories. ``say``: where progress lines go, or None."""
     from . import data
     from .errors import ConfigError
+    from .spec.memory import check_memory
 
     for dataset in sorted({job.config.dataset for job in todo}):
         ds = data.load(dataset, data_dir, log=say)
@@ -275,6 +276,7 @@ def _check_before_running(todo: list[Job], data_dir, say=None) -> None:
             say(f"data: {dataset} from {ds.directory}")
     for job in todo:
         data.check_fits(job.spec, job.config.dataset)
+        check_memory(job.spec, job.config.batch_size, training=True)  # a spec beyond this machine: one error
     gpus = {(j.backend, j.config.device) for j in todo if j.config.device not in ("auto", "cpu")}
     for backend, device in sorted(gpus):
         call(backend, _resolve_device, backend, device)  # a GPU that is not there: one error, not one per run
