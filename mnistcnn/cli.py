@@ -281,7 +281,7 @@ def _compare_args(p):
                    help="add seeds (the same to every backend, from --seeds, at least 3) until every paired 95%% CI "
                         "of test accuracy is within +-PP percentage points, or --max-seeds (a fixed-width "
                         "sequential interval: the rule looks at the width, never at significance)")
-    p.add_argument("--max-seeds", type=int, default=30, help="with --ci-target: the most seeds to run (default 30)")
+    p.add_argument("--max-seeds", type=int, help="with --ci-target: the most seeds to run (default 30)")
     # compare trains each mode of --native/--ablate itself: no --defaults or --harmonize
     _add_run_args(p, workers=1, leave_out=("defaults", "harmonize"))
 
