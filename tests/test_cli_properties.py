@@ -144,3 +144,20 @@ def test_any_arguments_end_in_0_or_2_and_write_nothing_on_2(argv, command):
              "evaluate": ["{tmp}/missing.npz"], "zoo": []}[command]
     code, err, written = run_cli([command, *model, *argv])
     check_outcome(code, err, written)
+
+
+def test_the_makefiles_commands_are_accepted_as_written():
+    """make main's and the other targets' mnistcnn command lines, read from the Makefile:
+    each gets as far as training (a default of one flag once made every plain compare an
+    error, which only a fresh clone's make main showed)."""
+    import re
+    import shlex
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    commands = [shlex.split(line.split("/bin/mnistcnn", 1)[1]) for line in makefile.splitlines()
+                if re.search(r"/bin/mnistcnn (compare|sweep|train) ", line)]
+    assert commands, "no mnistcnn compare/sweep/train command in the Makefile"
+    for argv in commands:
+        argv = [a if not a.startswith(("runs/", "reports/")) else "{tmp}/" + a for a in argv]
+        code, err, _ = run_cli(argv)
+        assert code == "trains", (argv, code, err)
