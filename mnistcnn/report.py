@@ -6,6 +6,7 @@ import csv
 import functools
 import io
 import json
+import textwrap
 from dataclasses import astuple, fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -109,6 +110,21 @@ def save_figure(fig, path: Path) -> str:
     return path.name
 
 
+def _suptitle(fig, text: str) -> None:
+    """The figure's title, each line wrapped to the figure's width (a narrow figure of
+    one panel would cut a long title off)."""
+    chars = int(fig.get_figwidth() * 11)  # characters per line at the title's size
+    fig.suptitle("\n".join(textwrap.fill(line, chars) for line in text.split("\n")))
+
+
+def _epoch_ticks(ax, epochs: int) -> None:
+    """Whole epochs on the x axis (one tick each for a short run)."""
+    if epochs <= 12:
+        ax.set_xticks(range(1, epochs + 1))
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+
+
 def _grid(n: int, width: float, height: float, **kw):
     """A figure of ``n`` panels, at most two side by side (wider would shrink on a page);
     panels left over are hidden. Returns the figure and its n axes."""
@@ -139,7 +155,7 @@ def curves_figure(path: Path, title: str, ylabel: str, panels: list, log: bool =
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
-    fig.suptitle(f"{title}\n(lines: mean over seeds; bands: min–max of the seeds)")
+    _suptitle(fig, f"{title}\n(lines: mean over seeds; bands: min–max of the seeds)")
     return save_figure(fig, path)
 
 
@@ -236,7 +252,7 @@ def _loss_figure(summary, by: dict, mode: str):
             ax.legend()
     axes[0].set_ylabel("training cross-entropy (log scale)")
     smoothed = f", running mean over {window} logged points" if window > 1 else ""
-    fig.suptitle(f"{summary.spec}: training loss by step (mean over seeds{smoothed}; band: min–max of the seeds)")
+    _suptitle(fig, f"{summary.spec}: training loss by step (mean over seeds{smoothed}; band: min–max of the seeds)")
     return fig
 
 
@@ -265,13 +281,13 @@ def _epochs_figure(summary, by: dict, mode: str, metrics: tuple, ylabel: str, sc
             ax.set_title(f"{variant}: {words[metric.split('_')[0]]}")
             if row == len(recorded) - 1:
                 ax.set_xlabel("epoch")
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            _epoch_ticks(ax, max((len(r.epochs) for rs in by.values() for r in rs), default=1))
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend()
-    fig.suptitle(f"{summary.spec}: {'loss' if scale == 1 else 'accuracy'} per epoch ({mode}): mean over "
-                 f"seeds, band = min–max of the seeds")
+    _suptitle(fig, f"{summary.spec}: {'loss' if scale == 1 else 'accuracy'} per epoch ({mode}): mean over "
+              f"seeds, band = min–max of the seeds")
     return fig
 
 
@@ -350,12 +366,13 @@ def _confusion_figure(summary, by: dict, mode: str):
                 ax.axis("off")
                 continue
             image = confusion_panel(ax, sums[(variant, backend)], top)
-            ax.set_title(f"{backend}, {variant}: {len(by[(mode, variant, backend)])} seeds", fontsize=9.5)
+            n = len(by[(mode, variant, backend)])
+            ax.set_title(f"{backend}, {variant}: {n} seed{'s' if n != 1 else ''}", fontsize=9.5)
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02,
                      label="errors: % of the true class")
-    fig.suptitle(f"{summary.spec}: confusion matrices ({mode}), summed over seeds\n"
-                 "numbers: test images; diagonal (grey): correct; colour: the errors' share of their true class")
+    _suptitle(fig, f"{summary.spec}: confusion matrices ({mode}), summed over seeds\n"
+              "numbers: test images; diagonal (grey): correct; colour: the errors' share of their true class")
     return fig
 
 
@@ -430,7 +447,7 @@ def ablation_figure(ablation: list):
         ax.legend(loc="lower right", fontsize=8)
     for ax in axes[0]:
         _sides(ax, "torch", "keras")
-    fig.suptitle("Native gap with one default harmonized at a time")
+    _suptitle(fig, "Native gap with one default harmonized at a time")
     return fig
 
 
