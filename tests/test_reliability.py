@@ -1,8 +1,10 @@
 """Nothing lost, nothing silently wrong: the output-directory lock, checkpoints that record
 what they were trained on, and the provenance of every result."""
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,3 +117,81 @@ def test_resume_from_a_damaged_native_checkpoint_names_it_and_the_fix(backend, t
                                               r"\(its 1 finished epochs are trained again\)"):
         train.run("simple-fc", backend, cfg, tmp_path, mnist_path, progress=False, resume=True)
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def _files(root) -> dict:
+    """Every file under ``root`` and its bytes (locks and temporary files included)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_faults_during_compare_lose_nothing(tmp_path, mnist_path):
+    """A compare whose worker is killed (as by the OOM killer), whose parent is killed
+    (SIGKILL: no handler runs) and whose disk is full: each fault ends the command without
+    a traceback, no process is left running, nothing finished is lost or damaged, and
+    running the same command again finishes exactly the runs that were missing."""
+    import os
+    import resource
+    import signal
+    import time
+
+    out = tmp_path / "cmp"
+    argv = [sys.executable, "-m", "mnistcnn", "compare", "simple-fc", "--backends", "torch", "--no-bn",
+            "--seeds", "3", "--workers", "1", "--epochs", "2", "--train-limit", "512", "--val-size", "0",
+            "--test-limit", "500", "--batch-size", "64", "--data-dir", str(mnist_path), "--out", str(out), "--quiet"]
+
+    def start(**kw):
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+    def wait_for(proc, cond, what):
+        deadline = time.time() + 300
+        while not cond() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None and cond(), f"{what} did not happen while compare ran"
+
+    def children(proc) -> list:
+        return subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+
+    def gone(pids) -> bool:
+        return all(not os.path.exists(f"/proc/{p}") or "zombie" in Path(f"/proc/{p}/status").read_text().lower()
+                   for p in pids)
+
+    seed = {s: out / "runs" / "harmonized" / "as-is" / "torch" / f"seed{s}" for s in range(3)}
+    # 1. the worker killed under a run (after its first epoch): that run fails, saying how; the others finish
+    proc = start()
+    wait_for(proc, lambda: (seed[0] / "result.json").exists() and children(proc), "the first epoch")
+    for pid in children(proc):
+        os.kill(int(pid), signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in err, err[-2000:]
+    failed = re.findall(r"torch/seed(\d) failed: the run's process ended with exit status -9", err)
+    assert len(failed) == 1, err[-2000:]
+    done = {s: json.loads((seed[s] / "result.json").read_text()) for s in range(3) if s != int(failed[0])}
+    assert len(done) == 2 and all(r["completed"] for r in done.values())
+    # 2. the parent killed outright while the rerun trains the failed run again: its worker dies with it
+    proc = start()
+    wait_for(proc, lambda: children(proc), "a worker start")
+    workers = children(proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    deadline = time.time() + 30
+    while not gone(workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert gone(workers), "a worker outlived its killed parent"
+    # 3. run again: only the failed run trains; the finished runs are kept as they were
+    proc = start()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    for s in done:
+        assert json.loads((seed[s] / "result.json").read_text()) == done[s]
+    summary = json.loads((out / "results.json").read_text())
+    assert len(summary["runs"]) == 3 and not any("error" in r for r in summary["runs"])
+    assert not list(out.rglob(LOCK_NAME))
+    # 4. a full disk (a 1 KiB file size limit) as the same command rewrites its results: one
+    #    line naming the file, exit 2, and every file as it was (atomic writes: no half file)
+    before = _files(out)
+    proc = start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in err and "unexpected error" not in err, err[-2000:]
+    assert f"error: {out}/results.json: the file would be larger than this system allows" in err, err
+    assert _files(out) == before
