@@ -315,8 +315,9 @@ class SweepSummary(dict):
 
     def _title(self) -> str:
         axes = "; ".join(f"{k}={','.join(map(str, v))}" for k, v in self["grid"].items())
+        epochs = self["config"].get("epochs")
         return (f"Sweep of {self['spec']} over {axes}: {' and '.join(self['backends'])}, {self['seeds']} seed"
-                f"{'s' * (self['seeds'] != 1)}, {self['config'].get('epochs')} epochs"
+                f"{'s' * (self['seeds'] != 1)}, {epochs} epoch{'s' * (epochs != 1)}"
                 + (f" ({self.directory})" if self.directory else ""))
 
     def _best(self) -> list[str]:

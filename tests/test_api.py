@@ -78,7 +78,7 @@ def test_a_sweep_shows_itself_and_reopens(tmp_path):
     s = mnistcnn.sweep("simple-cnn", {"lr": [0.01, 0.001]}, tmp_path / "sw", cfg=train.TrainConfig(**TINY),
                        backends=("torch",), isolate=False, progress=False)
     assert isinstance(s, dict) and len(s["rows"]) == 2  # still the dict sweep.json holds
-    assert str(s).startswith("Sweep of simple-cnn over lr=0.01,0.001: torch, 1 seed, 1 epochs")
+    assert str(s).startswith("Sweep of simple-cnn over lr=0.01,0.001: torch, 1 seed, 1 epoch")
     assert "torch: best lr=" in str(s) and "<table>" in s._repr_html_() and "| cell | backend |" in s._repr_markdown_()
     assert [r["lr"] for r in s.records()] == [0.01, 0.001] and "test_acc_mean" in s.records()[0]
     assert list(s.plot()) == ["test_accuracy", "val_accuracy"]
