@@ -19,6 +19,7 @@ walks the model and puts the spec together.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,14 +66,119 @@ def _read(read, native, in_shape, where: str, supported) -> list:
 
 
 def _with_weights(spec, backend, natives: list):
-    """(spec, neutral weights) from the native layer behind each spec layer (None: none)."""
+    """(spec, neutral weights) from the native layer behind each spec layer (None: none; a
+    composite's: its inner layers' natives by their path, 'body.conv2d_0')."""
     from . import weights as W
 
-    weights = backend.neutral_from_native(spec, {
-        r.name: backend.layer_weights(native) for r, native in zip(spec.rows, natives)
-        if native is not None and r.layer.weight_shapes(r.input_shape)})
+    per_leaf = {}
+    for r, native in zip(spec.rows, natives):
+        for path, leaf in (native.items() if isinstance(native, dict) else [("", native)]):
+            if leaf is not None:
+                per_leaf[f"{r.name}.{path}" if path else r.name] = backend.layer_weights(leaf)
+    weights = backend.neutral_from_native(spec, per_leaf)
     W.check(spec, weights)
     return spec, weights
+
+
+class _Op:
+    """One operation of a model's graph, framework aside: the key of its result, the keys
+    of the tensors it takes (in order), whether it adds two tensors, and what the
+    framework's reader takes (``item``)."""
+
+    def __init__(self, out, ins: list, item, is_add: bool, where: str):
+        self.out, self.ins, self.item, self.is_add, self.where = out, ins, item, is_add, where
+
+
+#: what a graph that is no chain of layers and residual blocks is told
+_BLOCKS = ("straight chains and residual blocks (one input, two branches that rejoin by adding them: "
+           "x + f(x), or f(x) + g(x) with a projection g)")
+
+
+def _walk(ops: list, entry, in_shape, read, name: str, layers=(), natives=()) -> tuple[list, list]:
+    """The spec layers of ``ops`` (in graph order), a chain from the tensor ``entry``:
+    (layers, the native behind each). ``read(op, shape)`` gives one op's (layers,
+    natives). A tensor taken by two ops starts a residual block, which must end in the
+    first addition that takes both branches with nothing else taking the block's tensors
+    (single entry, single exit); each branch is read as a chain of its own. ``layers`` and
+    ``natives``: what the chain begins with (a flat input's Flatten)."""
+    users: dict = {}
+    for i, op in enumerate(ops):
+        for key in op.ins:
+            users.setdefault(key, []).append(i)
+    layers, natives = list(layers), list(natives)
+    value, i = entry, 0
+    while i < len(ops):
+        op, shape = ops[i], _shape_after(name, layers, in_shape)
+        taken_by = users.get(value, [])
+        if taken_by == [i] and op.ins == [value]:
+            got, nat = read(op, shape)
+            layers += got
+            natives += nat
+            value, i = op.out, i + 1
+            continue
+        if len(taken_by) < 2 or i not in taken_by:
+            raise _refuse(op.where, "the forward is not a straight chain (this operation does not take the "
+                          "previous result alone, or a result is used twice)" if not op.is_add else
+                          "it adds two tensors that are not the two branches of a residual block", _BLOCKS)
+        end = next((m for m in range(i, len(ops)) if ops[m].is_add and max(taken_by) <= m
+                    and all(u <= m for j in range(i, m) for u in users.get(ops[j].out, []))), None)
+        if end is None:
+            raise _refuse(op.where, "its input is also taken by another operation, and the branches do not rejoin "
+                          "by an addition of the two (a branch, a concatenation or another merge)", _BLOCKS)
+        branches = [_branch(ops, i, end, key, value) for key in ops[end].ins]
+        inner = set(range(i, end))
+        if len(ops[end].ins) != 2 or set().union(*branches) != inner or branches[0] & branches[1]:
+            raise _refuse(ops[end].where, "the block from its input to this addition is not two separate "
+                          "branches that each start from the block's input", _BLOCKS)
+        parts = []
+        for key, members in zip(ops[end].ins, branches):
+            chain = [ops[j] for j in sorted(members)]
+            got, nat = _walk(chain, value, shape, read, name) if chain else ([], [])
+            if chain and chain[-1].out != key:
+                raise _refuse(ops[end].where, "a branch of the block does not end where the addition takes it",
+                              _BLOCKS)
+            parts.append((got, nat))
+        (body, body_natives), (short, short_natives) = sorted(parts, key=lambda p: -len(p[0]))  # the longer: body
+        if not body:
+            raise _refuse(ops[end].where, "it adds a tensor to itself", _BLOCKS)
+        try:
+            block = S.Residual(tuple(body), tuple(short) or None)
+            block.output_shape(shape)
+        except S.SpecError as e:
+            raise _refuse(ops[end].where, str(e), _BLOCKS) from None
+        native: dict = {}
+        for part, nat in (("body", body_natives), ("shortcut", short_natives)):
+            rows = block.parts(shape).get(part)
+            for r, n in zip(rows.rows if rows else [], nat):
+                if isinstance(n, dict):  # a block inside the block
+                    native.update((f"{part}.{r.name}.{k}", v) for k, v in n.items())
+                else:
+                    native[f"{part}.{r.name}"] = n
+        layers.append(block)
+        natives.append(native)
+        value, i = ops[end].out, end + 1
+    return layers, natives
+
+
+def _branch(ops: list, start: int, end: int, key, entry) -> set:
+    """The indices of ops[start:end] that ``key`` depends on, back to ``entry``."""
+    found: set = set()
+    todo = [key]
+    by_out = {ops[j].out: j for j in range(start, end)}
+    while todo:
+        k = todo.pop()
+        if k == entry or k not in by_out or by_out[k] in found:
+            continue
+        found.add(by_out[k])
+        todo += ops[by_out[k]].ins
+    return found
+
+
+def _shape_after(name: str, layers: list, in_shape) -> tuple:
+    try:
+        return S.ModelSpec(name, layers, in_shape).output_shape if layers else in_shape
+    except S.SpecError as e:
+        raise ModelImportError(f"Model {name!r} does not fit its input {in_shape}: {e}") from None
 
 
 # -- Keras ----------------------------------------------------------------------------
@@ -116,26 +222,59 @@ def from_keras(model_or_path, with_weights: bool = False):
                       "flattened 28x28 image", "channels_last images")
     readers = {cls: entry.read for entry in kb.KINDS.values() if entry.read for cls in entry.native}
     supported = supported_keras(kb)
-    previous = model.inputs[0]
-    for layer in model.layers:
+
+    def read(op, current) -> tuple[list, list]:
+        layer = op.item
+        if type(layer) not in readers:
+            raise _refuse(op.where, f"the layer type {type(layer).__name__} has no spec equivalent", supported)
+        got = _read(readers[type(layer)], layer, current, op.where, supported)
+        return got, [layer] * bool(got) + [None] * (len(got) - 1)
+
+    ops = _keras_ops(model, name, keras)
+    layers, natives = _walk(ops, _keras_key(model.inputs[0]), input_shape, read, name, layers, natives)
+    spec = _spec(name, layers, input_shape, f"Keras model {name!r}")
+    return _with_weights(spec, kb, natives) if with_weights else spec
+
+
+def _keras_key(tensor):
+    return id(tensor)
+
+
+def _keras_ops(model, name: str, keras) -> list:
+    """The model's layers as _Ops in graph order: a Sequential's as a chain, a functional
+    model's from its graph (each layer called once), a nested Sequential's in its place."""
+    ops: list = []
+    if isinstance(model, keras.Sequential):
+        previous = _keras_key(model.inputs[0])
+        for layer in model.layers:
+            for inner in (layer.layers if isinstance(layer, keras.Sequential) else [layer]):
+                if type(inner).__name__ == "InputLayer":
+                    continue
+                where = f"layer {inner.name!r} ({type(inner).__name__}) of Keras model {name!r}"
+                ops.append(_Op(object(), [previous], inner, False, where))
+                previous = ops[-1].out
+        return ops
+    for layer in getattr(model, "operations", model.layers):
         kind = type(layer).__name__
         if kind == "InputLayer":
             continue
         where = f"layer {layer.name!r} ({kind}) of Keras model {name!r}"
-        chain = isinstance(model, keras.Sequential) or (  # a Sequential is a chain by construction
-            len(getattr(layer, "_inbound_nodes", [None])) <= 1 and layer.input is previous)
-        if not chain:
-            raise _refuse(where, "the model is not a straight chain (this layer does not take the previous "
-                          "layer's output, or is used twice)", "Sequential models and straight functional chains")
-        previous = layer.output
-        if type(layer) not in readers:
-            raise _refuse(where, f"the layer type {kind} has no spec equivalent", supported)
-        current = S.ModelSpec(name, layers, input_shape).output_shape if layers else input_shape
-        read = _read(readers[type(layer)], layer, current, where, supported)
-        layers += read
-        natives += [layer] + [None] * (len(read) - 1)
-    spec = _spec(name, layers, input_shape, f"Keras model {name!r}")
-    return _with_weights(spec, kb, natives) if with_weights else spec
+        nodes = [n for n in layer._inbound_nodes if n.operation is layer]
+        if len(nodes) != 1:
+            raise _refuse(where, f"it is called {len(nodes)} times (shared weights): the spec gives every layer "
+                          "weights of its own, so importing it would untie them", "layers called once")
+        ins = [_keras_key(t) for t in nodes[0].input_tensors]
+        outs = nodes[0].output_tensors
+        if isinstance(layer, keras.Sequential):  # a nested Sequential: its layers in its place
+            previous = ins[0]
+            for inner in layer.layers:
+                w = f"layer {inner.name!r} ({type(inner).__name__}) of {layer.name!r} in Keras model {name!r}"
+                ops.append(_Op(object(), [previous], inner, False, w))
+                previous = ops[-1].out
+            ops[-1].out = _keras_key(outs[0])
+            continue
+        ops.append(_Op(_keras_key(outs[0]), ins, layer, kind == "Add" and len(ins) == 2, where))
+    return ops
 
 
 # -- PyTorch --------------------------------------------------------------------------
@@ -147,7 +286,7 @@ def _torch_kinds():
     tb = get_backend("torch")
     readers = {c if isinstance(c, str) else c.__name__: entry.read
                for entry in tb.KINDS.values() if entry.read for c in entry.native}
-    classes = {c for entry in tb.KINDS.values() for c in entry.native if isinstance(c, type)}
+    classes = {c for entry in tb.KINDS.values() if entry.read for c in entry.native if isinstance(c, type)}
     return tb, readers, classes
 
 
@@ -236,47 +375,76 @@ class _Step:
 _TORCH_PLUMBING = ("Identity", "ZeroPad2d", "ConstantPad2d")
 
 
+#: how a traced forward adds two tensors: operator.add / iadd (x + y, x += y), torch.add, x.add(y), aten::add
+_ADDS = ("add", "iadd", "add_")
+
+
+def _key(a):
+    """What identifies a tensor of a traced forward: the fx Node, or the TorchScript value."""
+    return a.value if isinstance(a, _ScriptValue) else a
+
+
 def _from_steps(steps, input_shape, name, with_weights, what):
     tb, readers, classes = _torch_kinds()
     supported = supported_torch(tb)
-    layers, natives, value, pad = [], [], None, None
-    size_nodes = set()
+    meta: set = set()  # x.size(0), x.shape, x.shape[0]: sizes feeding a view(x.size(0), -1)
+    ops, called = [], {}
     for step in steps:
-        node = step.node
-        if step.module is not None:
-            step.kind = _module_kind(step.module, classes)
-        where = f"{step.target} ({step.kind if step.module is not None else 'call'}) of {what}"
         if step.target == "output":
             break
-        tensor_args = [a for a in step.args if _is_node(a)]
-        if step.target == "size":  # x.size(0) feeding a view(x.size(0), -1): allowed only there
-            size_nodes.add(node)
+        if step.module is not None:
+            step.kind = _module_kind(step.module, classes)
+            called.setdefault(id(step.module), []).append(step.target)
+        where = f"{step.target} ({step.kind if step.module is not None else 'call'}) of {what}"
+        tensors = [_key(a) for a in step.args if _is_node(a)]
+        if step.kind == "size" or (step.kind == "getattr" and step.arg(1, "name") == "shape") or (
+                step.kind == "getitem" and tensors and tensors[0] in meta):
+            meta.add(_key(step.node))
             continue
-        if value is not None and (not tensor_args or tensor_args[0] is not value):
-            raise _refuse(where, "the forward is not a straight chain (this call does not take the previous "
-                          "result)", "straight chains")
-        if any(a is not tensor_args[0] and a not in size_nodes for a in tensor_args[1:]):
-            raise _refuse(where, "it combines two tensors (a branch or a residual connection)", "straight chains")
-        value = node
-        current = S.ModelSpec(name, layers, input_shape).output_shape if layers else input_shape
+        ins = [t for t in tensors if t not in meta]
+        add = step.kind in _ADDS and len(ins) == 2 and step.arg(2, "alpha", 1) == 1
+        ops.append(_Op(_key(step.node), ins, (step, where), add, where))
+    twice = next((targets for targets in called.values() if len(targets) > 1), None)
+    if twice:
+        raise _refuse(f"{twice[0]} of {what}", f"the module {twice[0]} is called {len(twice)} times, so its weights "
+                      "are shared; the spec gives every layer weights of its own, so importing it would untie them "
+                      "(a model with more parameters). Give each call a module of its own if that is what you "
+                      "mean (copy.deepcopy)", "a module called once")
+    if not ops:
+        raise _refuse(what, "its forward has no operation on the input", supported)
+    state: dict = {"pad": None, "first": True}
+
+    def read(op, current) -> tuple[list, list]:
+        step, where = op.item
+        first, state["first"] = state["first"], False
+        if op.is_add:
+            raise _refuse(where, "it adds two tensors that are not the two branches of a residual block", _BLOCKS)
         if step.kind in ("Identity", "contiguous"):
-            continue
+            return [], []
         if step.kind in ("ZeroPad2d", "ConstantPad2d"):
             left, right, top, bottom = step.module.padding
-            pad = (((top, bottom), (left, right)), float(step.module.value), current, where)
-            continue
+            state["pad"] = (((top, bottom), (left, right)), float(step.module.value), current, where)
+            return [], []
         if step.kind not in readers:
             what_it_is = f"module type {step.kind}" if step.module is not None else f"call {step.target}"
+            if len(op.ins) > 1:
+                what_it_is += " combines two tensors; it"
             raise _refuse(where, f"the {what_it_is} has no spec equivalent", supported)
-        if pad is not None:
-            read = _padded(readers[step.kind], step, pad, supported)
-            pad = None
+        flat = []
+        if (first and step.kind == "Linear" and len(current) == 3
+                and step.module.in_features == math.prod(current)):
+            flat, current = [S.Flatten()], (math.prod(current),)  # a forward taking the image flattened (784,)
+        if state["pad"] is not None:
+            got = _padded(readers[step.kind], step, state["pad"], supported)
+            state["pad"] = None
         else:
-            read = _read(readers[step.kind], step, current, where, supported)
-        layers += read
-        natives += [step.module] + [None] * (len(read) - 1)
-    if pad is not None:
-        raise _refuse(pad[3], "nothing after it takes its padding", supported)
+            got = _read(readers[step.kind], step, current, where, supported)
+        return flat + got, [None] * len(flat) + [step.module] * bool(got) + [None] * (len(got) - 1)
+
+    entry = ops[0].ins[0] if ops[0].ins else None
+    layers, natives = _walk(ops, entry, input_shape, read, name)
+    if state["pad"] is not None:
+        raise _refuse(state["pad"][3], "nothing after it takes its padding", supported)
     spec = _spec(name, layers, input_shape, what)
     return _with_weights(spec, tb, natives) if with_weights else spec
 

@@ -47,7 +47,7 @@ def sample_weights(spec, seed: int = 0) -> dict:
     w = W.initial(spec, seed)
     rng = np.random.default_rng(seed + 1)
     for name, v in w.items():
-        kind = name.split(".")[1]
+        kind = name.rsplit(".", 1)[1]
         if kind in ("gamma", "moving_variance"):
             w[name] = rng.uniform(0.5, 1.5, v.shape).astype(np.float32)
         elif kind in ("beta", "moving_mean", "bias"):

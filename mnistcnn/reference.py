@@ -94,6 +94,9 @@ FORWARD: dict[type, Callable] = {
     S.Dropout: lambda layer, row, h, w: h,  # identity at inference
     S.SpatialDropout2D: lambda layer, row, h, w: h,
     S.GlobalAvgPool2D: lambda layer, row, h, w: h.mean(axis=(2, 3)),
+    S.Residual: lambda layer, row, h, w: sum(
+        forward(spec, {k.partition(".")[2]: v for k, v in w.items() if k.startswith(part + ".")}, h)[-1]
+        for part, spec in layer.parts(row.input_shape).items()) + (0 if layer.shortcut else h),
     S.HeightBatchNorm: lambda layer, row, h, w: batchnorm(
         h.swapaxes(1, 2), w["gamma"], w["beta"], w["moving_mean"], w["moving_variance"],
         layer.epsilon).swapaxes(1, 2),

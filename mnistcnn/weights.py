@@ -1,7 +1,8 @@
 """The neutral weight form: named numpy arrays in a fixed layout, and numpy initialisers.
 
 Names are '<row name>.<kind>': conv2d_0.kernel, conv2d_0.bias, dense_5.kernel,
-batchnorm_1.gamma / .beta / .moving_mean / .moving_variance. The layout is the spec's
+batchnorm_1.gamma / .beta / .moving_mean / .moving_variance; a composite's by their path,
+residual_3.body.conv2d_0.kernel. The layout is the spec's
 (channels first): a conv kernel is (out, in, kh, kw); a dense kernel is (out, in) with
 its inputs in (C, H, W) flatten order. Each backend translates to and from this form.
 """
@@ -31,7 +32,7 @@ def by_row(spec, weights: dict) -> dict[str, dict]:
     """{row name: {kind: array}} of the rows that hold weights, in spec order."""
     out: dict[str, dict] = {}
     for name, value in weights.items():
-        row, kind = name.split(".")
+        row, kind = name.split(".", 1)  # kind: a composite's weights keep their path (body.conv2d_0.kernel)
         out.setdefault(row, {})[kind] = value
     return {r.name: out[r.name] for r in spec.rows if r.name in out}
 

@@ -18,8 +18,10 @@ from .spec import (
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
     MaxPool2D,
     ModelSpec,
+    Residual,
     SpatialDropout2D,
 )
 
@@ -145,6 +147,24 @@ def _keras7_cnn(name):
     ])
 
 
+def _resnet_mini(name):
+    """A small ResNet for 28x28 digits: He et al.'s basic block (3x3 conv-BN-ReLU-conv-BN,
+    plus the input; ReLU after the addition), one identity block at 16 channels, one at 32
+    with stride 2 and a 1x1 projection shortcut, global average pooling, a linear classifier.
+    Convolutions before BatchNorm carry no bias; PyTorch's BatchNorm values."""
+    def convs(filters, stride=1):
+        return [Conv2D(filters, 3, stride=stride, padding="same", use_bias=False), TORCH_BN, Activation("relu"),
+                Conv2D(filters, 3, padding="same", use_bias=False), TORCH_BN]
+
+    return ModelSpec(name, [
+        Conv2D(16, 3, padding="same", use_bias=False), TORCH_BN, Activation("relu"),
+        Residual(convs(16)), Activation("relu"),
+        Residual(convs(32, stride=2), shortcut=[Conv2D(32, 1, stride=2, use_bias=False), TORCH_BN]),
+        Activation("relu"),
+        GlobalAvgPool2D(), Dense(10),
+    ])
+
+
 def _bottleneck(name, features=2, relu=1):
     return _seed000(name, bottleneck=features, neck_activation="relu" if relu else None)
 
@@ -191,6 +211,10 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
              {"keras_total_bn_axis1": 156_190, "keras_non_trainable_bn_axis1": 118,
               "keras_layer_params_bn_axis1": [6_400, 73_792, 80, 51_232, 9_248, 56, 2_064, 52, 1_040,
                                               48, 1_160, 8_448, 2_570]}),
+    ZooEntry("resnet-mini", _resnet_mini,
+             "not from a reference report: a small ResNet (He et al., 2016, basic blocks, one with a projection "
+             "shortcut), the residual connection users bring in their own models",
+             notes="compare it as given (--no-bn): its BatchNorms are part of the blocks"),
     ZooEntry("bottleneck-cnn", _bottleneck,
              "report 002 (its architecture is not in the text; a reconstruction): seed000's features through a "
              "k-wide dense layer before the 1024 hidden layer, as its error for k=8 'mat1 and mat2 shapes "

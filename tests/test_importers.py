@@ -234,19 +234,204 @@ def test_unsupported_torch_modules_are_refused_by_name(make, words):
         assert w in str(e.value)
 
 
-def test_a_residual_connection_is_refused():
+# -- residual blocks, the layers tutorials use, today's file formats (issue 33) -----------
+@pytest.fixture(scope="module")
+def all_images(mnist):
+    """All 10,000 test images (standard normalisation)."""
+    return data.normalize(mnist.x_test, "standard")
+
+
+def torch_resnet():
+    """A ResNet as PyTorch users write it: torchvision's BasicBlock (``out += identity``, a
+    downsample Sequential as the projection), AdaptiveAvgPool2d(1), torch.flatten."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class BasicBlock(nn.Module):
+        def __init__(self, cin, cout, stride=1):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.downsample = None if stride == 1 and cin == cout else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            identity = x
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            if self.downsample is not None:
+                identity = self.downsample(x)
+            out += identity
+            return F.relu(out)
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+            self.layer1 = BasicBlock(8, 8)
+            self.layer2 = BasicBlock(8, 16, stride=2)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            x = self.layer2(self.layer1(self.stem(x)))
+            return self.fc(torch.flatten(self.pool(x), 1))
+
+    torch.manual_seed(0)
+    model = _randomize_bn(ResNet())
+    return model
+
+
+def _randomize_bn(model):
+    import torch
     import torch.nn as nn
 
-    class Residual(nn.Module):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def keras_resnet():
+    """A functional Keras ResNet: identity and projection blocks merged by layers.Add."""
+    import keras
+
+    def block(x, filters, stride=1):
+        shortcut = x
+        y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+        y = keras.layers.BatchNormalization()(y)
+        y = keras.layers.Activation("relu")(y)
+        y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+        y = keras.layers.BatchNormalization()(y)
+        if stride != 1 or x.shape[-1] != filters:
+            shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False)(x)
+            shortcut = keras.layers.BatchNormalization()(shortcut)
+        return keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
+
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = block(block(x, 8), 16, stride=2)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10)(x))
+    return _randomize_keras_bn(model)
+
+
+def _randomize_keras_bn(model):
+    import keras
+
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([g * 1.5, b + 0.1, rng.normal(0, 0.5, m.shape), rng.uniform(0.5, 2, v.shape)])
+    return model
+
+
+def _torch_outputs(module, x):
+    import torch
+
+    module.eval()
+    with torch.no_grad():
+        return module(torch.from_numpy(x)).numpy()
+
+
+def _keras_outputs(model, x):
+    return model.predict(x.transpose(0, 2, 3, 1), batch_size=1000, verbose=0)
+
+
+def same_in(backend: str, spec, weights, original, x) -> float:
+    """The largest difference between ``original`` (the model's own outputs on x) and the
+    imported spec's, rebuilt in ``backend`` with its weights; the predicted classes agree."""
+    b = get_backend(backend)
+    twin = b.build(spec)
+    b.set_weights(twin, spec, weights)
+    ours = b.predict(twin, spec, x)
+    assert (ours.argmax(1) == original.argmax(1)).all(), f"{(ours.argmax(1) != original.argmax(1)).sum()} differ"
+    diff = float(np.abs(ours - original).max())
+    assert diff < TOL, diff
+    return diff
+
+
+def test_a_torch_resnet_comes_in_as_residual_blocks_and_predicts_the_same_in_keras(all_images):
+    module = torch_resnet()
+    spec, weights = from_torch(module, with_weights=True)
+    assert [r.kind for r in spec.rows] == ["Conv2D", "BatchNorm", "Activation", "Residual", "Activation",
+                                           "Residual", "Activation", "GlobalAvgPool2D", "Dense"]
+    assert spec.rows[5].layer.shortcut is not None and spec.rows[3].layer.shortcut is None
+    counted = sum(p.numel() for p in module.parameters()) + sum(
+        b.numel() for n, b in module.named_buffers() if n.endswith(("running_mean", "running_var")))
+    assert spec.total_params == counted
+    assert "residual_5.shortcut.conv2d_0.kernel" in weights
+    same_in("keras", spec, weights, _torch_outputs(module, all_images), all_images)
+
+
+def test_a_keras_resnet_comes_in_as_residual_blocks_and_predicts_the_same_in_torch(all_images):
+    model = keras_resnet()
+    spec, weights = from_keras(model, with_weights=True)
+    assert [r.kind for r in spec.rows].count("Residual") == 2
+    assert spec.total_params == model.count_params()
+    same_in("torch", spec, weights, _keras_outputs(model, all_images), all_images)
+
+
+def _leaves(spec) -> list:
+    """Every inner row's name, kind, shape, counts and pads (a torch 'same' reads back as its
+    explicit padding where that is symmetric)."""
+    return [(r.name, r.kind, r.output_shape, r.trainable, r.state,
+             r.layer.pads(r.input_shape) if hasattr(r.layer, "pads") else None) for r in spec.leaves]
+
+
+def test_the_zoo_resnet_goes_out_and_comes_back_from_both_frameworks():
+    spec = mnistcnn.zoo.get("resnet-mini")
+    for backend, read in (("torch", lambda m: from_torch(m, name="resnet-mini")), ("keras", from_keras)):
+        assert _leaves(read(mnistcnn.build(spec, backend=backend))) == _leaves(spec), backend
+
+
+def test_other_graphs_are_refused_by_name():
+    import keras
+    import torch
+    import torch.nn as nn
+
+    class Concat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            return torch.cat([self.a(x), self.b(x)], 1)
+
+    class Gate(nn.Module):
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(1, 1, 3, padding=1)
 
         def forward(self, x):
+            return x * torch.sigmoid(self.conv(x))
+
+    class Mismatch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
             return x + self.conv(x)
 
-    with pytest.raises(ModelImportError, match="not a straight chain|combines two tensors"):
-        from_torch(Residual())
+    with pytest.raises(ModelImportError, match="do not rejoin by an addition"):
+        from_torch(Concat())
+    with pytest.raises(ModelImportError, match="do not rejoin by an addition"):
+        from_torch(Gate())
+    with pytest.raises(ModelImportError, match=r"Residual's body gives 4x14x14 but its input.*shortcut=\[Conv2D\(4, 1, "
+                                               r"stride=2\)\]"):
+        from_torch(Mismatch())
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Concatenate()([keras.layers.Conv2D(2, 3)(inputs), keras.layers.Conv2D(2, 3)(inputs)])
+    with pytest.raises(ModelImportError, match="do not rejoin by an addition"):
+        from_keras(keras.Model(inputs, x))
 
 
 def test_unsupported_keras_layers_are_refused_by_name():

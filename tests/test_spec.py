@@ -4,6 +4,7 @@ import json
 import pytest
 
 from mnistcnn import spec as S
+from mnistcnn import weights as W
 from mnistcnn import zoo
 from mnistcnn.errors import SpecError
 from mnistcnn.spec import shapes
@@ -210,3 +211,28 @@ def test_defining_a_public_layer_class_registers_a_kind(monkeypatch):
     assert layers.LAYER_KINDS["Doubling"] is Doubling and "_Helper" not in layers.LAYER_KINDS
     with pytest.raises(TypeError, match="a layer kind named Doubling is already defined"):
         type("Doubling", (layers.Layer,), {})
+
+
+def test_a_residual_block_is_one_row_with_named_inner_rows():
+    from mnistcnn.spec.lint import lint
+
+    block = S.Residual([S.Conv2D(8, 3, stride=2, padding="same"), S.BatchNorm(0.9, 1e-5), S.Dropout(0.1),
+                        S.BatchNorm(0.9, 1e-5)], shortcut=[S.Conv2D(8, 1, stride=2, use_bias=False)])
+    spec = S.ModelSpec("res", [S.Conv2D(4, 3, padding="same"), block, S.GlobalAvgPool2D(), S.Dense(10)])
+    row = spec.rows[1]
+    assert (row.kind, row.input_shape, row.output_shape) == ("Residual", (4, 28, 28), (8, 14, 14))
+    assert (row.trainable, row.state) == (4 * 9 * 8 + 8 + 2 * 16 + 4 * 8, 2 * 16)
+    assert row.macs == 14 * 14 * 8 * 9 * 4 + 14 * 14 * 8 * 4  # the body's and the shortcut's; the addition uncounted
+    assert [r.name for r in spec.leaves][1:6] == ["residual_1.body.conv2d_0", "residual_1.body.batchnorm_1",
+                                                   "residual_1.body.dropout_2", "residual_1.body.batchnorm_3",
+                                                   "residual_1.shortcut.conv2d_0"]
+    assert "residual_1.shortcut.conv2d_0.kernel" in W.shapes(spec)
+    assert "residual_1.body.conv2d_0 (Conv2D)" in spec.summary_text()
+    assert S.from_json(S.to_json(spec)) == spec
+    assert lint(spec)[0].startswith("residual_1.body: layer 2 (Dropout) comes right before BatchNorm")
+    with pytest.raises(SpecError, match=r"body gives 8x14x14 but the shortcut is 8x28x28: the two are added"):
+        S.ModelSpec("bad", [S.Residual([S.Conv2D(8, 3, stride=2, padding="same")], [S.Conv2D(8, 1)])])
+    with pytest.raises(SpecError, match=r"`body` of Residual. Expected a non-empty list of layers"):
+        S.Residual([])
+    with pytest.raises(SpecError, match="Residual needs a feature map"):
+        S.ModelSpec("flat", [S.Flatten(), S.Residual([S.Dense(784)])])

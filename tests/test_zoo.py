@@ -113,3 +113,24 @@ def test_a_name_that_is_not_a_string_is_a_clear_error():
 
     with pytest.raises(SpecError, match="A zoo name must be a string such as 'seed000-cnn'. Received None"):
         zoo.get(None)
+
+
+def _framework_counts(backend: str, spec) -> tuple:
+    """(trainable, total) as the framework itself counts the model it built: PyTorch's
+    parameters and floating-point buffers, Keras' count_params()."""
+    from mnistcnn.backends import get_backend
+
+    model = get_backend(backend).build(spec)
+    if backend == "torch":
+        trainable = sum(p.numel() for p in model.parameters())
+        return trainable, trainable + sum(b.numel() for b in model.buffers() if b.is_floating_point())
+    return sum(int(w.numpy().size) for w in model.trainable_weights), model.count_params()
+
+
+def test_resnet_mini_counts_from_the_arithmetic_are_both_frameworks_own():
+    from mnistcnn.backends import call
+
+    spec = zoo.get("resnet-mini")
+    assert (spec.trainable_params, spec.total_params, spec.macs) == (19_706, 19_994, 6_535_744)
+    for backend in ("torch", "keras"):
+        assert call(backend, _framework_counts, backend, spec) == (19_706, 19_994), backend

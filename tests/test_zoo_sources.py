@@ -171,5 +171,5 @@ def test_report_003s_mlp_as_printed_keeps_dropout_on_when_testing():
 
 
 def test_every_zoo_entry_names_its_source():
-    for name, entry in zoo.ZOO.items():
-        assert "report 00" in entry.source, name
+    for name, entry in zoo.ZOO.items():  # an entry of the project's own says so (resnet-mini)
+        assert "report 00" in entry.source or entry.source.startswith("not from a reference report"), name

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -276,10 +277,28 @@ KINDS: dict[type, Kind] = {
                             (keras.layers.GlobalAveragePooling2D,), _read_global_avg_pool),
     # (N, H, W, C): axis 1 = H; a Keras model with it is refused on import (the BatchNorm reader says why)
     L.HeightBatchNorm: Kind(_batchnorm(keras.layers.BatchNormalization, axis=1), _BATCHNORMS, None),
+    # a composite: built by _apply (its parts on one input, then Add); the importer reads it from the graph
+    L.Residual: Kind(lambda layer, row: [], (keras.layers.Add,), None),
 }
 #: bn_rules='torch': the builders of the BatchNorm kinds by PyTorch's rules
 _TORCH_RULES = {L.BatchNorm: _batchnorm(TorchBatchNormalization),
                 L.HeightBatchNorm: _batchnorm(TorchBatchNormalization, axis=1)}
+
+
+def _apply(rows, x, bn_rules: str, prefix: str = ""):
+    """The Keras layers of ``rows`` applied to ``x``, each named as its row (a composite's
+    inner rows by their path, ``prefix``)."""
+    for row in rows:
+        kind = type(row.layer)
+        if row.layer.parts(row.input_shape):  # a composite: its parts on x, added
+            parts = row.layer.parts(row.input_shape)
+            outs = [_apply(spec.rows, x, bn_rules, f"{prefix}{row.name}.{part}.") for part, spec in parts.items()]
+            x = keras.layers.Add(name=prefix + row.name)(outs + [x] * (2 - len(outs)))
+            continue
+        make = _TORCH_RULES[kind] if bn_rules == "torch" and kind in _TORCH_RULES else KINDS[kind].build
+        for layer in make(row.layer, replace(row, name=prefix + row.name)):
+            x = layer(x)
+    return x
 
 
 @contextlib.contextmanager
@@ -333,7 +352,9 @@ def _flat_orders(spec) -> dict:
 
 
 def _weighted_rows(spec) -> list:
-    return [r for r in spec.rows if r.layer.weight_shapes(r.input_shape)]
+    """The rows holding weights, a composite's inner rows in its place (named by their path,
+    as their Keras layers are)."""
+    return [r for r in spec.leaves if r.layer.weight_shapes(r.input_shape)]
 
 
 def _unorder_rows(v, order):
@@ -389,19 +410,15 @@ class KerasBackend(Backend):
             with floatx(dtype):
                 return self.build(spec, bn_rules=bn_rules, dtype=dtype)
         c, h, w = spec.input_shape
-        inputs = x = keras.Input(shape=(h, w, c), name="input")
-        for row in spec.rows:
-            kind = type(row.layer)
-            make = _TORCH_RULES[kind] if bn_rules == "torch" and kind in _TORCH_RULES else KINDS[kind].build
-            for layer in make(row.layer, row):
-                x = layer(x)
+        inputs = keras.Input(shape=(h, w, c), name="input")
+        x = _apply(spec.rows, inputs, bn_rules)
         # Keras names allow only [A-Za-z0-9_.\\/>-]: 'net[bn]' becomes 'net_bn_'
         return keras.Model(inputs, x, name=re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", spec.name))
 
     @staticmethod
     def row_layers(model, row) -> list:
         """The Keras layers of one spec row: the row's own, and its '<row>_pad' / '<row>_act' helpers."""
-        return [l for l in model.layers if l.name == row.name or l.name.startswith(row.name + "_")]
+        return [l for l in model.layers if l.name == row.name or l.name.startswith((row.name + "_", row.name + "."))]
 
     def param_counts(self, model, spec) -> list[tuple[int, int]]:
         """(trainable weights, non-trainable weights) per spec layer: for BatchNormalization
@@ -442,11 +459,11 @@ class KerasBackend(Backend):
         bias; gamma, beta, moving mean, moving variance); each is translated by its layout."""
         orders = _flat_orders(spec)
         out = {}
-        for r in spec.rows:
+        for r in spec.leaves:
             layouts = r.layer.weight_layouts
             for name, v in zip(r.layer.weight_shapes(r.input_shape), per_layer.get(r.name, [])):
                 out[f"{r.name}.{name}"] = np.ascontiguousarray(_FROM_KERAS[layouts[name]](np.asarray(v),
-                                                                                          orders[r.name]))
+                                                                                          orders.get(r.name)))
         return out
 
     def get_weights(self, model, spec) -> dict:
@@ -461,7 +478,7 @@ class KerasBackend(Backend):
         for r in _weighted_rows(spec):
             layouts = r.layer.weight_layouts
             model.get_layer(r.name).set_weights([
-                _TO_KERAS[layouts[name]](np.asarray(weights[f"{r.name}.{name}"]), orders[r.name])
+                _TO_KERAS[layouts[name]](np.asarray(weights[f"{r.name}.{name}"]), orders.get(r.name))
                 for name in r.layer.weight_shapes(r.input_shape)])
 
     def _trainable_gradients(self, model, spec, grads_of) -> dict:

@@ -76,6 +76,27 @@ class _GlobalAvgPool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+class _Residual(nn.Module):
+    """body(x) + x, or body(x) + shortcut(x) (spec.Residual); each part an nn.Sequential
+    named as the spec's inner rows."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None):
+        super().__init__()
+        self.body, self.shortcut = body, shortcut
+
+    def forward(self, x):
+        return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+
+
+def _sequential(spec) -> nn.Sequential:
+    return nn.Sequential(OrderedDict((row.name, KINDS[type(row.layer)].build(row.layer, row)) for row in spec.rows))
+
+
+def _residual(layer: L.Residual, row) -> nn.Module:
+    parts = layer.parts(row.input_shape)
+    return _Residual(_sequential(parts["body"]), _sequential(parts["shortcut"]) if "shortcut" in parts else None)
+
+
 def _chain(parts) -> nn.Module:
     parts = [(k, m) for k, m in parts if m is not None]
     return parts[0][1] if len(parts) == 1 else nn.Sequential(OrderedDict(parts))
@@ -267,6 +288,7 @@ KINDS: dict[type, Kind] = {
                        _read_activation),
     L.GlobalAvgPool2D: Kind(lambda layer, row: _GlobalAvgPool(), (nn.AdaptiveAvgPool2d, _GlobalAvgPool),
                             _read_global_avg_pool),
+    L.Residual: Kind(_residual, (_Residual,), None),
     L.HeightBatchNorm: Kind(lambda layer, row: _HeightBatchNorm(row.input_shape[1], eps=layer.epsilon,
                                                                 momentum=1.0 - layer.momentum),
                             (_HeightBatchNorm,), _read_batchnorm(L.HeightBatchNorm, 1)),
@@ -298,10 +320,7 @@ class TorchBackend(Backend):
         BatchNorm rules are the 'torch' rules, so both ``bn_rules`` build the same model."""
         if bn_rules not in BN_RULES:
             raise ValueError(f"bn_rules must be one of {BN_RULES}, not {bn_rules!r}")
-        model = nn.Sequential(OrderedDict(
-            (row.name, KINDS[type(row.layer)].build(row.layer, row)) for row in spec.rows
-        ))
-        return model.to(getattr(torch, dtype))
+        return _sequential(spec).to(getattr(torch, dtype))
 
     def param_counts(self, model, spec) -> list[tuple[int, int]]:
         """(trainable parameters, BatchNorm running statistics) per spec layer."""
@@ -335,8 +354,8 @@ class TorchBackend(Backend):
         loss = F.cross_entropy(model(torch.from_numpy(np.ascontiguousarray(x)).to(dtype)),
                                torch.from_numpy(y.astype(np.int64)))
         loss.backward()
-        grads = {r.name: [p.grad for p in _core(getattr(model, r.name)).parameters(recurse=False)]
-                 for r in spec.rows}
+        grads = {r.name: [p.grad for p in _core(model.get_submodule(r.name)).parameters(recurse=False)]
+                 for r in spec.leaves}
         return float(loss.detach()), {k: v.astype(np.float64) for k, v in self.neutral_from_native(spec, grads).items()}
 
     def predict(self, model, spec, x, batch_size: int = 1000):
@@ -356,7 +375,7 @@ class TorchBackend(Backend):
 
     def neutral_from_native(self, spec, per_layer: dict) -> dict:
         out: dict[str, np.ndarray] = {}
-        for r in spec.rows:
+        for r in spec.leaves:
             names, arrays = list(r.layer.weight_shapes(r.input_shape)), per_layer.get(r.name, [])
             if len(arrays) > len(names):
                 raise ValueError(f"{r.name}: {len(arrays)} torch tensors for the {len(names)} weights {names}")
@@ -366,16 +385,17 @@ class TorchBackend(Backend):
 
     def get_weights(self, model, spec) -> dict:
         """Neutral arrays: the torch layout already is the neutral one (C, H, W order)."""
-        return self.neutral_from_native(spec, {r.name: self.layer_weights(_core(getattr(model, r.name)))
-                                               for r in spec.rows})
+        return self.neutral_from_native(spec, {r.name: self.layer_weights(_core(model.get_submodule(r.name)))
+                                               for r in spec.leaves})
 
     def set_weights(self, model, spec, weights: dict) -> None:
         from .. import weights as W
 
         W.check(spec, weights)
         with torch.no_grad():
-            for r in spec.rows:
-                for name, tensor in zip(r.layer.weight_shapes(r.input_shape), _tensors(_core(getattr(model, r.name)))):
+            for r in spec.leaves:
+                tensors = _tensors(_core(model.get_submodule(r.name)))
+                for name, tensor in zip(r.layer.weight_shapes(r.input_shape), tensors):
                     tensor.copy_(torch.from_numpy(np.asarray(weights[f"{r.name}.{name}"])))
 
     # -- the process ----------------------------------------------------------------------

@@ -177,12 +177,12 @@ class Layer(metaclass=_LayerType):
 
     def trainable_params(self, in_shape: Shape) -> int:
         return sum(math.prod(s) for n, s in self.weight_shapes(in_shape).items()
-                   if n not in STATE_WEIGHTS)
+                   if n.rsplit(".", 1)[-1] not in STATE_WEIGHTS)
 
     def state_params(self, in_shape: Shape) -> int:
         """Non-trainable state that the model carries (BatchNorm running statistics)."""
         return sum(math.prod(s) for n, s in self.weight_shapes(in_shape).items()
-                   if n in STATE_WEIGHTS)
+                   if n.rsplit(".", 1)[-1] in STATE_WEIGHTS)
 
     def macs(self, in_shape: Shape) -> int:
         """Forward multiply-adds for one example (convolutions and dense products)."""
@@ -195,6 +195,12 @@ class Layer(metaclass=_LayerType):
             d[f.name] = list(v) if isinstance(v, tuple) else v
         return d
 
+
+    def parts(self, in_shape: Shape) -> dict:
+        """A composite kind's inner chains by part name ('body', 'shortcut'), each a ModelSpec
+        on this layer's input; {} for every other kind. Their rows are named by their path
+        ('residual_3.body.conv2d_0'), and so are their weights."""
+        return {}
 
 @dataclass(frozen=True)
 class Conv2D(Layer):
@@ -463,3 +469,82 @@ class HeightBatchNorm(BatchNorm):
     def weight_shapes(self, in_shape):
         h = (_need_map(self, in_shape)[1],)
         return {"gamma": h, "beta": h, "moving_mean": h, "moving_variance": h}
+
+
+def _chain(cls: str, arg: str, value, allow_none: bool = False) -> tuple | None:
+    if allow_none and (value is None or (isinstance(value, (list, tuple)) and not value)):
+        return None
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, Layer) for v in value):
+        raise _invalid(cls, arg, "a non-empty list of layers" + (" or None (the identity)" if allow_none else ""),
+                       value)
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Residual(Layer):
+    """A residual block: ``body`` (a list of layers) applied to the input, plus the input
+    itself (``shortcut=None``) or a projection of it (``shortcut``: a list of layers, e.g.
+    ``[Conv2D(32, 1, stride=2)]``), merged by addition. It takes a feature map, and the body
+    and the shortcut must give the same shape. Its rows and weights are named by their path:
+    ``residual_3.body.conv2d_0.kernel``. Mult-adds count the body's and the shortcut's
+    products; the addition, like a bias, is not counted (Keras' and torchinfo's convention)."""
+
+    body: tuple
+    shortcut: tuple | None = None
+    usage: ClassVar[str] = ("Residual(body=[layers], shortcut=None or [layers]): the output is body(x) + x, or "
+                            "body(x) + shortcut(x) where the shapes differ.")
+
+    def __post_init__(self):
+        object.__setattr__(self, "body", _chain("Residual", "body", self.body))
+        object.__setattr__(self, "shortcut", _chain("Residual", "shortcut", self.shortcut, allow_none=True))
+
+    @property
+    def has_training_mode(self) -> bool:  # type: ignore[override]
+        return any(l.has_training_mode for l in self.body + (self.shortcut or ()))
+
+    @property
+    def weight_layouts(self) -> dict[str, str]:  # type: ignore[override]
+        out: dict[str, str] = {}
+        for part, layers in (("body", self.body), ("shortcut", self.shortcut or ())):
+            for i, layer in enumerate(layers):
+                out.update((f"{part}.{type(layer).__name__.lower()}_{i}.{n}", v)
+                           for n, v in layer.weight_layouts.items())
+        return out
+
+    def parts(self, in_shape):
+        from .model import ModelSpec
+
+        _need_map(self, in_shape)
+        specs = {}
+        for part, layers in (("body", self.body), ("shortcut", self.shortcut)):
+            if layers is not None:
+                try:
+                    specs[part] = ModelSpec(part, layers, in_shape)
+                except SpecError as e:
+                    raise SpecError(f"its {part}: {e}") from None
+        return specs
+
+    def output_shape(self, in_shape):
+        parts = self.parts(in_shape)
+        body = parts["body"].output_shape
+        other = parts["shortcut"].output_shape if "shortcut" in parts else in_shape
+        if body != other:
+            what = "the shortcut" if "shortcut" in parts else "its input (the identity shortcut)"
+            fix = ("change the shortcut so that it gives " + _fmt(body)) if "shortcut" in parts else (
+                "give it a projection shortcut, e.g. shortcut=[Conv2D(" + str(body[0]) + ", 1" + (
+                    f", stride={in_shape[1] // body[1]}" if len(body) == 3 and body[1] and in_shape[1] % body[1] == 0
+                    and body[1] != in_shape[1] else "") + ")], or keep the body's shape")
+            raise SpecError(f"Residual's body gives {_fmt(body)} but {what} is {_fmt(other)}: the two are added, "
+                            f"so their shapes must agree; {fix}")
+        return body
+
+    def weight_shapes(self, in_shape):
+        return {f"{part}.{r.name}.{n}": shape for part, spec in self.parts(in_shape).items()
+                for r in spec.rows for n, shape in r.layer.weight_shapes(r.input_shape).items()}
+
+    def macs(self, in_shape):
+        return sum(spec.macs for spec in self.parts(in_shape).values())
+
+    def to_dict(self) -> dict:
+        return {"kind": "Residual", "body": [l.to_dict() for l in self.body],
+                "shortcut": None if self.shortcut is None else [l.to_dict() for l in self.shortcut]}

@@ -16,10 +16,20 @@ def lint(spec) -> list[str]:
             f"spec '{spec.name}' ends in {head}: a loss that expects logits (PyTorch CrossEntropyLoss, "
             f"Keras from_logits=True) would apply it twice. mnistcnn drops it and trains on logits; "
             f"in your own loop use the logits with CrossEntropyLoss, or log_softmax with NLLLoss.")
-    for i, (a, b) in enumerate(zip(spec.layers, spec.layers[1:])):
-        if isinstance(a, S.Dropout) and isinstance(b, S.BatchNorm):
+    return warnings + _chain(spec.rows)
+
+
+def _chain(rows, where: str = "") -> list[str]:
+    """What is wrong in a chain of rows, a composite's parts (Residual's body and shortcut)
+    included, each named by its path."""
+    warnings = []
+    for a, b in zip(rows, rows[1:]):
+        if isinstance(a.layer, S.Dropout) and isinstance(b.layer, S.BatchNorm):
             warnings.append(
-                f"layer {i} ({type(a).__name__}) comes right before BatchNorm (layer {i + 1}): dropout shifts "
+                f"{where}layer {a.index} ({a.kind}) comes right before BatchNorm (layer {b.index}): dropout shifts "
                 "the variance between training and inference, so BatchNorm's running statistics do not "
                 "match at test time. Put dropout after BatchNorm.")
+    for r in rows:
+        for part, inner in r.layer.parts(r.input_shape).items():
+            warnings += _chain(inner.rows, f"{where}{r.name}.{part}: ")
     return warnings

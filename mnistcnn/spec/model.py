@@ -5,8 +5,8 @@ here; the backends are checked against these numbers, never the other way round.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 from ..errors import SpecError
 from .layers import BatchNorm, Layer, _fmt
@@ -35,6 +35,18 @@ class LayerInfo:
     trainable: int  # weights, biases, BatchNorm gamma/beta
     state: int  # non-trainable state: BatchNorm running mean and variance
     macs: int  # forward multiply-adds per example
+
+
+def leaf_rows(rows, prefix: str = "") -> Iterator[LayerInfo]:
+    """The rows of layers that are no composite, in order: a composite's (Residual's) inner
+    rows in its place, named by their path ('residual_3.body.conv2d_0'), which is also how
+    the backends name their layers and the neutral form their weights."""
+    for r in rows:
+        parts = r.layer.parts(r.input_shape)
+        if not parts:
+            yield replace(r, name=prefix + r.name) if prefix else r
+        for part, spec in parts.items():
+            yield from leaf_rows(spec.rows, f"{prefix}{r.name}.{part}.")
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,11 @@ class ModelSpec:
         return self.rows[-1].output_shape
 
     @property
+    def leaves(self) -> tuple[LayerInfo, ...]:
+        """Every row that is no composite, a composite's inner rows named by their path."""
+        return tuple(leaf_rows(self.rows))
+
+    @property
     def trainable_params(self) -> int:
         return sum(r.trainable for r in self.rows)
 
@@ -124,9 +141,9 @@ class ModelSpec:
     def summary_text(self) -> str:
         head = ("Layer (type)", "Output shape", "Param #", "Mult-Adds")
         body = [
-            (f"{r.name} ({r.kind})", "(None, " + ", ".join(map(str, r.output_shape)) + ")",
+            (f"{'  ' * r.name.count('.')}{r.name} ({r.kind})", "(None, " + ", ".join(map(str, r.output_shape)) + ")",
              f"{r.trainable + r.state:,}", f"{r.macs:,}")
-            for r in self.rows
+            for r in _with_inner_rows(self.rows)
         ]
         widths = [max(len(row[i]) for row in [head] + body) for i in range(4)]
         line = lambda cells: "  ".join(  # noqa: E731
@@ -166,3 +183,11 @@ class ModelSpec:
 
     def _repr_markdown_(self) -> str:
         return self._summary_doc().markdown()
+
+
+def _with_inner_rows(rows, prefix: str = "") -> Iterator[LayerInfo]:
+    """Each row, a composite followed by its inner rows (indented by the summary)."""
+    for r in rows:
+        yield replace(r, name=prefix + r.name) if prefix else r
+        for part, spec in r.layer.parts(r.input_shape).items():
+            yield from _with_inner_rows(spec.rows, f"{prefix}{r.name}.{part}.")
