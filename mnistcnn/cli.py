@@ -214,6 +214,13 @@ def cmd_summary(args) -> int:
     if args.backend == "spec":
         s.summary()
     else:
+        from .errors import SpecError
+        from .spec.memory import check_memory
+
+        try:
+            check_memory(s)  # the backends build the model: refused before they try to allocate it
+        except SpecError as e:
+            raise SpecError(f"{e} Its summary alone needs no memory: `backend='spec'`.") from None
         print(side_by_side(s, _backends(args)))
     return 0
 
@@ -481,15 +488,10 @@ def cmd_import(args) -> int:
 
     from . import spec as specs
     from . import weights as W
-    from .importers import from_torch, load_model, torch_class
+    from .importers import from_state_dict, load_model
 
     if args.torch_class:  # a state dict for a class of the user's
-        import torch
-
-        module = torch_class(args.torch_class)()
-        module.load_state_dict(torch.load(args.model, map_location="cpu", weights_only=True))
-        spec, weights = from_torch(module, tuple(args.input_shape), with_weights=True,
-                                   name=args.torch_class.partition(":")[2])
+        spec, weights = from_state_dict(args.model, args.torch_class, tuple(args.input_shape))
     else:
         spec, weights = load_model(args.model, tuple(args.input_shape))
     out = Path(args.out or f"imported/{spec.name}")

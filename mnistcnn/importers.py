@@ -337,6 +337,9 @@ def from_torchscript(path, input_shape=(1, 28, 28), with_weights: bool = False):
 
     get_backend("torch")
     path = Path(path)
+    if not path.is_file():
+        raise ModelImportError(f"{path} {_not_a_file(path)}: give a TorchScript file "
+                               "(torch.jit.script(model).save(path)).")
     import warnings
 
     try:
@@ -575,17 +578,129 @@ def load_model(path_or_name, input_shape=(1, 28, 28)):
     if path.suffix in (".pt", ".pth", ".ts"):
         return from_torchscript(path, input_shape, with_weights=True)
     if ":" in text and "=" not in text:  # module:Class (a zoo name's arguments have '=')
-        return from_torch(torch_class(text)(), input_shape, with_weights=True, name=text.partition(":")[2])
+        return from_torch(torch_module(text), input_shape, with_weights=True, name=text.partition(":")[2])
     return zoo.get(text), None
 
 
+def _first_line(e: BaseException) -> str:
+    """An exception from the user's code as one short line: its type and first line."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
 def torch_class(text: str):
-    """The class named by 'package.module:Class', or a ModelImportError saying how to name it."""
+    """The nn.Module subclass named by 'package.module:Class', or a ModelImportError naming
+    what went wrong (the module is not found or fails on import, no such name, not a class)
+    and how to name it."""
     import importlib
+    import inspect
+
+    import torch
 
     module_name, _, cls_name = text.partition(":")
+    how = "Give 'package.module:Class', the module importable from here (on PYTHONPATH)"
+    if not module_name or not cls_name or module_name.endswith(".py") or "/" in module_name:
+        raise ModelImportError(f"Cannot load the PyTorch class {text!r}: name the module by its import name and "
+                               "the class after a colon, e.g. models:Net for the class Net in models.py, with its "
+                               "directory on PYTHONPATH.")
     try:
-        return getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as e:
-        raise ModelImportError(f"Cannot load the PyTorch class {text!r}: {e}. Give 'package.module:Class' "
-                               "importable from here (PYTHONPATH).") from None
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ModelImportError(f"Cannot load the PyTorch class {text!r}: {e}. {how}.") from None
+    except BaseException as e:  # the user's module fails as it is imported (SyntaxError too): name it
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise ModelImportError(f"Cannot load the PyTorch class {text!r}: importing the module {module_name!r} "
+                               f"raised {_first_line(e)}. Fix the module (`python -c 'import {module_name}'` "
+                               "shows the traceback).") from None
+    if not hasattr(module, cls_name):
+        raise ModelImportError(f"Cannot load the PyTorch class {text!r}: the module {module_name!r} has no "
+                               f"attribute {cls_name!r}. {how}.")
+    cls = getattr(module, cls_name)
+    if not (inspect.isclass(cls) and issubclass(cls, torch.nn.Module)):
+        what = "a class" if inspect.isclass(cls) else f"a {type(cls).__name__}"
+        raise ModelImportError(f"Cannot load the PyTorch class {text!r}: it is {what}, not a subclass of "
+                               "torch.nn.Module. Name the model's class (mnistcnn builds it without arguments).")
+    return cls
+
+
+def torch_module(text: str):
+    """An instance of the class named by 'package.module:Class', built without arguments;
+    a class that needs them, or whose __init__ fails, is a ModelImportError naming it."""
+    cls = torch_class(text)
+    try:
+        return cls()
+    except BaseException as e:  # the user's __init__: whatever it raises is about their code
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        needs = [p.name for p in _required_parameters(cls)]
+        fix = (f"it needs {', '.join(map(repr, needs))}: mnistcnn builds it without arguments, so give them "
+               f"defaults, or name a subclass that passes them (class Mine({cls.__name__}): def __init__(self): "
+               f"super().__init__(...)), or save the built model with torch.jit.script(model).save('model.pt') "
+               "and give that file") if needs else "fix its __init__ (mnistcnn calls it without arguments)"
+        raise ModelImportError(f"Cannot build the PyTorch class {text!r} as {cls.__name__}(): it raised "
+                               f"{_first_line(e)}; {fix}.") from None
+
+
+def _not_a_file(path: Path) -> str:
+    """What a path that is no regular file is, in words."""
+    if not path.exists():
+        return "does not exist"
+    return "is a directory" if path.is_dir() else "is not a regular file (a device, a pipe or a socket)"
+
+
+def _required_parameters(cls) -> list:
+    import inspect
+
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                                                     p.KEYWORD_ONLY)]
+
+
+def from_state_dict(path, class_text: str, input_shape=(1, 28, 28)):
+    """(spec, neutral weights) of the class named by 'package.module:Class' holding the
+    state dict saved in ``path`` (torch.save(model.state_dict(), path)); a file that is no
+    state dict, or one whose names or shapes do not match the class, is a ModelImportError
+    naming the file, the class and what differs."""
+    import pickle
+
+    import torch
+
+    module = torch_module(class_text)
+    path = Path(path)
+    if not path.is_file():
+        raise ModelImportError(f"{path} {_not_a_file(path)}: give the file that torch.save(model.state_dict(), "
+                               "path) wrote.")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch.save's zip archive nor a pickle
+        raise ModelImportError(f"{path} is not a PyTorch file ({'empty' if not head else 'not what torch.save writes'})"
+                               ": give the file that torch.save(model.state_dict(), path) wrote.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refuses code: a whole model, or other objects
+        raise ModelImportError(f"{path} is not a state dict: it holds pickled Python objects (a whole model "
+                               "saved with torch.save(model)?), which mnistcnn never unpickles. Save "
+                               "model.state_dict() instead, or the model as TorchScript "
+                               "(torch.jit.script(model).save(path)).") from None
+    except Exception as e:  # damaged, or another kind of file
+        raise ModelImportError(f"{path} is not a readable PyTorch state dict ({_first_line(e)}): give the file "
+                               "that torch.save(model.state_dict(), path) wrote.") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelImportError(f"{path} holds a {type(state).__name__}, not a state dict (names -> tensors): give "
+                               "the file that torch.save(model.state_dict(), path) wrote.")
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} (the class: {tuple(v.shape)})" for k, v in expected.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        found = "; ".join(f"{what}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}" for what, names in
+                          (("missing", missing), ("not in the class", unexpected), ("other shapes", wrong)) if names)
+        raise ModelImportError(f"The state dict {path} does not match the class {class_text!r} ({found}). Give "
+                               "the class it was saved from, built with the same arguments.")
+    module.load_state_dict(state)
+    return from_torch(module, input_shape, with_weights=True, name=class_text.partition(":")[2])
