@@ -98,6 +98,15 @@ def save(path, spec, weights: dict, meta: dict | None = None) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def _what_it_holds(head: bytes) -> str:
+    """What a file that is no .npz holds, from its first bytes, in words."""
+    if not head:
+        return "it is empty"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "it holds pickled Python objects (e.g. torch.save of a model), which mnistcnn never loads"
+    return "it is not an .npz archive (a zip file)"
+
+
 def load(path) -> tuple:
     """(spec, weights, meta) from a neutral checkpoint; anything else is a CheckpointError
     that names the file (never a hint to unpickle it)."""
@@ -109,16 +118,22 @@ def load(path) -> tuple:
         raise CheckpointError(f"{path} is a directory, not a checkpoint file. {fix}")
     try:
         with open(path, "rb") as f:  # our handle: closed on any error
+            head = f.read(6)
+            f.seek(0)
+            if not head.startswith((b"PK\x03\x04", b"\x93NUMPY")):  # neither a zip (.npz) nor a .npy
+                raise CheckpointError(f"{path} is not a mnistcnn checkpoint: {_what_it_holds(head)}. {fix}")
             z = np.load(f, allow_pickle=False)
             if not isinstance(z, np.lib.npyio.NpzFile) or "__spec__" not in z.files:
                 raise CheckpointError(f"{path} is not a mnistcnn checkpoint: it holds no spec. {fix}")
             spec = S.from_json(str(z["__spec__"]), f"The spec inside {path}")
             meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
             weights = {k: z[k] for k in z.files if not k.startswith("__")}
+    except CheckpointError:
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist. {fix}") from None
     except ValueError as e:
-        if "pickle" in str(e):
+        if "pickle" in str(e):  # a .npy of Python objects
             raise CheckpointError(f"{path} is not a mnistcnn checkpoint: it holds pickled Python objects, "
                                   f"which mnistcnn never loads. {fix}") from None
         raise CheckpointError(f"{path} is not a readable mnistcnn checkpoint ({e}). {fix}") from None
