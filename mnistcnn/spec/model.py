@@ -89,7 +89,7 @@ class ModelSpec:
                     layer.trainable_params(shape), layer.state_params(shape), layer.macs(shape),
                 ))
             except SpecError as e:
-                raise SpecError(f"Layer {i} ({kind}) of spec '{self.name}': {e}") from None
+                raise SpecError(f"Layer {i} ({kind}) of spec '{self.name}': {e}", arguments=e.arguments) from None
             shape = out
         object.__setattr__(self, "rows", tuple(rows))
 

@@ -58,7 +58,7 @@ def _layer(d: dict, where: str):
     try:
         return LAYER_KINDS[kind](**d)
     except (TypeError, SpecError) as e:
-        raise SpecError(f"{where} ({kind}): {e}") from None
+        raise SpecError(f"{where} ({kind}): {e}", arguments=getattr(e, "arguments", None)) from None
 
 
 def to_json(spec: ModelSpec, indent: int = 2) -> str:
@@ -68,10 +68,14 @@ def to_json(spec: ModelSpec, indent: int = 2) -> str:
 def from_json(text: str, source: str = "Spec") -> ModelSpec:
     try:
         data = json.loads(text)
+        return from_dict(data)
     except json.JSONDecodeError as e:
         raise SpecError(f"{source} is not valid JSON: {e}. A spec file is what "
                         "mnistcnn.spec.save() or `mnistcnn import` writes.") from None
-    return from_dict(data)
+    except RecursionError:  # lists or objects nested deeper than Python's stack: refused, not a crash
+        raise SpecError(f"{source} is nested too deeply to be read as a spec (lists or objects inside one "
+                        "another, deeper than Python's recursion limit). A spec file is what mnistcnn.spec.save() "
+                        "or `mnistcnn import` writes.") from None
 
 
 def load(path) -> ModelSpec:
