@@ -171,8 +171,9 @@ class ModelSpec:
 
         return Doc().heading(f'Model "{self.name}", input (C, H, W) = {_fmt(self.input_shape)}').table(
             ["Layer (type)", "Output shape", "Param #", "Mult-Adds"],
-            [[f"{r.name} ({r.kind})", "(None, " + ", ".join(map(str, r.output_shape)) + ")",
-              f"{r.trainable + r.state:,}", f"{r.macs:,}"] for r in self.rows], right=(2, 3)).items([
+            [[f"{chr(0x2003) * r.name.count('.')}{r.name} ({r.kind})",  # a composite's inner rows indented
+              "(None, " + ", ".join(map(str, r.output_shape)) + ")", f"{r.trainable + r.state:,}", f"{r.macs:,}"]
+             for r in _with_inner_rows(self.rows)], right=(2, 3)).items([
                 f"Total params: {self.total_params:,} ({param_memory(self.total_params)})",
                 f"Trainable params: {self.trainable_params:,} ({param_memory(self.trainable_params)})",
                 f"Non-trainable params (BatchNorm running statistics): {self.state_params:,}",
