@@ -201,9 +201,17 @@ def from_keras(model_or_path, with_weights: bool = False):
             model = keras.saving.load_model(path, compile=False)
         except Exception as e:  # a damaged or foreign file: name it
             raise ModelImportError(f"{path} is not a readable Keras model ({type(e).__name__}: "
-                                   f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}).") from None
+                                   f"{' '.join(str(e).split())}).") from None
     name = _safe_name(getattr(model, "name", None) or "keras-model")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    try:
+        inputs = model.inputs
+    except AttributeError:  # a subclassed keras.Model: its call() is Python, recorded as no graph
+        raise _refuse(f"Keras model {name!r} ({type(model).__name__})", "it is a subclassed keras.Model, whose "
+                      "call() is Python code that Keras records as no graph of layers, so the order and the "
+                      "connections of its layers are unknown. Write the same layers as keras.Sequential([...]) or "
+                      "with the functional API (keras.Input, then each layer called on the previous output) and "
+                      "copy the weights over (set_weights)", "Sequential and functional models") from None
+    if len(inputs) != 1 or len(model.outputs) != 1:
         raise _refuse(f"Keras model {name!r}", f"it has {len(model.inputs)} inputs and {len(model.outputs)} "
                       "outputs; the spec is one chain from one image to one output", "a straight chain")
     shape = tuple(model.inputs[0].shape[1:])
@@ -225,15 +233,39 @@ def from_keras(model_or_path, with_weights: bool = False):
 
     def read(op, current) -> tuple[list, list]:
         layer = op.item
+        if layer is None:  # a Reshape of the input to the image it is
+            return [], []
+        if type(layer).__name__ in _KERAS_INPUT_SCALING:
+            raise _refuse(op.where, _KERAS_INPUT_SCALING[type(layer).__name__](layer), supported)
         if type(layer) not in readers:
             raise _refuse(op.where, f"the layer type {type(layer).__name__} has no spec equivalent", supported)
         got = _read(readers[type(layer)], layer, current, op.where, supported)
         return got, [layer] * bool(got) + [None] * (len(got) - 1)
 
     ops = _keras_ops(model, name, keras)
+    if ops and type(ops[0].item).__name__ == "Reshape" and ops[0].ins == [_keras_key(model.inputs[0])]:
+        target = tuple(ops[0].item.get_config()["target_shape"])
+        if len(target) == 3 and target[2] == 1 and math.prod(target) == math.prod(shape):  # (784,) -> (28, 28, 1)
+            input_shape, layers, natives = (1, target[0], target[1]), [], []
+            ops[0].item = None
     layers, natives = _walk(ops, _keras_key(model.inputs[0]), input_shape, read, name, layers, natives)
     spec = _spec(name, layers, input_shape, f"Keras model {name!r}")
     return _with_weights(spec, kb, natives) if with_weights else spec
+
+
+#: Keras preprocessing layers a model may begin with, and what to do instead: mnistcnn
+#: feeds normalised images itself (--normalization)
+_KERAS_INPUT_SCALING = {
+    "Rescaling": lambda layer: (
+        f"Rescaling(scale={layer.get_config()['scale']}, offset={layer.get_config()['offset']}) scales the raw "
+        "pixels the model was given, and mnistcnn feeds images it has already normalised: drop Rescaling and train "
+        "or evaluate with --normalization unit (pixels / 255, what Rescaling(1/255) does), or --normalization "
+        "standard"),
+    "Normalization": lambda layer: (
+        "Normalization standardises the raw pixels with statistics it learned from the data (adapt), and mnistcnn "
+        "feeds images it has already normalised: drop Normalization and use --normalization standard (MNIST's "
+        "mean 0.1307 and standard deviation 0.3081)"),
+}
 
 
 def _keras_key(tensor):
@@ -296,6 +328,8 @@ def from_torch(module, input_shape=(1, 28, 28), with_weights: bool = False, name
     import torch.fx
 
     _, _, classes = _torch_kinds()
+    if type(module).__name__ == "ExportedProgram":
+        raise _exported_program(f"The model given ({type(module).__name__})")
 
     class Tracer(torch.fx.Tracer):
         """torch.fx's tracer, taking mnistcnn's own modules (those a spec builds) whole."""
@@ -347,9 +381,18 @@ def from_torchscript(path, input_shape=(1, 28, 28), with_weights: bool = False):
             warnings.simplefilter("ignore", DeprecationWarning)
             scripted = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
+        saved = _torch_save_kind(path)
+        if saved:
+            raise ModelImportError(f"{path} is not a TorchScript file: it holds {saved}.") from None
         raise ModelImportError(f"{path} is not a readable TorchScript file ({type(e).__name__}).") from None
     steps = _torchscript_steps(scripted)
-    return _from_steps(steps, tuple(input_shape), _safe_name(path.stem), with_weights, f"TorchScript file {path}")
+    try:
+        return _from_steps(steps, tuple(input_shape), _safe_name(path.stem), with_weights, f"TorchScript file {path}")
+    except AttributeError as e:  # a traced module keeps no layer arguments (Conv2d's dilation, stride...)
+        raise ModelImportError(
+            f"{path} is a traced TorchScript file (torch.jit.trace): its modules keep their weights but not their "
+            f"arguments ({e.name or e}), so its layers cannot be read exactly. Save the model with "
+            "torch.jit.script(model).save(path) instead, or its state_dict with --torch-class.") from None
 
 
 class _Step:
@@ -401,7 +444,7 @@ def _from_steps(steps, input_shape, name, with_weights, what):
         where = f"{step.target} ({step.kind if step.module is not None else 'call'}) of {what}"
         tensors = [_key(a) for a in step.args if _is_node(a)]
         if step.kind == "size" or (step.kind == "getattr" and step.arg(1, "name") == "shape") or (
-                step.kind == "getitem" and tensors and tensors[0] in meta):
+                step.kind.strip("_") == "getitem" and tensors and tensors[0] in meta):
             meta.add(_key(step.node))
             continue
         ins = [t for t in tensors if t not in meta]
@@ -512,6 +555,14 @@ def _torchscript_steps(scripted) -> list:
         elif kind == "prim::CallMethod":
             ins = list(n.inputs())
             module = attrs.get(ins[0])
+            inner = _script_sequence(module) if getattr(module, "original_name", "") == "Sequential" else None
+            if inner:  # an nn.Sequential inside: its modules in its place, one after the other
+                previous: _ScriptValue = _ScriptValue(ins[1])
+                for j, (target, child) in enumerate(inner):
+                    node = _ScriptNode(outs[0] if j == len(inner) - 1 else object(), [previous], target=target)
+                    steps.append(_Step(node, child, target, args=[previous], kwargs={}))
+                    previous = node
+                continue
             steps.append(_Step(_ScriptNode(outs[0], ins[1:]), module, n.s("name"), args=[_ScriptValue(ins[1])],
                                kwargs={}))
         elif kind.startswith("aten::") or kind == "prim::CallFunction":
@@ -534,6 +585,17 @@ def _torchscript_steps(scripted) -> list:
         by_value[s.node.output] = s.node
     steps.append(_Step(_ScriptNode(None, [], target="output"), None, "output", args=[], kwargs={}))
     return steps
+
+
+def _script_sequence(module, prefix: str = "") -> list:
+    """(name, module) of every module a scripted nn.Sequential calls, nested ones flattened."""
+    out = []
+    for child_name, child in module.named_children():
+        if getattr(child, "original_name", "") == "Sequential":
+            out += _script_sequence(child, f"{prefix}{child_name}.")
+        else:
+            out.append((f"{prefix}{child_name}", child))
+    return out
 
 
 class _ScriptValue:
@@ -571,6 +633,8 @@ def load_model(path_or_name, input_shape=(1, 28, 28)):
 
     text = str(path_or_name)
     path = Path(text)
+    if path.suffix == ".pt2":
+        raise _exported_program(path)
     if path.suffix == ".json" or (path.is_file() and path.suffix not in (".keras", ".h5", ".pt", ".pth", ".ts")):
         return specs.load(path), None
     if path.suffix in (".keras", ".h5"):
@@ -580,6 +644,38 @@ def load_model(path_or_name, input_shape=(1, 28, 28)):
     if ":" in text and "=" not in text:  # module:Class (a zoo name's arguments have '=')
         return from_torch(torch_module(text), input_shape, with_weights=True, name=text.partition(":")[2])
     return zoo.get(text), None
+
+
+def _exported_program(what) -> ModelImportError:
+    return ModelImportError(
+        f"{what} is a torch.export ExportedProgram (.pt2): it holds ATen operations with its weights lifted out of "
+        "the modules, not the layers mnistcnn reads, so it is not imported. Give the nn.Module itself "
+        "(from_torch(model), or 'package.module:Class' on the command line), its state_dict with --torch-class "
+        "(torch.save(model.state_dict(), path)), or a TorchScript file (torch.jit.script(model).save(path)).")
+
+
+def _torch_save_kind(path: Path) -> str | None:
+    """What a file torch.save wrote holds, in words, or None where it is no such file: a
+    whole pickled model or a state dict, told from the class names its pickle refers to
+    (never unpickled)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            pickles = [n for n in names if n.endswith("data.pkl")]
+            if not pickles or any("/code/" in n for n in names):  # TorchScript archives hold code/
+                return None
+            data = z.read(pickles[0])
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if b"torch.nn.modules" in data or b"__main__" in data:
+        return ("a whole model saved with torch.save(model): a pickle of its Python classes, which mnistcnn never "
+                "unpickles. Save its weights instead, torch.save(model.state_dict(), path), and give its class: "
+                "`mnistcnn import weights.pth --torch-class package.module:Class`, or save it as TorchScript "
+                "(torch.jit.script(model).save(path))")
+    return ("weights saved with torch.save (a state dict) without the code of its model: give its class with "
+            "--torch-class package.module:Class")
 
 
 def _first_line(e: BaseException) -> str:

@@ -94,6 +94,7 @@ FORWARD: dict[type, Callable] = {
     S.Dropout: lambda layer, row, h, w: h,  # identity at inference
     S.SpatialDropout2D: lambda layer, row, h, w: h,
     S.GlobalAvgPool2D: lambda layer, row, h, w: h.mean(axis=(2, 3)),
+    S.GlobalMaxPool2D: lambda layer, row, h, w: h.max(axis=(2, 3)),
     S.Residual: lambda layer, row, h, w: sum(
         forward(spec, {k.partition(".")[2]: v for k, v in w.items() if k.startswith(part + ".")}, h)[-1]
         for part, spec in layer.parts(row.input_shape).items()) + (0 if layer.shortcut else h),

@@ -523,3 +523,172 @@ def test_an_explicit_padding_reads_as_same_where_it_is_same():
     assert [(r.kind, r.layer.padding) for r in spec.rows] == [("Conv2D", "same"), ("MaxPool2D", "same")]
     with pytest.raises(ModelImportError, match="is not what padding='same' adds"):
         from_torch(nn.Sequential(nn.ZeroPad2d(1), nn.MaxPool2d(2)), (1, 8, 8))
+
+
+# -- the layers tutorials use and today's file formats (issue 33): each imports exactly, or
+# is refused saying why and what to do instead ---------------------------------------------
+def torch_tutorial_models():
+    """Forwards as tutorials write them: a flat (784,) input, a view to the image at the
+    input, x.view(x.shape[0], -1) and x.reshape(x.shape[0], -1), adaptive poolings to sizes
+    that divide the map, an nn.Sequential inside a module."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Flat(nn.Module):  # the classic MLP on images given as 784 values
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(784, 64), nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc2(F.relu(self.fc1(x)))
+
+    class Shapes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+            self.pool = nn.AdaptiveAvgPool2d((7, 7))  # 14x14 -> 7x7: 2x2 windows
+            self.fc1, self.fc2 = nn.Linear(8 * 7 * 7, 32), nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = x.view(-1, 1, 28, 28)
+            x = self.pool(self.features(x))
+            x = F.relu(self.fc1(x.view(x.shape[0], -1)))
+            return self.fc2(x.reshape(x.shape[0], -1))
+
+    class MaxHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 8, 3, stride=2)
+            self.pool = nn.AdaptiveMaxPool2d(1)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.pool(F.relu(self.conv(x))), 1))
+
+    torch.manual_seed(0)
+    return {"flat-784": Flat(), "view-shape-adaptive": Shapes(), "adaptive-max": MaxHead()}
+
+
+@pytest.mark.parametrize("name", ["flat-784", "view-shape-adaptive", "adaptive-max"])
+def test_tutorial_torch_forwards_come_in_and_predict_the_same_in_keras(name, all_images):
+    module = torch_tutorial_models()[name].eval()
+    spec, weights = from_torch(module, with_weights=True)
+    assert spec.total_params == sum(p.numel() for p in module.parameters())
+    x = all_images.reshape(len(all_images), -1) if name == "flat-784" else all_images
+    same_in("keras", spec, weights, _torch_outputs(module, x), all_images)
+    kinds = [r.kind for r in spec.rows]
+    assert {"flat-784": "Flatten", "view-shape-adaptive": "AvgPool2D", "adaptive-max": "GlobalMaxPool2D"}[name] in kinds
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
+def test_a_scripted_module_holding_a_sequential_comes_in_as_from_torch_reads_it(tmp_path, all_images):
+    import torch
+
+    from mnistcnn.importers import from_torchscript
+
+    module = torch_tutorial_models()["view-shape-adaptive"].eval()
+    torch.jit.script(module).save(str(tmp_path / "m.pt"))
+    spec, weights = from_torchscript(tmp_path / "m.pt", with_weights=True)
+    ref, ref_weights = from_torch(module, with_weights=True)
+    assert spec.layers == ref.layers and all(np.array_equal(weights[k], ref_weights[k]) for k in ref_weights)
+    same_in("keras", spec, weights, _torch_outputs(module, all_images), all_images)
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
+def test_files_and_modules_that_are_refused_say_why_and_what_to_do(tmp_path):
+    import torch
+    import torch.nn as nn
+
+    from mnistcnn.importers import load_model
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 26 * 26, 10)).eval()
+    x = torch.zeros(1, 1, 28, 28)
+    exported = torch.export.export(net, (x,))
+    torch.export.save(exported, str(tmp_path / "m.pt2"))
+    torch.jit.trace(net, x).save(str(tmp_path / "traced.pt"))
+    torch.save(net, tmp_path / "whole.pt")
+    for given in (lambda: from_torch(exported), lambda: load_model(tmp_path / "m.pt2")):
+        with pytest.raises(ModelImportError, match=r"torch.export ExportedProgram \(.pt2\).*Give the nn.Module"):
+            given()
+    with pytest.raises(ModelImportError, match=r"traced TorchScript file \(torch.jit.trace\).*\(dilation\).*"
+                                               r"torch.jit.script\(model\).save\(path\)"):
+        load_model(tmp_path / "traced.pt")
+    with pytest.raises(ModelImportError, match=r"a whole model saved with torch.save\(model\).*never unpickles.*"
+                                               r"state_dict\(\).*--torch-class"):
+        load_model(tmp_path / "whole.pt")
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+            self.fc = nn.Linear(784, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.conv(torch.relu(self.conv(x))), 1))
+
+    with pytest.raises(ModelImportError, match="the module conv is called 2 times, so its weights are shared"):
+        from_torch(Twice())
+    with pytest.raises(ModelImportError, match=r"output_size=3 on a 26x26 map pools windows of unequal sizes"):
+        from_torch(nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(3)))
+
+
+def keras_tutorial_models():
+    """Keras models as tutorials write them: a flat input reshaped to the image, a nested
+    Sequential (in a Sequential and in a functional model), GlobalMaxPooling2D."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    reshaped = keras.Sequential([keras.Input((784,)), keras.layers.Reshape((28, 28, 1)),
+                                 keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(),
+                                 keras.layers.Flatten(), keras.layers.Dense(10)])
+    block = keras.Sequential([keras.layers.Conv2D(8, 3, padding="same"), keras.layers.ReLU(),
+                              keras.layers.MaxPooling2D()], name="block")
+    nested = keras.Sequential([keras.Input((28, 28, 1)), block, keras.layers.Flatten(), keras.layers.Dense(10)])
+    inputs = keras.Input((28, 28, 1))
+    inner = keras.Sequential([keras.layers.Conv2D(8, 3, strides=2), keras.layers.Activation("relu")], name="inner")
+    functional = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalMaxPooling2D()(inner(inputs))))
+    return {"reshape-input": reshaped, "nested-sequential": nested, "nested-in-functional-gmp": functional}
+
+
+@pytest.mark.parametrize("name", ["reshape-input", "nested-sequential", "nested-in-functional-gmp"])
+def test_tutorial_keras_models_come_in_and_predict_the_same_in_torch(name, all_images):
+    model = keras_tutorial_models()[name]
+    spec, weights = from_keras(model, with_weights=True)
+    assert spec.total_params == model.count_params()
+    x = all_images.reshape(len(all_images), -1) if name == "reshape-input" else all_images.transpose(0, 2, 3, 1)
+    original = model.predict(x, batch_size=1000, verbose=0)
+    same_in("torch", spec, weights, original, all_images)
+
+
+def test_keras_models_that_are_refused_say_why_and_what_to_do():
+    import keras
+
+    def first(layer):
+        return keras.Sequential([keras.Input((28, 28, 1)), layer, keras.layers.Flatten(), keras.layers.Dense(10)])
+
+    with pytest.raises(ModelImportError, match=r"Rescaling\(scale=0.00392.*drop Rescaling and train or evaluate "
+                                               r"with --normalization unit"):
+        from_keras(first(keras.layers.Rescaling(1 / 255)))
+    with pytest.raises(ModelImportError, match=r"drop Normalization and use --normalization standard"):
+        from_keras(first(keras.layers.Normalization(mean=0.1307, variance=0.3081 ** 2)))
+
+    class Experts(keras.Model):  # TensorFlow's "quickstart for experts"
+        def __init__(self):
+            super().__init__()
+            self.conv1 = keras.layers.Conv2D(32, 3, activation="relu")
+            self.flatten = keras.layers.Flatten()
+            self.d1 = keras.layers.Dense(128, activation="relu")
+            self.d2 = keras.layers.Dense(10)
+
+        def call(self, x):
+            return self.d2(self.d1(self.flatten(self.conv1(x))))
+
+    model = Experts()
+    model(np.zeros((1, 28, 28, 1), "float32"))
+    with pytest.raises(ModelImportError, match=r"subclassed keras.Model.*keras.Sequential.*functional API"):
+        from_keras(model)
+    inputs = keras.Input((28, 28, 1))
+    shared = keras.layers.Conv2D(1, 3, padding="same")
+    with pytest.raises(ModelImportError, match=r"called 2 times \(shared weights\)"):
+        from_keras(keras.Model(inputs, keras.layers.Flatten()(shared(shared(inputs)))))

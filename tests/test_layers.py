@@ -42,6 +42,7 @@ CASES = {
     "Activation": ([S.Activation("leaky_relu", negative_slope=0.2), S.Flatten(),
                     S.Activation("softmax"), S.Dense(3)], (2, 3, 3)),
     "GlobalAvgPool2D": ([S.Conv2D(4, 3), S.GlobalAvgPool2D(), S.Dense(3)], (2, 6, 6)),
+    "GlobalMaxPool2D": ([S.Conv2D(4, 3), S.GlobalMaxPool2D(), S.Dense(3)], (2, 6, 6)),
     "HeightBatchNorm": ([S.HeightBatchNorm(0.99, 1e-3), S.Flatten(), S.Dense(2)], (3, 5, 4)),
     # an identity block (BatchNorm inside), a projection block with stride 2, one nested in another
     "Residual": ([S.Conv2D(3, 1), S.Residual([S.Conv2D(3, 3, padding="same", activation="relu"),

@@ -244,10 +244,12 @@ def _read_activation(layer, in_shape) -> list:
     return ([L.Activation(act)] if act else []) + extra
 
 
-def _read_global_avg_pool(layer, in_shape) -> list:
-    c = _config(layer)
-    need("keepdims", not c.get("keepdims"), c.get("keepdims"))
-    return [L.GlobalAvgPool2D()]
+def _read_global_pool(kind):
+    def read(layer, in_shape) -> list:
+        c = _config(layer)
+        need("keepdims", not c.get("keepdims"), c.get("keepdims"))
+        return [kind()]
+    return read
 
 
 _BATCHNORMS = (keras.layers.BatchNormalization, TorchBatchNormalization)
@@ -274,7 +276,9 @@ KINDS: dict[type, Kind] = {
                        (keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU,
                         keras.layers.Softmax), _read_activation),
     L.GlobalAvgPool2D: Kind(lambda layer, row: [keras.layers.GlobalAveragePooling2D(name=row.name)],
-                            (keras.layers.GlobalAveragePooling2D,), _read_global_avg_pool),
+                            (keras.layers.GlobalAveragePooling2D,), _read_global_pool(L.GlobalAvgPool2D)),
+    L.GlobalMaxPool2D: Kind(lambda layer, row: [keras.layers.GlobalMaxPooling2D(name=row.name)],
+                            (keras.layers.GlobalMaxPooling2D,), _read_global_pool(L.GlobalMaxPool2D)),
     # (N, H, W, C): axis 1 = H; a Keras model with it is refused on import (the BatchNorm reader says why)
     L.HeightBatchNorm: Kind(_batchnorm(keras.layers.BatchNormalization, axis=1), _BATCHNORMS, None),
     # a composite: built by _apply (its parts on one input, then Add); the importer reads it from the graph

@@ -76,6 +76,13 @@ class _GlobalAvgPool(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+class _GlobalMaxPool(nn.Module):
+    """(N, C, H, W) -> (N, C): the maximum of each channel."""
+
+    def forward(self, x):
+        return x.amax(dim=(2, 3))
+
+
 class _Residual(nn.Module):
     """body(x) + x, or body(x) + shortcut(x) (spec.Residual); each part an nn.Sequential
     named as the spec's inner rows."""
@@ -233,6 +240,11 @@ def _read_flatten(call, in_shape) -> list:
     else:
         args = call.args
         shape = list(args[1:]) if len(args) > 2 or not isinstance(args[1], (tuple, list)) else list(args[1])
+        if len(shape) == 4 and (shape[0] == -1 or call.is_tensor(shape[0])):
+            # x.view(-1, 1, 28, 28) at the input: the image it already is; another shape is no layer of the spec
+            need("shape", tuple(shape[1:]) == tuple(in_shape), f"{tuple(shape)} (the input here is "
+                 f"{'x'.join(map(str, in_shape))}; the spec reshapes only by flattening a map)")
+            return []
         need("shape", len(shape) == 2 and (shape[0] == -1 or call.is_tensor(shape[0])), tuple(shape))
         n = -1 if call.is_tensor(shape[0]) else shape[1]
     if len(in_shape) == 1:
@@ -264,10 +276,30 @@ def _read_activation(call, in_shape) -> list:
     return [L.Activation(name)]
 
 
-def _read_global_avg_pool(call, in_shape) -> list:
-    if isinstance(call.module, nn.AdaptiveAvgPool2d):
-        need("output_size", _pair(call.module.output_size) == (1, 1), call.module.output_size)
-    return [L.GlobalAvgPool2D()]  # a flatten after it is then a no-op
+def _read_adaptive_pool(global_kind, window_kind):
+    """AdaptiveAvgPool2d / AdaptiveMaxPool2d: to 1x1 the global pooling (a flatten after it is
+    then a no-op); to a size that divides the map, a pooling of equal windows, which is
+    what PyTorch's adaptive rule computes there; otherwise refused (unequal windows)."""
+    def read(call, in_shape) -> list:
+        m = call.module
+        if m is None or isinstance(m, (_GlobalAvgPool, _GlobalMaxPool)):  # mnistcnn's own
+            return [global_kind()]
+        # nn.AdaptiveAvgPool2d / AdaptiveMaxPool2d, or their TorchScript modules (no isinstance)
+        need("return_indices", not getattr(m, "return_indices", False), getattr(m, "return_indices", None))
+        if len(in_shape) != 3:
+            raise Unsupported(f"{type(m).__name__} on a flat input of {in_shape[0]} values")
+        size = tuple(d if o is None else o for o, d in zip(_pair(m.output_size), in_shape[1:]))
+        if size == (1, 1):
+            return [global_kind()]
+        h, w = in_shape[1:]
+        if h % size[0] or w % size[1]:
+            raise Unsupported(
+                f"output_size={m.output_size!r} on a {h}x{w} map pools windows of unequal sizes (PyTorch's adaptive "
+                f"rule), which no fixed pooling computes; use an output size that divides {h}x{w}, or "
+                f"{window_kind.__name__.replace('2D', '2d')} with the window you mean")
+        window = (h // size[0], w // size[1])
+        return [] if window == (1, 1) else [window_kind(window)]
+    return read
 
 
 #: One entry per layer kind (a test asserts this covers spec.LAYER_KINDS): its builder,
@@ -287,7 +319,9 @@ KINDS: dict[type, Kind] = {
                         "relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softmax", "log_softmax"),
                        _read_activation),
     L.GlobalAvgPool2D: Kind(lambda layer, row: _GlobalAvgPool(), (nn.AdaptiveAvgPool2d, _GlobalAvgPool),
-                            _read_global_avg_pool),
+                            _read_adaptive_pool(L.GlobalAvgPool2D, L.AvgPool2D)),
+    L.GlobalMaxPool2D: Kind(lambda layer, row: _GlobalMaxPool(), (nn.AdaptiveMaxPool2d, _GlobalMaxPool),
+                            _read_adaptive_pool(L.GlobalMaxPool2D, L.MaxPool2D)),
     L.Residual: Kind(_residual, (_Residual,), None),
     L.HeightBatchNorm: Kind(lambda layer, row: _HeightBatchNorm(row.input_shape[1], eps=layer.epsilon,
                                                                 momentum=1.0 - layer.momentum),

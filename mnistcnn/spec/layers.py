@@ -188,6 +188,12 @@ class Layer(metaclass=_LayerType):
         """Forward multiply-adds for one example (convolutions and dense products)."""
         return 0
 
+    def parts(self, in_shape: Shape) -> dict:
+        """A composite kind's inner chains by part name ('body', 'shortcut'), each a ModelSpec
+        on this layer's input; {} for every other kind. Their rows are named by their path
+        ('residual_3.body.conv2d_0'), and so are their weights."""
+        return {}
+
     def to_dict(self) -> dict:
         d: dict = {"kind": type(self).__name__}
         for f in fields(self):  # type: ignore[arg-type]  # every kind is a dataclass
@@ -195,12 +201,6 @@ class Layer(metaclass=_LayerType):
             d[f.name] = list(v) if isinstance(v, tuple) else v
         return d
 
-
-    def parts(self, in_shape: Shape) -> dict:
-        """A composite kind's inner chains by part name ('body', 'shortcut'), each a ModelSpec
-        on this layer's input; {} for every other kind. Their rows are named by their path
-        ('residual_3.body.conv2d_0'), and so are their weights."""
-        return {}
 
 @dataclass(frozen=True)
 class Conv2D(Layer):
@@ -450,6 +450,14 @@ class Activation(Layer):
 class GlobalAvgPool2D(Layer):
     """The mean of each channel over its whole map: (C, H, W) -> (C,), in channel order
     in every framework (unlike Flatten, nothing to permute)."""
+
+    def output_shape(self, in_shape):
+        return (_need_map(self, in_shape)[0],)
+
+
+@dataclass(frozen=True)
+class GlobalMaxPool2D(Layer):
+    """The maximum of each channel over its whole map: (C, H, W) -> (C,), in channel order."""
 
     def output_shape(self, in_shape):
         return (_need_map(self, in_shape)[0],)
