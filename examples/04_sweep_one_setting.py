@@ -16,12 +16,12 @@ from mnistcnn.train import TrainConfig
 SMOKE = os.environ.get("MNISTCNN_SMOKE") == "1"
 
 # 1. The base settings every cell starts from, and the grid: three learning rates of
-#    SGD with momentum on the small CNN of the zoo (simple-cnn).
-cfg = TrainConfig(optimizer="sgd", momentum=0.9, epochs=2, train_limit=10_000)
+#    plain SGD on the small CNN of the zoo (simple-cnn).
+cfg = TrainConfig(optimizer="sgd", epochs=2, train_limit=10_000)
 grid = {"lr": [0.1, 0.01, 0.001]}
 seeds = 2
 if SMOKE:
-    cfg = TrainConfig(optimizer="sgd", momentum=0.9, epochs=1, train_limit=128, val_size=64, test_limit=200)
+    cfg = TrainConfig(optimizer="sgd", epochs=1, train_limit=128, val_size=64, test_limit=200)
     grid, seeds = {"lr": [0.1, 0.001]}, 1
 
 # 2. The sweep: 3 values x 2 frameworks x 2 seeds = 12 runs, finished runs kept (run it
@@ -43,5 +43,5 @@ for row in result.records():
 print("figures:", *result.plot().save("runs/examples/lesson-4/figures"))
 
 # 6. The same sweep on the command line:
-#    mnistcnn sweep simple-cnn --grid lr=0.1,0.01,0.001 --optimizer sgd --momentum 0.9 \
-#        --epochs 2 --train-limit 10000 --seeds 2 --out runs/examples/lesson-4
+#    mnistcnn sweep simple-cnn --grid lr=0.1,0.01,0.001 --optimizer sgd --epochs 2 \
+#        --train-limit 10000 --seeds 2 --out runs/examples/lesson-4

@@ -331,7 +331,7 @@ class SweepSummary(dict):
                              + ("" if len(done) < 2 else
                                 f", worst {worst['cell']} at {worst['test_acc']['mean'] * 100:.2f}%"))
         failed = sum(len(r["errors"]) for r in self["rows"])
-        return lines + ([f"{failed} runs failed (records() has their errors)"] if failed else [])
+        return lines + ([f"{failed} run{'s' * (failed != 1)} failed (records() has their errors)"] if failed else [])
 
     def __str__(self) -> str:
         return "\n".join([self._title(), *(f"  {line}" for line in self._best())])
