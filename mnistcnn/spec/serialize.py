@@ -41,24 +41,24 @@ def from_dict(data: dict) -> ModelSpec:
         if not isinstance(d, dict):
             raise SpecError(f"Layer {i} of spec '{data.get('name')}' is {d!r}, not an object like "
                             "{\"kind\": \"Dense\", \"units\": 10}.")
-        layers.append(_layer(d, f"Layer {i} of spec '{data.get('name')}'"))
+        layers.append(_layer(d, f"Layer {i}", f" of spec '{data.get('name')}'"))
     return ModelSpec(data.get("name"), layers, tuple(data.get("input_shape", (1, 28, 28))))  # type: ignore[arg-type]
 
 
-def _layer(d: dict, where: str):
+def _layer(d: dict, where: str, of: str = ""):
     """One layer from its object; a composite's lists of layer objects (Residual's body and
-    shortcut) become layers too."""
+    shortcut) become layers too. Errors say '{where} ({kind}){of}: ...'."""
     d = dict(d)
     kind = d.pop("kind", None)
     if kind not in LAYER_KINDS:
-        raise SpecError(f"{where}: unknown kind {kind!r}. Valid kinds: {', '.join(LAYER_KINDS)}.")
+        raise SpecError(f"{where}{of}: unknown kind {kind!r}. Valid kinds: {', '.join(LAYER_KINDS)}.")
     for arg, value in d.items():
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            d[arg] = [_layer(v, f"{where} ({kind}), {arg}[{j}]") for j, v in enumerate(value)]
+            d[arg] = [_layer(v, f"{where} ({kind}){of}, {arg}[{j}]") for j, v in enumerate(value)]
     try:
         return LAYER_KINDS[kind](**d)
     except (TypeError, SpecError) as e:
-        raise SpecError(f"{where} ({kind}): {e}", arguments=getattr(e, "arguments", None)) from None
+        raise SpecError(f"{where} ({kind}){of}: {e}", arguments=getattr(e, "arguments", None)) from None
 
 
 def to_json(spec: ModelSpec, indent: int = 2) -> str:
