@@ -236,3 +236,11 @@ def test_a_residual_block_is_one_row_with_named_inner_rows():
         S.Residual([])
     with pytest.raises(SpecError, match="Residual needs a feature map"):
         S.ModelSpec("flat", [S.Flatten(), S.Residual([S.Dense(784)])])
+
+
+def test_a_spec_with_residual_blocks_has_no_batchnorm_pair():
+    from mnistcnn.config import BN_VARIANT
+    from mnistcnn.spec import variants
+
+    with pytest.raises(SpecError, match=r"BatchNorm inside its blocks \(residual_3, residual_5\). Compare it as given"):
+        variants.batchnorm_pair(zoo.get("resnet-mini"), BN_VARIANT)

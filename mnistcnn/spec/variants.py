@@ -48,7 +48,13 @@ def with_batchnorm(spec, bn: S.BatchNorm) -> ModelSpec:
 def batchnorm_pair(spec, bn: S.BatchNorm) -> dict:
     """{'no-bn': spec without BatchNorm, 'bn': spec with BatchNorm ``bn``} for the BN
     comparison; {'as-is': spec} where there is no layer to put BatchNorm after (a lone
-    classifier such as simple-fc): the pair would be the same model twice."""
+    classifier such as simple-fc): the pair would be the same model twice. A spec with
+    composite layers (Residual) has no such pair: its BatchNorms belong to its blocks."""
+    blocks = [r.name for r in spec.rows if r.layer.parts(r.input_shape)]
+    if blocks:
+        raise SpecError(f"The BatchNorm pair (without BatchNorm, and with it after each hidden layer) is defined for "
+                        f"chains of layers; {spec.name!r} has BatchNorm inside its blocks ({', '.join(blocks)}). "
+                        "Compare it as given (--no-bn, bn=False).")
     plain = without_batchnorm(spec)
     with_bn = with_batchnorm(plain, bn)
     if with_bn.layers == plain.layers:
