@@ -66,7 +66,8 @@ BN_PRESETS = {
 def _invalid(cls: str, arg: str, expected: str, value) -> SpecError:
     return SpecError(
         f"Invalid value for argument `{arg}` of {cls}. Expected {expected}. "
-        f"Received {arg}={value!r}."
+        f"Received {arg}={value!r}.",
+        arguments=(),  # a layer's argument, never a command-line flag (BatchNorm's momentum is not --momentum)
     )
 
 
@@ -80,6 +81,13 @@ def _pair(cls: str, arg: str, value, allow_zero: bool = False) -> tuple[int, int
         what = "non-negative" if allow_zero else "strictly positive"
         raise _invalid(cls, arg, f"a {what} integer or a pair of them", value)
     return pair
+
+
+def _finite(cls: str, arg: str, value, expected: str, ok) -> None:
+    """A real number (not a bool), finite and ``ok``: NaN and inf are refused here, not met
+    later as a diverged loss."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise _invalid(cls, arg, expected, value)
 
 
 def _positive_int(cls: str, arg: str, value) -> None:
@@ -341,10 +349,8 @@ class BatchNorm(Layer):
                             "is 0.9 here.")
 
     def __post_init__(self):
-        if not isinstance(self.momentum, (int, float)) or not 0.0 <= self.momentum < 1.0:
-            raise _invalid("BatchNorm", "momentum", "a number in [0, 1)", self.momentum)
-        if not isinstance(self.epsilon, (int, float)) or not self.epsilon > 0:
-            raise _invalid("BatchNorm", "epsilon", "a strictly positive number", self.epsilon)
+        _finite(type(self).__name__, "momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
+        _finite(type(self).__name__, "epsilon", self.epsilon, "a finite, strictly positive number", lambda v: v > 0)
 
     @classmethod
     def preset(cls, framework: str) -> BatchNorm:
@@ -364,8 +370,7 @@ class Dropout(Layer):
     per_feature: ClassVar[bool] = True
 
     def __post_init__(self):
-        if not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
-            raise _invalid(type(self).__name__, "rate", "a number in [0, 1)", self.rate)
+        _finite(type(self).__name__, "rate", self.rate, "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 @dataclass(frozen=True)
@@ -431,19 +436,14 @@ class Activation(Layer):
         if self.name not in ACTIVATIONS:
             raise _invalid("Activation", "name", f"one of {list(ACTIVATIONS)}", self.name)
         if self.name == "leaky_relu":
-            if not isinstance(self.negative_slope, (int, float)) or self.negative_slope < 0:
-                raise _invalid(
-                    "Activation('leaky_relu')", "negative_slope",
-                    "an explicit non-negative number (Keras default 0.3, PyTorch 0.01)",
-                    self.negative_slope,
-                )
+            _finite("Activation('leaky_relu')", "negative_slope", self.negative_slope,
+                    "an explicit, finite, non-negative number (Keras default 0.3, PyTorch 0.01)", lambda v: v >= 0)
         elif self.negative_slope is not None:
             raise _invalid(
                 f"Activation({self.name!r})", "negative_slope", "None (only leaky_relu has one)",
                 self.negative_slope,
             )
-        if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise _invalid("Activation", "alpha", "a strictly positive number", self.alpha)
+        _finite("Activation", "alpha", self.alpha, "a finite, strictly positive number", lambda v: v > 0)
 
 
 @dataclass(frozen=True)
