@@ -246,3 +246,17 @@ def test_compare_refuses_what_it_would_ignore_or_hang_on_before_anything(tmp_pat
         C.compare("simple-fc", tmp_path / "c", progress=False, **kw)
     assert not (tmp_path / "c").exists()
 
+
+
+def test_a_model_given_as_a_spec_is_trained_as_given_and_a_zoo_name_as_its_batchnorm_pair(mnist_path, tmp_path):
+    """A user's model (a spec object, a spec file, an imported model) is compared as it is;
+    a zoo name keeps the studies' BatchNorm pair; bn=True asks for the pair."""
+    from mnistcnn import zoo
+
+    cfg = TrainConfig(epochs=1, train_limit=64, val_size=0, test_limit=100, batch_size=32)
+    kw = dict(seeds=1, cfg=cfg, backends=("torch",), isolate=False, data_dir=mnist_path, progress=False, plots=False)
+    given = C.compare(zoo.get("simple-cnn"), tmp_path / "given", **kw)
+    assert given.variants == ["as-is"] and given.params == {"as-is": {"trainable": 8_490, "state": 0}}
+    assert given.batchnorm.startswith("the model as given (simple-cnn, 8,490 parameters)")
+    assert C.compare("simple-cnn", tmp_path / "zoo", **kw).variants == ["no-bn", "bn"]
+    assert C.compare(zoo.get("simple-cnn"), tmp_path / "asked", bn=True, **kw).variants == ["no-bn", "bn"]
