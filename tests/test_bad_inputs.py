@@ -46,6 +46,7 @@ def files(tmp_path):
     np.savez(f["nospec"], w=np.zeros(3))
     f["npy"] = tmp_path / "array.npy"
     np.save(f["npy"], np.zeros(3))
+    from mnistcnn import spec as S
     from mnistcnn import weights, zoo
 
     spec = zoo.get("simple-fc")
@@ -53,8 +54,55 @@ def files(tmp_path):
     f["nan_weights"] = weights.save(tmp_path / "nan.npz", spec,
                                     {**good, "dense_1.kernel": good["dense_1.kernel"] * np.nan})
     f["int_weights"] = weights.save(tmp_path / "int.npz", spec, {k: v.astype(np.int32) for k, v in good.items()})
+    wide = S.ModelSpec("wide", [S.Conv2D(100_000, 1), S.GlobalAvgPool2D(), S.Dense(10)])  # 1.2 M weights, huge maps
+    f["huge_ckpt"] = weights.save(tmp_path / "huge.npz", wide, weights.initial(wide, 0))
     f["truncated"] = tmp_path / "truncated.npz"
     f["truncated"].write_bytes(f["nospec"].read_bytes()[:40])
+    # specs: non-finite layer arguments (JSON's Infinity), nesting deeper than Python's stack, sizes beyond the machine
+    layers = {"elu_inf": [{"kind": "Flatten"}, {"kind": "Dense", "units": 10}, {"kind": "Activation", "name": "elu",
+                                                                                 "alpha": float("inf")}],
+              "bn_inf": [{"kind": "Flatten"}, {"kind": "BatchNorm", "momentum": 0.9, "epsilon": float("inf")},
+                         {"kind": "Dense", "units": 10}],
+              "huge_dense": [{"kind": "Flatten"}, {"kind": "Dense", "units": 10**9}, {"kind": "Dense", "units": 10}],
+              "huge_conv": [{"kind": "Conv2D", "filters": 10**6, "kernel_size": 3, "padding": "same"},
+                            {"kind": "Flatten"}, {"kind": "Dense", "units": 10}]}
+    for name, layer_list in layers.items():
+        f[name] = tmp_path / f"{name}.json"
+        f[name].write_text(json.dumps({"format": "mnistcnn.spec", "version": 1, "name": name,
+                                       "input_shape": [1, 28, 28], "layers": layer_list}))
+    f["deep"] = tmp_path / "deep.json"
+    f["deep"].write_text("[" * 100_000 + "]" * 100_000)
+    # the user's model code: a module that fails on import, classes that cannot be built, state dicts
+    (tmp_path / "raises_on_import.py").write_text("raise RuntimeError('broken at import')\n")
+    (tmp_path / "usermodels.py").write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.flat, self.fc = nn.Flatten(), nn.Linear(784, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.flat(x))\n"
+        "class Wide(Net):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(784, 20)\n"
+        "class NeedsArgs(nn.Module):\n"
+        "    def __init__(self, width):\n"
+        "        super().__init__()\n"
+        "class Raises(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        raise ValueError('no init')\n"
+        "NOT_A_CLASS = 5\n")
+    import torch
+
+    f["state_dict"] = tmp_path / "net.pt"
+    torch.save({"flat_is_no_weight.weight": torch.zeros(3)}, f["state_dict"])
+    f["wide_state_dict"] = tmp_path / "wide.pt"
+    torch.save({"fc.weight": torch.zeros(20, 784), "fc.bias": torch.zeros(20)}, f["wide_state_dict"])
+    f["pickled"] = tmp_path / "pickled.pt"
+    torch.save(torch.nn.Linear(784, 10), f["pickled"])  # a whole model: code, not only tensors
+    f["pickled_npz"] = tmp_path / "pickled.npz"
+    f["pickled_npz"].write_bytes(__import__("pickle").dumps(zipfile.ZipInfo("x"), protocol=4))
     # data directories: garbage and empty files under the genuine names
     for kind, blob in {"garbage_data": bytes(range(256)) * 40, "empty_data": b""}.items():
         f[kind] = tmp_path / kind
@@ -160,6 +208,44 @@ CASES = [
     ("out-through-a-file", ["results-doc", "--out", "{a_file}/r.md"], ["a-file", "not a directory"]),
     ("out-is-a-directory", ["results-doc", "--out", "{dir}"], ["a-directory", "name a file"]),
     ("out-read-only", ["results-doc", "--out", "/proc/mnistcnn.md"], ["/proc/mnistcnn.md"]),
+    # the user's model code (module:Class, a state dict for a class): the object named, and the fix
+    ("model-module-raises", ["import", "raises_on_import:Net", "--out", "{tmp}/r"],
+     ["'raises_on_import'", "RuntimeError: broken at import", "python -c 'import raises_on_import'"]),
+    ("model-module-missing", ["import", "no_such_module:Net", "--out", "{tmp}/r"], ["No module named"]),
+    ("model-no-such-class", ["import", "usermodels:Nett", "--out", "{tmp}/r"], ["has no attribute 'Nett'"]),
+    ("model-a-file-not-a-module", ["import", "usermodels.py:Net", "--out", "{tmp}/r"], ["import name"]),
+    ("model-not-a-class", ["import", "usermodels:NOT_A_CLASS", "--out", "{tmp}/r"],
+     ["a int, not a subclass of torch.nn.Module"]),
+    ("model-needs-arguments", ["import", "usermodels:NeedsArgs", "--out", "{tmp}/r"],
+     ["NeedsArgs()", "it needs 'width'", "defaults"]),
+    ("model-init-raises", ["import", "usermodels:Raises", "--out", "{tmp}/r"], ["ValueError: no init", "__init__"]),
+    ("model-summary-needs-arguments", ["summary", "usermodels:NeedsArgs"], ["it needs 'width'"]),
+    ("model-compare-module-raises", COMPARE[:1] + ["raises_on_import:Net"] + COMPARE[2:] + ["--out", "{tmp}/c"],
+     ["RuntimeError: broken at import"]),
+    ("state-dict-other-shapes", ["import", "{wide_state_dict}", "--torch-class", "usermodels:Net", "--out", "{tmp}/r"],
+     ["wide.pt does not match the class 'usermodels:Net'", "fc.weight (20, 784) (the class: (10, 784))"]),
+    ("state-dict-other-names", ["import", "{state_dict}", "--torch-class", "usermodels:Net", "--out", "{tmp}/r"],
+     ["missing: fc.weight, fc.bias", "not in the class: flat_is_no_weight.weight"]),
+    ("state-dict-pickled-objects", ["import", "{pickled}", "--torch-class", "usermodels:Net", "--out", "{tmp}/r"],
+     ["pickled.pt is not a state dict", "never unpickles", "state_dict()"]),
+    ("state-dict-binary", ["import", "{binary}", "--torch-class", "usermodels:Net", "--out", "{tmp}/r"],
+     ["binary.bin is not a PyTorch file (not what torch.save writes)"]),
+    ("state-dict-missing", ["import", "{tmp}/missing.pt", "--torch-class", "usermodels:Net", "--out", "{tmp}/r"],
+     ["missing.pt does not exist"]),
+    # misleading messages: what the file is, not what it is not
+    ("ckpt-random-bytes", ["evaluate", "{binary}"], ["binary.bin is not a mnistcnn checkpoint: it is not an .npz"]),
+    ("ckpt-dev-zero", ["evaluate", "/dev/zero"], ["/dev/zero is not a mnistcnn checkpoint: it is not an .npz"]),
+    ("ckpt-pickle", ["evaluate", "{pickled_npz}"], ["it holds pickled Python objects"]),
+    ("torchscript-missing", ["evaluate", "{tmp}/missing.pt"], ["missing.pt does not exist"]),
+    ("spec-elu-alpha-inf", TRAIN[:1] + ["{elu_inf}"] + TRAIN[2:] + ["--out", "{tmp}/t"],
+     ["Layer 2 (Activation) of spec 'elu_inf'", "`alpha`", "finite", "alpha=inf"]),
+    ("spec-batchnorm-epsilon-inf", TRAIN[:1] + ["{bn_inf}"] + TRAIN[2:] + ["--out", "{tmp}/t"],
+     ["Layer 1 (BatchNorm) of spec 'bn_inf'", "`epsilon`", "epsilon=inf"]),
+    # sizes beyond the machine: refused before anything is allocated, naming both sizes
+    ("spec-deep-json", ["summary", "{deep}"], ["deep.json is nested too deeply"]),
+    ("spec-huge-dense-summary", ["summary", "{huge_dense}"], ["TiB of memory to run", "--backend spec"]),
+    ("spec-huge-conv-compare", COMPARE[:1] + ["{huge_conv}"] + COMPARE[2:] + ["--out", "{tmp}/c"],
+     ["needs at least", "the output of conv2d_0 (Conv2D)", "--batch-size"]),
 ]
 
 
@@ -168,6 +254,7 @@ def test_bad_input_exits_2_with_one_clear_message(case, argv, words, files, tmp_
                                                   monkeypatch):
     monkeypatch.setenv("MNISTCNN_DATA_DIR", str(mnist_path))
     monkeypatch.chdir(tmp_path)  # a default output directory would land here
+    monkeypatch.syspath_prepend(str(tmp_path))  # the user's model modules
     argv = [a.format(tmp=tmp_path, **{k: str(v) for k, v in files.items()}) for a in argv]
     try:
         code = main(argv)
@@ -179,5 +266,5 @@ def test_bad_input_exits_2_with_one_clear_message(case, argv, words, files, tmp_
     for w in words:
         assert w in err, f"{w!r} not in {err!r}"
     assert "allow_pickle" not in err and "weights_only" not in err
-    assert not any((tmp_path / d).exists() for d in ("runs", "t", "c", "s", "r")), case  # nothing written
+    assert not any((tmp_path / d).exists() for d in ("runs", "t", "c", "s", "r", "imported")), case  # nothing written
     assert os.listdir(tmp_path / "a-directory") == []
