@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -413,6 +414,7 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
     bar = tqdm(total=len(jobs), initial=len(results), unit="run", desc="runs",
                disable=True if not progress else None)
     bar.log_lines = progress and bar.disable
+    bar.pace = _Pace(sum(j.config.epochs for j in todo))
 
     slot, workers_started = threading.local(), []
 
@@ -461,14 +463,30 @@ def run_jobs(jobs: list[Job], data_dir=None, workers: int = 1, isolate: bool = T
     return results
 
 
+class _Pace:
+    """The time left, from this command's pace so far: seconds per epoch of the runs
+    finished (several at a time included), times the epochs still to train."""
+
+    def __init__(self, epochs: int):
+        self.left, self.done, self.start = epochs, 0, time.monotonic()
+
+    def finished(self, epochs: int) -> str:
+        self.left, self.done = self.left - epochs, self.done + epochs
+        if self.left <= 0 or self.done <= 0:
+            return ""
+        seconds = (time.monotonic() - self.start) / self.done * self.left
+        return f"; about {seconds / 60:.0f} min left" if seconds >= 90 else f"; about {seconds:.0f} s left"
+
+
 def _record(results, job, outcome, bar):
     results[job.key] = outcome
+    left = bar.pace.finished(job.config.epochs)
     if isinstance(outcome, RunError):
         bar.write(f"run {job.key} failed: {outcome.last_line}", file=sys.stderr)
     elif bar.log_lines:
-        print(f"run {len(results)}/{bar.total} {job.key}: test accuracy {outcome.test_acc:.4f}", flush=True)
+        print(f"run {len(results)}/{bar.total} {job.key}: test accuracy {outcome.test_acc:.4f}{left}", flush=True)
     else:
-        bar.set_postfix_str(f"last: {job.key} test acc {outcome.test_acc:.4f}")
+        bar.set_postfix_str(f"last: {job.key} test acc {outcome.test_acc:.4f}{left}")
     bar.update(1)
 
 

@@ -1,6 +1,7 @@
 """Executing runs (mnistcnn.runner): processes of their own (reused by a worker slot, or
 one per run), failures recorded by the child
 that had them, finished runs skipped, an old error removed by a run that succeeds."""
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,17 +43,21 @@ def test_a_failing_child_reports_its_own_cause_and_a_rerun_clears_it(tmp_path, m
 
 def test_progress_says_where_the_data_is_what_is_planned_and_each_epoch_of_a_worker_run(tmp_path, mnist_path,
                                                                                        capsys):
-    """Not a terminal: one line per step, epochs of runs in worker processes included;
-    nothing of it with progress off."""
+    """Not a terminal: one line per step, epochs of runs in worker processes included, and
+    after each run the time left at the pace so far; nothing of it with progress off."""
     j = job(tmp_path)
     j = replace(j, config=replace(TINY, epochs=2))
-    runner.run_jobs([j], data_dir=mnist_path, progress=True)
+    k = replace(j, key=replace(j.key, seed=1), config=replace(TINY, epochs=2, seed=1), out=tmp_path / "seed1")
+    runner.run_jobs([j, k], data_dir=mnist_path, progress=True)
     out = capsys.readouterr()
     err = out.err.splitlines()
     assert err[:2] == [f"data: mnist from {mnist_path}",
-                       "plan: runs to train 1, already finished 0; 2 epochs in all, 1 at a time"]
-    assert [line.split(":")[0] for line in err[2:]] == [f"run {j.key} epoch 1/2", f"run {j.key} epoch 2/2"]
-    assert out.out.startswith(f"run 1/1 {j.key}: test accuracy ")
+                       "plan: runs to train 2, already finished 0; 4 epochs in all, 1 at a time"]
+    assert [line.split(":")[0] for line in err[2:]] == [f"run {key} epoch {e}/2" for key in (j.key, k.key)
+                                                        for e in (1, 2)]
+    first, second = out.out.splitlines()
+    assert first.startswith(f"run 1/2 {j.key}: test accuracy ") and re.search(r"; about \d+ (s|min) left$", first)
+    assert second.startswith(f"run 2/2 {k.key}: test accuracy ") and "left" not in second
     runner.run_jobs([replace(j, out=tmp_path / "quiet")], data_dir=mnist_path, progress=False)
     assert capsys.readouterr().err == ""
 
