@@ -158,7 +158,8 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
                        f"harmonized; under native each framework's own" if "bn" in specs
                    else f"as in the spec ({spec.name} has no layer to put BatchNorm after)" if "as-is" in specs and bn
                    else f"the model as given ({spec.name}, {spec.total_params:,} parameters), no BatchNorm "
-                        "variants (bn=True or --bn-pair trains the pair without and with BatchNorm)"),
+                        "variants (bn=True or --bn-pair trains the pair without and with BatchNorm)" if "as-is" in specs
+                   else "as in the spec"),
             params={v: {"trainable": s.trainable_params, "state": s.state_params} for v, s in specs.items()},
             runs=[_run_row(j.key, results[j.key]) for j in jobs])
         ok = {k: r for k, r in results.items() if not isinstance(r, RunError)}
