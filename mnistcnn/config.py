@@ -1,6 +1,6 @@
 """Settings of a run, and what each defaults mode means.
 
-Under 'harmonized' both backends get the same initial weights (drawn once with numpy),
+Under 'harmonized' every backend gets the same initial weights (drawn once with numpy),
 the spec's BatchNorm settings, PyTorch's optimizer formulas and values, and PyTorch's
 BatchNorm arithmetic. Under 'native' each framework keeps its own. Every such choice is
 made here, once: ``TrainConfig.optimizer_for``, ``bn_rules`` and ``trained_spec``.
@@ -24,7 +24,7 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
 #: opt-in for CPUs with bfloat16 units (docs/performance.md has its speed and accuracy)
 PRECISIONS = ("float32", "bfloat16")
 #: The defaults a mode controls. harmonized: PyTorch's convention (or the spec's value)
-#: in both backends; native: each framework's own.
+#: in every backend; native: each framework's own.
 #:   init        numpy initial weights from the seed vs each framework's initializers
 #:   batchnorm   the spec's momentum/epsilon vs each framework's preset
 #:   optimizer   PyTorch's update formulas and epsilon/rho vs each framework's
@@ -43,7 +43,7 @@ HARMONIZED_OPTIMIZER_DEFAULTS = {"adam": {"eps": 1e-8}, "rmsprop": {"rho": 0.99,
 #: The BatchNorm of compare's BN variant (BatchNorm after each hidden conv and dense
 #: layer): Keras' defaults, momentum 0.99 and epsilon 1e-3 (what a plain
 #: BatchNormalization() in report 000's TensorFlow model has). Harmonized runs train it in
-#: both backends (the ledger's harmonized column: "the spec's value in both"); native runs
+#: every backend (the ledger's harmonized column: "the spec's value in every backend"); native runs
 #: replace it by each framework's own (TrainConfig.trained_spec).
 BN_VARIANT = S.BatchNorm.preset("keras")
 
@@ -74,7 +74,7 @@ HELP = {
     "test_limit": "test on the first N test images only (default: all 10000)",
     "test_every_epoch": "also measure test loss and accuracy after every epoch",
     "normalization": "input scaling: standard (mean 0.1307, sd 0.3081 for MNIST) or unit (/255) (default standard)",
-    "defaults": "harmonized (the same weights, rules and optimizer formulas in both frameworks) or native "
+    "defaults": "harmonized (the same weights, rules and optimizer formulas in every backend) or native "
                 "(each framework's own defaults) (default harmonized)",
     "harmonize": "with --defaults native: the default items kept harmonized (to find which default matters)",
     "log_every": "record the running training loss every N steps (default 10)",
@@ -220,7 +220,7 @@ class Optimizer:
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of a run. eps/rho left as None take the defaults mode's value:
-    harmonized -> PyTorch's value in both backends; native -> each framework's own."""
+    harmonized -> PyTorch's value in every backend; native -> each framework's own."""
 
     epochs: int = 5
     batch_size: int = 128

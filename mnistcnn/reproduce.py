@@ -1,7 +1,7 @@
-"""Each reference report's study under its own protocol, in both frameworks.
+"""Each reference report's study under its own protocol, in each backend (PyTorch and Keras by default).
 
 A study is a list of settings (an architecture and the report's training protocol); each
-setting runs as ``compare`` runs (both backends, harmonized and native, several seeds)
+setting runs as ``compare`` runs (each backend, harmonized and native, several seeds)
 into its own directory, and every number the report published becomes one row: the
 published value next to each framework's mean and spread at the same point of training,
 the paired torch - keras difference, and whether the published value lies inside the 95%

@@ -1,6 +1,6 @@
 """Statistics over seeds: per-backend summaries and paired backend differences.
 
-The same seed gives both backends the same initial weights and batches (harmonized),
+The same seed gives every backend the same initial weights and batches (harmonized),
 so their results are paired: the per-seed difference cancels the seed's own luck.
 """
 from __future__ import annotations
