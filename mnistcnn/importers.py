@@ -713,19 +713,23 @@ def torch_class(text: str):
         raise ModelImportError(f"Cannot load the PyTorch class {text!r}: the module {module_name!r} has no "
                                f"attribute {cls_name!r}. {how}.")
     cls = getattr(module, cls_name)
-    if not (inspect.isclass(cls) and issubclass(cls, torch.nn.Module)):
-        what = "a class" if inspect.isclass(cls) else f"a {type(cls).__name__}"
+    if inspect.isclass(cls) and not issubclass(cls, torch.nn.Module) or not callable(cls):
+        what = "a class" if inspect.isclass(cls) else f"an object of type {type(cls).__name__}"
         raise ModelImportError(f"Cannot load the PyTorch class {text!r}: it is {what}, not a subclass of "
-                               "torch.nn.Module. Name the model's class (mnistcnn builds it without arguments).")
+                               "torch.nn.Module (or a function that returns one). Name the model's class (mnistcnn "
+                               "builds it without arguments).")
     return cls
 
 
 def torch_module(text: str):
-    """An instance of the class named by 'package.module:Class', built without arguments;
-    a class that needs them, or whose __init__ fails, is a ModelImportError naming it."""
+    """An instance of the class named by 'package.module:Class' (or what the function named
+    so returns), built without arguments; a class that needs them, whose __init__ fails, or
+    a function that returns no nn.Module is a ModelImportError naming it."""
+    import torch
+
     cls = torch_class(text)
     try:
-        return cls()
+        module = cls()
     except BaseException as e:  # the user's __init__: whatever it raises is about their code
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -736,6 +740,10 @@ def torch_module(text: str):
                "and give that file") if needs else "fix its __init__ (mnistcnn calls it without arguments)"
         raise ModelImportError(f"Cannot build the PyTorch class {text!r} as {cls.__name__}(): it raised "
                                f"{_first_line(e)}; {fix}.") from None
+    if not isinstance(module, torch.nn.Module):
+        raise ModelImportError(f"{text!r} returned an object of type {type(module).__name__}, not a "
+                               "torch.nn.Module: name the model's class, or a function that returns the model.")
+    return module
 
 
 def _not_a_file(path: Path) -> str:

@@ -215,7 +215,7 @@ CASES = [
     ("model-no-such-class", ["import", "usermodels:Nett", "--out", "{tmp}/r"], ["has no attribute 'Nett'"]),
     ("model-a-file-not-a-module", ["import", "usermodels.py:Net", "--out", "{tmp}/r"], ["import name"]),
     ("model-not-a-class", ["import", "usermodels:NOT_A_CLASS", "--out", "{tmp}/r"],
-     ["a int, not a subclass of torch.nn.Module"]),
+     ["an object of type int, not a subclass of torch.nn.Module"]),
     ("model-needs-arguments", ["import", "usermodels:NeedsArgs", "--out", "{tmp}/r"],
      ["NeedsArgs()", "it needs 'width'", "defaults"]),
     ("model-init-raises", ["import", "usermodels:Raises", "--out", "{tmp}/r"], ["ValueError: no init", "__init__"]),
