@@ -139,9 +139,11 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
         atomic_write_text(Path(out) / "report.md", documents.compare_markdown(s))
         return s
 
-    if bn is None:  # the zoo's names stand for the reports' BatchNorm pair; a model of the user's as given
-        bn = isinstance(spec, str)
+    named = isinstance(spec, str)
     spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()
+    if bn is None:  # the zoo's chains stand for the reports' BatchNorm pair; a model of the user's as given,
+        # and so a model with blocks, whose BatchNorms belong to its blocks
+        bn = named and not any(r.layer.parts(r.input_shape) for r in spec.rows)
     modes = list(modes)
     if ablate:
         modes = list(dict.fromkeys(modes + ["harmonized", "native"] + [f"native+{i}" for i in DEFAULT_ITEMS]))

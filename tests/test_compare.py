@@ -206,6 +206,21 @@ def test_a_repeated_grid_axis_is_refused_on_the_command_line(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("kw, match", [
+    (dict(seeds=100_000_000), "Expected an integer from 1 to 1000"),
+    (dict(seeds=True), "Invalid value for `seeds`"),
+    (dict(max_seeds=5), "`max_seeds=5` applies with `ci_target_pp` only"),
+    (dict(ci_target_pp=0.1, max_seeds=-5), "Invalid value for `max_seeds`"),
+    (dict(cfg=TrainConfig(defaults="native")), "`defaults` and `harmonize` in `cfg` do not apply"),
+])
+def test_compare_refuses_what_it_would_ignore_or_hang_on_before_anything(tmp_path, kw, match):
+    """Before: 10^8 seeds printed nothing for minutes while the plan was built; max_seeds
+    without a CI target and a native cfg were silently ignored (runs recorded harmonized)."""
+    with pytest.raises(ConfigError, match=match):
+        C.compare("simple-fc", tmp_path / "c", progress=False, **kw)
+    assert not (tmp_path / "c").exists()
+
+
 def test_the_backends_interleave_seed_by_seed_in_the_order_runs_train(tmp_path, monkeypatch):
     """A comparison's runs train torch seed 0, keras seed 0, torch seed 1, ... (so that a
     busy spell of the machine slows both frameworks alike, not all runs of one), each in
@@ -232,21 +247,6 @@ def test_the_backends_interleave_seed_by_seed_in_the_order_runs_train(tmp_path, 
     runner.run_jobs(jobs, workers=1, isolate=True, progress=False, executor="fresh")
     assert trained == expected * 2
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(seeds=100_000_000), "Expected an integer from 1 to 1000"),
-    (dict(seeds=True), "Invalid value for `seeds`"),
-    (dict(max_seeds=5), "`max_seeds=5` applies with `ci_target_pp` only"),
-    (dict(ci_target_pp=0.1, max_seeds=-5), "Invalid value for `max_seeds`"),
-    (dict(cfg=TrainConfig(defaults="native")), "`defaults` and `harmonize` in `cfg` do not apply"),
-])
-def test_compare_refuses_what_it_would_ignore_or_hang_on_before_anything(tmp_path, kw, match):
-    """Before: 10^8 seeds printed nothing for minutes while the plan was built; max_seeds
-    without a CI target and a native cfg were silently ignored (runs recorded harmonized)."""
-    with pytest.raises(ConfigError, match=match):
-        C.compare("simple-fc", tmp_path / "c", progress=False, **kw)
-    assert not (tmp_path / "c").exists()
-
-
 
 def test_a_model_given_as_a_spec_is_trained_as_given_and_a_zoo_name_as_its_batchnorm_pair(mnist_path, tmp_path):
     """A user's model (a spec object, a spec file, an imported model) is compared as it is;
@@ -260,3 +260,23 @@ def test_a_model_given_as_a_spec_is_trained_as_given_and_a_zoo_name_as_its_batch
     assert given.batchnorm.startswith("the model as given (simple-cnn, 8,490 parameters)")
     assert C.compare("simple-cnn", tmp_path / "zoo", **kw).variants == ["no-bn", "bn"]
     assert C.compare(zoo.get("simple-cnn"), tmp_path / "asked", bn=True, **kw).variants == ["no-bn", "bn"]
+
+
+def test_a_zoo_model_with_residual_blocks_is_compared_as_given_by_default(tmp_path, monkeypatch):
+    """resnet-mini's BatchNorms belong to its blocks: no pair to make, so its name alone
+    trains it as given (bn=True still asks for the pair, and is refused naming the fix)."""
+    planned = []
+
+    class Planned(Exception):
+        pass
+
+    def stop(jobs, *a, **k):
+        planned.extend(jobs)
+        raise Planned()
+
+    monkeypatch.setattr(C, "run_jobs", stop)
+    with pytest.raises(Planned):
+        C.compare("resnet-mini", tmp_path / "c", seeds=1, progress=False)
+    assert {j.key.variant for j in planned} == {"as-is"}
+    with pytest.raises(SpecError, match="Compare it as given"):
+        C.compare("resnet-mini", tmp_path / "d", seeds=1, bn=True, progress=False)
