@@ -7,7 +7,7 @@ optimizer formulas and epsilons, BatchNorm momentum and epsilon, its variance es
 trains native runs with one group of defaults switched back to harmonized at a time: a
 gap that shrinks when one is harmonized points at that default.
 
-    python examples/06_native_vs_harmonized.py        # about 5 minutes on a laptop CPU
+    python examples/06_native_vs_harmonized.py        # about 6 minutes on a laptop CPU
 """
 import os
 
@@ -39,8 +39,11 @@ result = mnistcnn.compare("seed000-cnn", "runs/examples/lesson-6", seeds=seeds, 
 print(result)
 
 # 4. The ablation's table: the native gap (PyTorch - Keras test accuracy) and the gap
-#    left with one default harmonized. Expect batchnorm (momentum, epsilon) to close most
-#    of it; the rest is the initial weights and the optimizer's formulas.
+#    left with one default harmonized. A gap that shrinks points at a contributor; one
+#    that flips sign says the defaults act together: harmonizing BatchNorm alone gives
+#    PyTorch's own initial weights Keras' slow momentum 0.99, which can leave PyTorch
+#    the one behind. With 2 seeds the intervals are wide: read the sizes, then add seeds
+#    (docs/findings.md has this study at a larger size).
 for row in result.records("ablation"):
     print(f"  {row['item']:12s} native gap {row['native_gap'] * 100:+6.2f} pp, with it harmonized "
           f"{row['gap_with_item_harmonized'] * 100:+6.2f} pp (shrinks by {row['shrinks_by_pp']:+.2f})")
