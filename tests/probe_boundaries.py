@@ -140,6 +140,58 @@ def cli_cases():
     bad("evaluate-dir", ["evaluate", "{dir}", "--backend", "torch"], "a-directory")
     bad("tensorboard-through-file", ["tensorboard", "{a_file}/x"], "a-file")
     bad("results-doc-report-is-file", ["results-doc", "{a_file}", "--out", "{tmp}/r.md"], "a-file")
+    # the user's model code: module:Class that fails to import or build, state dicts that do not fit
+    refs = {"raises_on_import:Net": "RuntimeError: broken at import", "syntax_error:Net": "SyntaxError",
+            "exits_on_import:Net": "SystemExit", "no_such_module:Net": "No module named 'no_such_module'",
+            "usermodels:Nope": "no attribute 'Nope'", "usermodels.py:Net": "import name", ":Net": "import name",
+            "usermodels:": "import name", "usermodels:NOT_A_CLASS": "not a subclass of torch.nn.Module",
+            "usermodels:func": "returned an object of type int", "usermodels:Plain": "a class, not a subclass",
+            "usermodels:NeedsArgs": "it needs 'width'", "usermodels:Raises": "ValueError: no init",
+            "usermodels:RaisesInForward": "Cannot trace RaisesInForward"}
+    for ref, word in refs.items():
+        for command in (["import", ref, "--out", "{tmp}/i"], ["summary", ref, "--backend", "spec"],
+                        [TRAIN[0], ref, *TRAIN[2:], "--out", "{tmp}/t"], [COMPARE[0], ref, *COMPARE[2:], "--out",
+                                                                          "{tmp}/c"]):
+            bad(f"{command[0]}-{ref}", command, word)
+    for sd, word in (("{wide_sd}", "fc.weight (20, 784) (the class: (10, 784))"), ("{whole_pt}", "never unpickles"),
+                     ("{tensor_pt}", "holds a Tensor, not a state dict"), ("{random}", "not a PyTorch file"),
+                     ("/dev/zero", "not a regular file"), ("{tmp}/missing.pt", "does not exist"),
+                     ("{dir}", "is a directory"), ("{empty}", "not a PyTorch file (empty)")):
+        bad(f"import-state-dict-{sd}", ["import", sd, "--torch-class", "usermodels:Net", "--out", "{tmp}/i"], word)
+    bad("import-state-dict-class-needs-args", ["import", "{net_sd}", "--torch-class", "usermodels:NeedsArgs", "--out",
+                                               "{tmp}/i"], "it needs 'width'")
+    bad("import-state-dict-class-raises", ["import", "{net_sd}", "--torch-class", "raises_on_import:Net", "--out",
+                                           "{tmp}/i"], "RuntimeError: broken at import")
+    ok("import-module-class", ["import", "usermodels:Net", "--out", "{tmp}/i"])
+    ok("import-module-function", ["import", "usermodels:make", "--out", "{tmp}/i"])
+    ok("import-state-dict", ["import", "{net_sd}", "--torch-class", "usermodels:Net", "--out", "{tmp}/i"])
+    # misleading messages: what a file given to evaluate is, not what it is not
+    for path, word in (("{random}", "is not an .npz archive"), ("/dev/zero", "is not an .npz archive"),
+                       ("{pickle_npz}", "pickled Python objects"), ("{empty}", "it is empty"),
+                       ("{tmp}/missing.pt", "missing.pt does not exist"),
+                       ("{tmp}/missing.pth", "missing.pth does not exist"),
+                       ("{tmp}/missing.npz", "missing.npz does not exist"), ("{whole_pt}", "whole.pt")):
+        bad(f"evaluate-{path}", ["evaluate", path, "--backend", "torch"], word)
+    # non-finite layer arguments in a spec file: refused at construction, naming the argument
+    for name, word in (("elu_inf", "alpha=inf"), ("elu_nan", "alpha=nan"), ("bn_eps_inf", "epsilon=inf"),
+                       ("bn_momentum_nan", "momentum=nan"), ("bn_momentum_inf", "momentum=inf"),
+                       ("leaky_inf", "negative_slope=inf"), ("leaky_nan", "negative_slope=nan"),
+                       ("dropout_nan", "rate=nan"), ("hbn_eps_inf", "epsilon=inf")):
+        for command in (["summary", "{" + name + "}", "--backend", "spec"], [TRAIN[0], "{" + name + "}", *TRAIN[2:]]):
+            bad(f"{command[0]}-{name}", command, word)
+    # sizes beyond the machine, and nesting beyond Python's stack
+    for name, word in (("huge_dense", "dense_1 (Dense)"), ("huge_conv", "the output of conv2d_0 (Conv2D)")):
+        bad(f"train-{name}", [TRAIN[0], "{" + name + "}", *TRAIN[2:]], "of memory to train", word)
+        bad(f"compare-{name}", [COMPARE[0], "{" + name + "}", *COMPARE[2:], "--out", "{tmp}/c"], "of memory", word)
+        bad(f"sweep-{name}", [SWEEP[0], "{" + name + "}", *SWEEP[2:], "--out", "{tmp}/s"], "of memory", word)
+        bad(f"summary-{name}", ["summary", "{" + name + "}", "--backend", "torch"], "of memory to run",
+            "--backend spec")
+        ok(f"summary-spec-{name}", ["summary", "{" + name + "}", "--backend", "spec"])
+    bad("train-batch-beyond-memory", [TRAIN[0], "{mid_conv}", *TRAIN[2:], "--batch-size", "4096"], "--batch-size")
+    bad("evaluate-huge-activations", ["evaluate", "{huge_ckpt}", "--backend", "torch"], "of memory to run")
+    for name in ("deep_list", "deep_object", "deep_residual"):
+        bad(f"summary-{name}", ["summary", "{" + name + "}", "--backend", "spec"], "nested too deeply")
+        bad(f"train-{name}", [TRAIN[0], "{" + name + "}", *TRAIN[2:]], "nested too deeply")
     # good inputs, beside them
     ok("zoo", ["zoo"])
     ok("summary-spec", ["summary", "simple-fc", "--backend", "spec"])
@@ -212,6 +264,33 @@ def api_cases():
         run_jobs([], None, 1, False, False, "local", "auto")
 
     c.append(("train.run(resume=True, overwrite=True)", train_both, "bad", ["resume=True", "overwrite=True"]))
+    # spec layer arguments: non-finite numbers refused at construction, the argument named
+    from mnistcnn import spec as S
+
+    inf, nan = float("inf"), float("nan")
+    for what, fn, word in (("BatchNorm(0.9, inf)", lambda: S.BatchNorm(0.9, inf), "`epsilon`"),
+                           ("BatchNorm(0.9, nan)", lambda: S.BatchNorm(0.9, nan), "`epsilon`"),
+                           ("BatchNorm(inf, 1e-3)", lambda: S.BatchNorm(inf, 1e-3), "`momentum`"),
+                           ("BatchNorm(0.9, True)", lambda: S.BatchNorm(0.9, True), "`epsilon`"),
+                           ("HeightBatchNorm(0.9, inf)", lambda: S.HeightBatchNorm(0.9, inf), "`epsilon`"),
+                           ("Activation('elu', alpha=inf)", lambda: S.Activation("elu", alpha=inf), "`alpha`"),
+                           ("Activation('elu', alpha=nan)", lambda: S.Activation("elu", alpha=nan), "`alpha`"),
+                           ("Activation('leaky_relu', negative_slope=inf)",
+                            lambda: S.Activation("leaky_relu", negative_slope=inf), "`negative_slope`"),
+                           ("Activation('leaky_relu', negative_slope=nan)",
+                            lambda: S.Activation("leaky_relu", negative_slope=nan), "`negative_slope`"),
+                           ("Dropout(nan)", lambda: S.Dropout(nan), "`rate`"),
+                           ("SpatialDropout2D(inf)", lambda: S.SpatialDropout2D(inf), "`rate`")):
+        bad(what, lambda _, fn=fn: fn(), word)
+    for what, layers in (("Dense(10**9)", [S.Flatten(), S.Dense(10 ** 9), S.Dense(10)]),
+                         ("Conv2D(10**6, 3)", [S.Conv2D(10 ** 6, 3, padding="same"), S.Flatten(), S.Dense(10)])):
+        def huge_run(tmp, layers=layers):
+            from mnistcnn import train
+
+            train.run(S.ModelSpec("huge", layers), "torch", TrainConfig(epochs=1, train_limit=64, test_limit=64,
+                                                                         val_size=0), progress=False)
+        bad(f"train.run({what})", huge_run, "of memory to train", "but this machine has")
+        ok(f"ModelSpec({what}) as data", lambda _, layers=layers: S.ModelSpec("huge", layers).summary_text())
     c.append(("run_jobs(executor='local', address='auto')", run_jobs_address, "bad", ["address=", "executor="]))
     return c
 
@@ -246,6 +325,74 @@ def files(tmp: Path) -> dict:
     f["dir"].mkdir()
     spec.save(zoo.get("simple-fc"), f["spec"])
     f["ckpt"] = weights.save(tmp / "w.npz", zoo.get("simple-fc"), weights.initial(zoo.get("simple-fc"), 0))
+    # the user's model code (this directory is on sys.path and PYTHONPATH)
+    (tmp / "raises_on_import.py").write_text("raise RuntimeError('broken at import')\n")
+    (tmp / "syntax_error.py").write_text("def f(:\n")
+    (tmp / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp / "usermodels.py").write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.flat, self.fc = nn.Flatten(), nn.Linear(784, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.flat(x))\n"
+        "class NeedsArgs(nn.Module):\n"
+        "    def __init__(self, width):\n"
+        "        super().__init__()\n"
+        "class Raises(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        raise ValueError('no init')\n"
+        "class RaisesInForward(Net):\n"
+        "    def forward(self, x):\n"
+        "        raise RuntimeError('no forward')\n"
+        "class Plain:\n"
+        "    pass\n"
+        "def func():\n"
+        "    return 3\n"
+        "def make():\n"
+        "    return Net()\n"
+        "NOT_A_CLASS = 5\n")
+    import torch
+
+    f["net_sd"], f["wide_sd"], f["whole_pt"], f["tensor_pt"] = (tmp / n for n in ("net.pt", "wide.pt", "whole.pt",
+                                                                                   "tensor.pt"))
+    torch.save({"fc.weight": torch.zeros(10, 784), "fc.bias": torch.zeros(10)}, f["net_sd"])
+    torch.save({"fc.weight": torch.zeros(20, 784), "fc.bias": torch.zeros(20)}, f["wide_sd"])
+    torch.save(torch.nn.Linear(784, 10), f["whole_pt"])
+    torch.save(torch.zeros(3), f["tensor_pt"])
+    f["random"], f["empty"], f["pickle_npz"] = tmp / "random.bin", tmp / "empty.npz", tmp / "pickle.npz"
+    f["random"].write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    f["empty"].write_bytes(b"")
+    f["pickle_npz"].write_bytes(__import__("pickle").dumps({"a": 1}, protocol=4))
+    # spec files: non-finite layer arguments, sizes beyond the machine, nesting beyond Python's stack
+    inf, nan = float("inf"), float("nan")
+    flat, dense = {"kind": "Flatten"}, {"kind": "Dense", "units": 10}
+    specs = {"elu_inf": [flat, dense, {"kind": "Activation", "name": "elu", "alpha": inf}],
+             "elu_nan": [flat, dense, {"kind": "Activation", "name": "elu", "alpha": nan}],
+             "bn_eps_inf": [flat, {"kind": "BatchNorm", "momentum": 0.9, "epsilon": inf}, dense],
+             "bn_momentum_nan": [flat, {"kind": "BatchNorm", "momentum": nan, "epsilon": 1e-3}, dense],
+             "bn_momentum_inf": [flat, {"kind": "BatchNorm", "momentum": inf, "epsilon": 1e-3}, dense],
+             "leaky_inf": [flat, dense, {"kind": "Activation", "name": "leaky_relu", "negative_slope": inf}],
+             "leaky_nan": [flat, dense, {"kind": "Activation", "name": "leaky_relu", "negative_slope": nan}],
+             "dropout_nan": [flat, {"kind": "Dropout", "rate": nan}, dense],
+             "hbn_eps_inf": [{"kind": "HeightBatchNorm", "momentum": 0.9, "epsilon": inf}, flat, dense],
+             "huge_dense": [flat, {"kind": "Dense", "units": 10 ** 9}, dense],
+             "huge_conv": [{"kind": "Conv2D", "filters": 10 ** 6, "kernel_size": 3, "padding": "same"}, flat, dense],
+             "mid_conv": [{"kind": "Conv2D", "filters": 2000, "kernel_size": 3, "padding": "same"}, flat, dense]}
+    for name, layers in specs.items():
+        f[name] = tmp / f"{name}.json"
+        f[name].write_text(__import__("json").dumps({"format": "mnistcnn.spec", "version": 1, "name": name,
+                                                     "input_shape": [1, 28, 28], "layers": layers}))
+    n = 100_000
+    f["deep_list"], f["deep_object"], f["deep_residual"] = (tmp / f"{d}.json" for d in ("deep1", "deep2", "deep3"))
+    f["deep_list"].write_text("[" * n + "]" * n)
+    f["deep_object"].write_text('{"a": ' * n + "1" + "}" * n)
+    f["deep_residual"].write_text('{"format": "mnistcnn.spec", "version": 1, "name": "deep", "layers": ['
+                                  + '{"kind": "Residual", "body": [' * 5000 + '{"kind": "Flatten"}'
+                                  + "]}" * 5000 + "]}")
+    wide = spec.ModelSpec("wide", [spec.Conv2D(100_000, 1), spec.GlobalAvgPool2D(), spec.Dense(10)])
+    f["huge_ckpt"] = weights.save(tmp / "huge.npz", wide, weights.initial(wide, 0))
     return {k: str(v) for k, v in f.items()}
 
 
@@ -275,6 +422,8 @@ def main():
     totals, wrote = Counter(), []
     home = Path(tempfile.mkdtemp(prefix="probe-"))
     os.chdir(home)
+    sys.path.insert(0, str(home))  # the user's model modules
+    os.environ["PYTHONPATH"] = str(home)
     f = files(home)
 
     def report(name, outcome, err):
