@@ -34,7 +34,7 @@ summary: setup
 # docs/results.md from the committed report directories (each records the command that
 # made it; `mnistcnn reproduce all` trains the reference studies, about a day on 2 cores)
 RESULT_DIRS = reports/seed000-cnn reports/seed000-cnn-3fw reports/seed000-pt-vs-tf reports/keras-activation-depth \
-	reports/pytorch-width-pooling reports/bottleneck reports/sgd-models reports/sgd-lr-schedule reports/keras-deep-cnns \
+	reports/pytorch-width-pooling reports/bottleneck reports/sgd-models reports/sgd-lr-schedule reports/keras-deep-cnns reports/resnet-mini \
 	reports/reproduce/000 reports/reproduce/001 reports/reproduce/002 reports/reproduce/003 reports/reproduce/004
 results: setup
 	$(VENV)/bin/mnistcnn results-doc $(RESULT_DIRS) --out docs/results.md

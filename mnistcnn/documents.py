@@ -271,6 +271,11 @@ def _compare_section(d: Path, rel: str) -> list:
         lines.append(f"| {g['mode']} | {g['variant']} | {g['backend']} | {g['test_acc']['mean'] * 100:.2f}"
                      f"{'' if sd is None else f' ± {sd * 100:.2f}'} (n={g['test_acc']['n']}) | "
                      f"{g['test_loss']['mean']:.4f} | {g['images_per_s']['mean']:,.0f} |")
+    loaded = [r for r in s.runs if busy(r)]
+    if loaded:
+        lines += ["", f"The machine was busy during {len(loaded)} of {len(s.runs)} runs (load average up to "
+                      f"{max(r['load_avg'] for r in loaded):.1f} on {loaded[0]['cpu_count']} cores): the images/s "
+                      f"column is no speed comparison; the CPU-time figures are in [report.md]({rel}/report.md)."]
     if s.ablation:
         lines += ["", "| variant | default harmonized | native gap pp | gap then pp |", "|---|---|---:|---:|"]
         lines += [f"| {a['variant']} | {a['item']} | {a['native_gap'] * 100:+.2f} | "
