@@ -22,10 +22,17 @@ from . import spec as S
 from . import weights as W
 from ._io import atomic_write_text, dir_lock
 from .config import (  # noqa: F401  (TrainConfig and the constants: the public training API)
-    DEFAULT_ITEMS, DEFAULTS_MODES, OPTIMIZERS, PRECISIONS, SCHEDULES, Optimizer, TrainConfig,
+    DEFAULT_ITEMS,
+    DEFAULTS_MODES,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    Optimizer,
+    TrainConfig,
 )
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .results import EpochRecord, RunResult  # noqa: F401
+from .spec.memory import check_memory
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -66,13 +73,12 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
     ``callbacks``: mnistcnn.callbacks.Callback objects, called with the plain records.
     ``tensorboard``: event files in ``out``/tensorboard; None writes them when ``out`` is
     given and the tensorboard package is installed, True requires it, False never.
-    ``tune_allocator``: make glibc's malloc keep large buffers (mnistcnn.runtime; 1.34x
-    for PyTorch here): it changes the allocator of the whole calling process, so the
+    ``tune_allocator``: make glibc's malloc keep large buffers (mnistcnn.runtime; its gain
+    is measured in docs/performance.md): it changes the allocator of the whole calling process, so the
     processes mnistcnn starts (the command line, the runner's children) opt in and a
     script's own process only when it asks."""
-    from .backends import get_backend
-
     from . import zoo
+    from .backends import get_backend
 
     if resume and overwrite:
         raise ConfigError("`resume=True` continues the run in `out` and `overwrite=True` replaces it: give one.")
@@ -80,12 +86,12 @@ def run(spec, backend: str, cfg: TrainConfig, out=None, data_dir=None, progress=
         raise ConfigError("Invalid value for `out`. Expected a directory, or None to write nothing. Received out=''.")
     with dir_lock(out) if out is not None else nullcontext():  # one writer per run directory
         if out is not None and not resume and not overwrite and (Path(out) / "result.json").exists():
-            saved = json.loads((Path(out) / "result.json").read_text())
-            state = "a finished run" if saved.get("completed") else \
-                f"an interrupted run ({len(saved.get('epochs', []))} epochs done)"
+            saved = RunResult.read(Path(out) / "result.json")
+            state = "a finished run" if saved.completed else f"an interrupted run ({len(saved.epochs)} epochs done)"
             raise ConfigError(f"{out} already holds {state}. Resume it with `resume=True`, replace it with "
                               "`overwrite=True`, or choose another `out`.")
         spec = zoo.resolve(spec)
+        check_memory(spec, cfg.batch_size, training=True)  # refused before a framework tries to allocate it
         b = get_backend(backend)
         b.start_run(cfg.threads)
         if tune_allocator:
@@ -253,7 +259,7 @@ def differences(saved: RunResult, backend: str, spec: dict, config: dict, ignore
 def _restore(out: Path | None, trainer, fresh: RunResult) -> RunResult:
     if out is None or not (out / "result.json").exists():
         raise ConfigError(f"Nothing to resume: {out}/result.json does not exist. Run without `resume=True`.")
-    saved = RunResult.from_json((out / "result.json").read_text())
+    saved = RunResult.read(out / "result.json")
     diff = differences(saved, fresh.backend, fresh.spec, fresh.config)
     if diff:
         threads = (" (compare, sweep and reproduce give each run cpu count / `workers` threads: resume with "
@@ -296,6 +302,7 @@ def evaluate_checkpoint(path, data_dir=None, dataset: str | None = None, normali
     dataset = dataset or meta.get("dataset") or "mnist"
     normalization = normalization or meta.get("normalization") or "standard"
     spec = logits_head(spec)
+    check_memory(spec, 1000)  # evaluation's batches: refused before a framework tries to allocate it
     b = get_backend(backend)
     trainer = b.Trainer(spec, TrainConfig().optimizer_for(backend), 0, weights)  # for evaluate only
     ds = data.load(dataset, data_dir)
