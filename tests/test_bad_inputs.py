@@ -243,9 +243,13 @@ CASES = [
      ["Layer 1 (BatchNorm) of spec 'bn_inf'", "`epsilon`", "epsilon=inf"]),
     # sizes beyond the machine: refused before anything is allocated, naming both sizes
     ("spec-deep-json", ["summary", "{deep}"], ["deep.json is nested too deeply"]),
+    ("spec-huge-dense-train", TRAIN[:1] + ["{huge_dense}"] + TRAIN[2:] + ["--out", "{tmp}/t"],
+     ["needs at least", "TiB of memory to train", "but this machine has", "dense_1 (Dense)"]),
     ("spec-huge-dense-summary", ["summary", "{huge_dense}"], ["TiB of memory to run", "--backend spec"]),
     ("spec-huge-conv-compare", COMPARE[:1] + ["{huge_conv}"] + COMPARE[2:] + ["--out", "{tmp}/c"],
      ["needs at least", "the output of conv2d_0 (Conv2D)", "--batch-size"]),
+    ("ckpt-huge-activations", ["evaluate", "{huge_ckpt}", "--backend", "torch"],
+     ["of memory to run", "the output of conv2d_0 (Conv2D), 100000x28x28 per example"]),
 ]
 
 
