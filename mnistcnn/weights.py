@@ -93,8 +93,8 @@ def save(path, spec, weights: dict, meta: dict | None = None) -> Path:
     import io
 
     buf = io.BytesIO()
-    np.savez(buf, __spec__=np.array(S.to_json(spec)), __meta__=np.array(json.dumps(meta or {})),
-             **{k: np.asarray(v) for k, v in weights.items()})
+    arrays = {"__spec__": np.array(S.to_json(spec)), "__meta__": np.array(json.dumps(meta or {}))}
+    np.savez(buf, **arrays, **{k: np.asarray(v) for k, v in weights.items()})  # type: ignore[arg-type]
     return atomic_write_bytes(path, buf.getvalue())
 
 

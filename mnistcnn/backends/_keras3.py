@@ -128,9 +128,9 @@ class TorchBatchNormalization(keras.layers.BatchNormalization):
     def _fused_training(self, x):
         """float32 training through TensorFlow's fused kernel, which already follows
         PyTorch's rules: it normalises as (x - mean) * inv * gamma + beta and returns the
-        unbiased batch variance. Measured on complex-cnn: 1.5x faster than the formula as
-        separate ops, and float32 gradients closer to float64 (4.0e-2 vs 8.6e-2 worst
-        case, docs/parity.md). It takes 4-D NHWC input; dense BatchNorm is reshaped."""
+        unbiased batch variance. Faster than the formula as separate ops
+        (docs/performance.md), with float32 gradients closer to float64 (docs/parity.md).
+        It takes 4-D NHWC input; dense BatchNorm is reshaped."""
         import tensorflow as tf
 
         shape = ops.shape(x)

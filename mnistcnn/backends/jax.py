@@ -56,7 +56,7 @@ class KerasOnJax(KerasBackend):
     def build(self, spec, *, bn_rules: str = "native", dtype: str = "float32") -> keras.Model:
         """As the keras backend's build. JAX computes in 32 bits unless 64-bit types are
         switched on for the process (jax_enable_x64); a float64 model switches them on."""
-        if dtype == "float64" and not jax.config.jax_enable_x64:
+        if dtype == "float64" and not jax.config.read("jax_enable_x64"):
             jax.config.update("jax_enable_x64", True)
         return super().build(spec, bn_rules=bn_rules, dtype=dtype)
 
@@ -105,7 +105,7 @@ class KerasOnJax(KerasBackend):
         return {"keras": keras.__version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
                 "keras_backend": keras.backend.backend(), "jax_platform": jax.default_backend(),
                 "threads": 1 if one else len(os.sched_getaffinity(0)),
-                "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax_enable_x64": bool(jax.config.jax_enable_x64),
+                "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax_enable_x64": bool(jax.config.read("jax_enable_x64")),
                 "jit_compile": True}
 
 

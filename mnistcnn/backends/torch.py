@@ -29,15 +29,16 @@ _ACTIVATIONS = {
 def _activation(layer: L.Activation, fused: bool = False) -> nn.Module:
     """fused: the activation of a Conv2D or Dense. Its input is then always the op's fresh
     output, which the op's backward does not need, so ReLU runs in place (one less
-    buffer per step; benchmarks/: 1.01-1.03x for seed000-cnn). A standalone Activation may
+    buffer per step; measured in docs/performance.md). A standalone Activation may
     receive the caller's input or a view of it, so it never does."""
     if layer.name == "relu" and fused:
         return nn.ReLU(inplace=True)
     if layer.name == "leaky_relu":
+        assert layer.negative_slope is not None  # required for leaky_relu (spec.layers.Activation)
         return nn.LeakyReLU(layer.negative_slope)
     if layer.name == "elu":
         return nn.ELU(layer.alpha)
-    return _ACTIVATIONS[layer.name]()
+    return _ACTIVATIONS[layer.name]()  # type: ignore[operator]  # classes and factories alike
 
 
 def _pad_arg(pads):
@@ -331,7 +332,9 @@ KINDS: dict[type, Kind] = {
 
 def _core(child: nn.Module) -> nn.Module:
     """The module holding a row's weights (a chain's 'op')."""
-    return child.op if isinstance(child, nn.Sequential) else child
+    core = child.op if isinstance(child, nn.Sequential) else child
+    assert isinstance(core, nn.Module)
+    return core
 
 
 def _tensors(module: nn.Module) -> list:
@@ -457,8 +460,8 @@ class TorchBackend(Backend):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         # filling every new tensor with NaN is a debugging aid, not what makes the runs
-        # repeatable (the tests check that they are); it cost 3-4% of a seed000-cnn step
-        torch.utils.deterministic.fill_uninitialized_memory = False
+        # repeatable (the tests check that they are), and it costs time every step
+        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
 
     def environment(self) -> dict:
         return {"torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -472,8 +475,8 @@ def _optimizer(params, opt):
     """A stock torch.optim optimizer: PyTorch's formulas are both its native ones and the
     harmonized reference, so ``opt.formulas`` changes nothing here."""
     name, lr, wd = opt.name, opt.lr, opt.weight_decay
-    # fused: one kernel per step instead of a dozen foreach passes (benchmarks/: 1.06x
-    # for seed000-cnn); PyTorch has no fused RMSprop or Adadelta
+    # fused: one kernel per step instead of a dozen foreach passes (docs/performance.md);
+    # PyTorch has no fused RMSprop or Adadelta
     if name == "sgd":
         return torch.optim.SGD(params, lr, momentum=opt.momentum, nesterov=opt.nesterov,
                                weight_decay=wd, fused=True)
@@ -499,11 +502,11 @@ class Trainer:
         # bfloat16: autocast (convolutions and matmuls in bfloat16, weights, optimizer
         # state and the loss in float32)
         self.autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=precision == "bfloat16")
-        # channels_last: oneDNN's preferred layout on CPU (benchmarks/: 1.22x for seed000-cnn)
+        # channels_last: oneDNN's preferred layout on CPU (its gain: docs/performance.md)
         self.model = BACKEND.build(spec, bn_rules=bn_rules)
         if weights is not None:
             BACKEND.set_weights(self.model, spec, weights)
-        self.model = self.model.to(self.device, memory_format=torch.channels_last)
+        self.model = self.model.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.optimizer = _optimizer(self.model.parameters(), optimizer)
 
     def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -518,11 +521,11 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        order = torch.from_numpy(order).to(self.device)
+        batches = torch.from_numpy(order).to(self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = batches[start:start + batch_size]
             xb, yb = self.x[idx].contiguous(memory_format=torch.channels_last), self.y[idx]
             with self.autocast:
                 logits = self.model(xb).float()
@@ -540,7 +543,7 @@ class Trainer:
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000):
         """(mean loss, accuracy, predicted labels) in inference mode, without gradients."""
         self.model.eval()
-        loss_sum, preds = 0.0, []
+        loss_sum, parts = 0.0, []
         with torch.no_grad():
             for start in range(0, len(x), batch_size):
                 xb = torch.from_numpy(x[start:start + batch_size]).to(self.device).contiguous(
@@ -549,8 +552,8 @@ class Trainer:
                     logits = self.model(xb).float()
                 yb = torch.from_numpy(y[start:start + batch_size].astype(np.int64)).to(self.device)
                 loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
-                preds.append(logits.argmax(1).cpu().numpy())
-        preds = np.concatenate(preds)
+                parts.append(logits.argmax(1).cpu().numpy())
+        preds = np.concatenate(parts)
         return loss_sum / len(x), float((preds == y).mean()), preds
 
     def get_weights(self) -> dict:
