@@ -188,7 +188,7 @@ def download(url: str, timeout: float = 30) -> bytes:
 def _check_directory(directory: Path) -> None:
     if directory.exists() and not directory.is_dir():
         raise DataError(f"The data directory {directory} is a file, not a directory. Fix: point "
-                        f"--data-dir / {ENV_VAR} at the directory that holds (or will hold) the MNIST files.")
+                        f"`data_dir` / {ENV_VAR} at the directory that holds (or will hold) the MNIST files.")
 
 
 def fetch(dataset: str, directory: Path, mirrors=None, log=None) -> None:
@@ -221,7 +221,7 @@ def fetch(dataset: str, directory: Path, mirrors=None, log=None) -> None:
                 f"{directory / name} is missing and downloading it failed from every mirror:\n  "
                 + "\n  ".join(errors or ["(no mirrors)"])
                 + f"\nFix: copy the genuine file (md5 {md5}) into {directory}, or point "
-                f"--data-dir / {ENV_VAR} at a directory that has it."
+                f"`data_dir` / {ENV_VAR} at a directory that has it."
             )
 
 
@@ -257,7 +257,7 @@ def load(dataset: str = "mnist", data_dir=None, download: bool = True, log=None)
         if not path.exists():
             raise DataError(
                 f"{path} is missing (downloading is off). Fix: copy the genuine file "
-                f"(md5 {md5}) there, or point --data-dir / {ENV_VAR} at a directory that has it."
+                f"(md5 {md5}) there, or point `data_dir` / {ENV_VAR} at a directory that has it."
             )
         arrays[role] = _read_cached(path, sha256)
     for split in ("train", "test"):

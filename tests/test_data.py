@@ -299,8 +299,18 @@ def test_a_data_directory_that_is_a_file_is_refused_before_any_download(tmp_path
     monkeypatch.setattr(data, "download", lambda url, timeout=30: pytest.fail(f"downloaded {url}"))
     f = tmp_path / "a-file"
     f.write_text("not a directory")
-    with pytest.raises(DataError, match=r"a-file is a file, not a directory. Fix: point --data-dir"):
+    with pytest.raises(DataError, match=r"a-file is a file, not a directory. Fix: point `data_dir`"):
         data.load("mnist", f)
+
+
+def test_the_command_line_says_data_dir_as_its_flag(tmp_path, capsys):
+    from mnistcnn.cli import main
+
+    f = tmp_path / "a-file"
+    f.write_text("not a directory")
+    assert main(["train", "simple-fc", "--backend", "torch", "--epochs", "1", "--data-dir", str(f),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "Fix: point --data-dir / MNISTCNN_DATA_DIR at the directory" in capsys.readouterr().err
 
 
 def test_the_suite_refuses_connections_outside_the_loopback(server):
