@@ -230,6 +230,8 @@ def run(spec, x: np.ndarray, y: np.ndarray, tiers=(1, 2, 3), steps: int = 20, se
     if len(x) < 1 or len(x) != len(y):
         raise ConfigError(f"Parity needs at least 1 image with its label; received {len(x)} images and "
                           f"{len(y)} labels (--images must be >= 1).")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"Invalid value for `seed`. Expected an integer from 0 to 2**32 - 1. Received seed={seed!r}.")
     if 3 in tiers and (not isinstance(steps, int) or steps < 1):
         raise ConfigError(f"Invalid value for `steps`. Expected an integer >= 1. Received steps={steps!r}.")
     spec = variants.without_dropout(spec)

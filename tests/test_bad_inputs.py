@@ -204,6 +204,7 @@ CASES = [
     ("out-empty", TRAIN + ["--out", ""], ["--out", "empty path"]),
     ("data-dir-empty", TRAIN + ["--data-dir", ""], ["--data-dir", "empty path"]),
     ("parity-images-negative", ["parity", "simple-fc", "--images=-1"], ["--images"]),
+    ("parity-seed-negative", ["parity", "simple-fc", "--seed=-1", "--tiers", "1"], ["--seed", "from 0 to 2**32 - 1"]),
     # operating-system errors on the places named: one line naming the path and the fix
     ("out-through-a-file", ["results-doc", "--out", "{a_file}/r.md"], ["a-file", "not a directory"]),
     ("out-is-a-directory", ["results-doc", "--out", "{dir}"], ["a-directory", "name a file"]),
