@@ -178,6 +178,8 @@ def compare_plots(out: Path, jobs, results, summary) -> list[str]:
             + " test accuracy, paired by seed"), out / "forest.png"))
     if any(r.steps for r in runs):
         names.append(save_figure(_loss_figure(summary, by, mode), out / "loss_bn.png"))
+    if not any(r.epochs for r in runs):  # every run failed before its first epoch: nothing to draw
+        return names
     for name, metrics, ylabel, scale in (("train_val_loss.png", ("train_loss", "val_loss"), "cross-entropy", 1),
                                          ("accuracy.png", ("train_acc", "val_acc"), "accuracy %", 100)):
         names.append(save_figure(_epochs_figure(summary, by, mode, metrics, ylabel, scale), out / name))

@@ -181,3 +181,17 @@ def test_a_reports_figures_are_drawn_again_from_its_files(compared, tmp_path):
     run.mkdir(parents=True)
     (run / "result.json").write_text(results[key].to_json())
     assert "confusion.png" in report.redraw_compare(tmp_path)
+
+
+def test_a_comparison_whose_runs_all_failed_draws_no_curves_and_does_not_crash(tmp_path):
+    """Every run failed before its first epoch (a full disk at the first checkpoint): the
+    report says so instead of an unexpected error from a figure with no rows."""
+    from mnistcnn import report, zoo
+    from mnistcnn.results import CompareSummary, RunError
+    from mnistcnn.runner import Job, JobKey
+
+    key = JobKey("harmonized", "as-is", "torch", 0)
+    jobs = [Job(key, zoo.get("simple-fc"), "torch", None, tmp_path / "r")]
+    summary = CompareSummary(spec="simple-fc", command="x", date="2026-12-07", config={}, seeds=1,
+                             modes=["harmonized"], variants=["as-is"], backends=["torch", "keras"], params={})
+    assert report.compare_plots(tmp_path, jobs, {key: RunError("OSError: [Errno 27] File too large")}, summary) == []
