@@ -56,6 +56,49 @@ def batchnorm_words(bn) -> str:
             f"+ {1 - bn.momentum:g}·batch), epsilon {bn.epsilon:g}")
 
 
+def _check_compare(seeds, cfg, ci_target_pp, max_seeds) -> None:
+    """What compare refuses before anything runs: seeds out of range, settings it decides
+    itself, and a maximum without a CI target."""
+    _check_seeds(seeds, "seeds")
+    if cfg is not None and (cfg.defaults, cfg.harmonize) != (TrainConfig.defaults, TrainConfig.harmonize):
+        raise ConfigError("A comparison sets each run's defaults mode itself: `defaults` and `harmonize` in "
+                          "`cfg` do not apply. Choose the modes instead (`modes=('native',)`, `ablate=True`).",
+                          arguments=("defaults", "harmonize", "modes", "ablate"))
+    if ci_target_pp is None:
+        if max_seeds is not None:
+            raise ConfigError(f"`max_seeds={max_seeds!r}` applies with `ci_target_pp` only (the most seeds to add "
+                              "while the CI is wider than the target). Leave it out, or give a `ci_target_pp`.")
+        return
+    max_seeds = 30 if max_seeds is None else max_seeds
+    _check_seeds(max_seeds, "max_seeds")
+    if isinstance(ci_target_pp, bool) or not isinstance(ci_target_pp, (int, float)) or not ci_target_pp > 0 \
+            or max_seeds < 3:
+        raise ConfigError(f"Invalid CI target: expected `ci_target_pp` > 0 and `max_seeds` >= 3. Received "
+                          f"ci_target_pp={ci_target_pp!r}, max_seeds={max_seeds!r}.")
+
+
+def _to_ci_target(spec, out, seeds: int, ci_target_pp: float, max_seeds: int, plots: bool, kw: dict):
+    """compare under the sequential rule (SEQUENTIAL_RULE): rounds of seeds until every
+    paired CI is within the target or max_seeds, then the report with its figures."""
+    n = min(max(seeds, 3), max_seeds)
+    while True:
+        s = compare(spec, out, seeds=n, plots=False, **kw)
+        widest = max((stats.ci_half_width(p["test_acc"]) for p in s.paired if p["test_acc"]["ci_low"] is not None),
+                     default=float("inf"))
+        if widest <= ci_target_pp or n >= max_seeds:
+            break
+        n = min(max_seeds, n + max(1, kw["workers"]))  # one round of seeds per worker
+    reason = (f"every paired 95% CI is within +-{ci_target_pp:g} pp (widest +-{widest:.3f})"
+              if widest <= ci_target_pp else
+              f"the maximum of {max_seeds} seeds was reached (widest CI +-{widest:.3f} pp)")
+    s = compare(spec, out, seeds=n, plots=plots, **kw)  # the report, with its figures
+    s.sequential = {"target_pp": ci_target_pp, "max_seeds": max_seeds, "seeds": n, "stopped": reason,
+                    "rule": SEQUENTIAL_RULE}
+    atomic_write_text(Path(out) / "results.json", s.to_json())
+    atomic_write_text(Path(out) / "report.md", documents.compare_markdown(s))
+    return s
+
+
 def _run_row(key: JobKey, r) -> dict:
     row = asdict(key)
     if isinstance(r, RunError):
@@ -103,41 +146,12 @@ def compare(spec, out, seeds: int = 3, cfg: TrainConfig | None = None, backends=
     (the spec without BatchNorm and with it), False the spec as given; None (the default)
     the pair for a zoo architecture named by its name (the reference studies' protocol),
     the spec as given otherwise (a user's model or spec file is compared as it is)."""
-    _check_seeds(seeds, "seeds")
-    if cfg is not None and (cfg.defaults, cfg.harmonize) != (TrainConfig.defaults, TrainConfig.harmonize):
-        raise ConfigError("A comparison sets each run's defaults mode itself: `defaults` and `harmonize` in "
-                          "`cfg` do not apply. Choose the modes instead (`modes=('native',)`, `ablate=True`).",
-                          arguments=("defaults", "harmonize", "modes", "ablate"))
-    if ci_target_pp is None and max_seeds is not None:
-        raise ConfigError(f"`max_seeds={max_seeds!r}` applies with `ci_target_pp` only (the most seeds to add "
-                          "while the CI is wider than the target). Leave it out, or give a `ci_target_pp`.")
+    _check_compare(seeds, cfg, ci_target_pp, max_seeds)
     if ci_target_pp is not None:
-        max_seeds = 30 if max_seeds is None else max_seeds
-        _check_seeds(max_seeds, "max_seeds")
-        if isinstance(ci_target_pp, bool) or not isinstance(ci_target_pp, (int, float)) or not ci_target_pp > 0 \
-                or max_seeds < 3:
-            raise ConfigError(f"Invalid CI target: expected `ci_target_pp` > 0 and `max_seeds` >= 3. Received "
-                              f"ci_target_pp={ci_target_pp!r}, max_seeds={max_seeds!r}.")
         kw = dict(cfg=cfg, backends=backends, bn=bn, modes=modes, ablate=ablate, workers=workers, isolate=isolate,
                   data_dir=data_dir, progress=progress, command=command, executor=executor, address=address,
                   variants=variants)
-        n = min(max(seeds, 3), max_seeds)
-        while True:
-            s = compare(spec, out, seeds=n, plots=False, **kw)
-            widest = max((stats.ci_half_width(p["test_acc"]) for p in s.paired if p["test_acc"]["ci_low"] is not None),
-                         default=float("inf"))
-            if widest <= ci_target_pp or n >= max_seeds:
-                break
-            n = min(max_seeds, n + max(1, workers))  # one round of seeds per worker
-        reason = (f"every paired 95% CI is within +-{ci_target_pp:g} pp (widest +-{widest:.3f})"
-                  if widest <= ci_target_pp else
-                  f"the maximum of {max_seeds} seeds was reached (widest CI +-{widest:.3f} pp)")
-        s = compare(spec, out, seeds=n, plots=plots, **kw)  # the report, with its figures
-        s.sequential = {"target_pp": ci_target_pp, "max_seeds": max_seeds, "seeds": n, "stopped": reason,
-                        "rule": SEQUENTIAL_RULE}
-        atomic_write_text(Path(out) / "results.json", s.to_json())
-        atomic_write_text(Path(out) / "report.md", documents.compare_markdown(s))
-        return s
+        return _to_ci_target(spec, out, seeds, ci_target_pp, 30 if max_seeds is None else max_seeds, plots, kw)
 
     named = isinstance(spec, str)
     spec, out, cfg = zoo.resolve(spec), Path(out), cfg or TrainConfig()

@@ -59,9 +59,12 @@ def runs_csv(jobs, results) -> str:
 
 
 def _plt():
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "ipykernel" not in sys.modules:  # a notebook keeps its inline backend for the user's own figures
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
