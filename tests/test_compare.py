@@ -3,8 +3,6 @@ import csv
 import io
 import json
 import os
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -118,27 +116,6 @@ def test_sweep_skips_finished_runs_and_isolates_failures(mnist_path, tmp_path, m
     assert calls == [("hidden=64", "keras", 0)]
     rows = list(csv.DictReader(io.StringIO((tmp_path / "sweep.csv").read_text())))
     assert len(rows) == 3 + 1  # three finished runs x 1 epoch, one failed row
-
-
-#: the study scripts (mlflow_callback.py is not a study: tests/test_callbacks.py runs it)
-EXAMPLES = sorted(p for p in (Path(__file__).parents[1] / "examples").glob("*.py")
-                  if not p.name.startswith("_") and p.stem != "mlflow_callback")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.stem)
-def test_example_smoke(script, mnist_path, tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "argv", [str(script), "--smoke", "--out", str(tmp_path),
-                                      "--data-dir", str(mnist_path)])
-    monkeypatch.syspath_prepend(str(script.parent))
-    with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(script), run_name="__main__")
-    assert e.value.code == 0
-    written = list(tmp_path.glob("*/report.md")) + list(tmp_path.glob("*/sweep.md"))
-    assert written, "the example wrote no report"
-    for table in tmp_path.glob("*/sweep.json"):
-        rows = json.loads(table.read_text())["rows"]
-        assert rows and not any(r["errors"] for r in rows)
 
 
 def test_seeds_start_at_the_configs_seed_and_zero_seeds_is_refused(mnist_path, tmp_path):
