@@ -1,6 +1,9 @@
+import contextlib
+import http.server
 import ipaddress
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,24 @@ def mnist(mnist_path):
     from mnistcnn import data
 
     return data.load("mnist", mnist_path, download=False)
+
+
+@contextlib.contextmanager
+def http_on_loopback(directory):
+    """An HTTP server on 127.0.0.1 serving ``directory`` (a mirror standing in for the
+    real ones); yields its base URL."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(directory), **k)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -1,11 +1,10 @@
 """The MNIST loader: genuine files, every corruption, and downloading over loopback."""
 import gzip
 import hashlib
-import http.server
-import threading
 
 import numpy as np
 import pytest
+from conftest import http_on_loopback
 
 from mnistcnn import data
 from mnistcnn.errors import DataError
@@ -225,20 +224,8 @@ def server(tmp_path):
     """An HTTP server on loopback serving tmp_path/www: good/ and bad/ mirrors."""
     www = tmp_path / "www"
     www.mkdir()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **k):
-            super().__init__(*a, directory=str(www), **k)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield www, f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    with http_on_loopback(www) as url:
+        yield www, url
 
 
 def test_download_tries_mirrors_verifies_md5_and_writes_atomically(tiny, server, tmp_path, monkeypatch):

@@ -3,15 +3,13 @@ empty HOME, no ../shared and no MNISTCNN_DATA_DIR, MNIST coming from a mirror ov
 HTTP (a server on the loopback stands in for it). The main job downloads the data into
 the user's cache and says so, writes only untracked files, and the test command then finds
 the data there."""
-import http.server
 import os
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
-from conftest import REPO
+from conftest import REPO, http_on_loopback
 
 from mnistcnn import data
 
@@ -21,19 +19,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def mirror(mnist_path):
     """The genuine MNIST files served over HTTP on the loopback."""
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **k):
-            super().__init__(*a, directory=str(mnist_path), **k)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    with http_on_loopback(mnist_path) as url:
+        yield url
 
 
 def _git(*args, cwd) -> str:
