@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 
 # into runs/ (untracked): the committed example report stays in reports/seed000-cnn/
 main: setup
-	$(VENV)/bin/mnistcnn compare seed000-cnn --seeds 3 --epochs 2 --out runs/seed000-cnn
+	$(VENV)/bin/mnistcnn compare seed000-cnn --seeds 3 --epochs 2 --workers 2 --out runs/seed000-cnn
 
 summary: setup
 	$(VENV)/bin/mnistcnn summary seed000-cnn --backend both
